@@ -1,0 +1,83 @@
+//! Writing a blob: hash and count while writing to a temp file, then rename it to
+//! its digest. Nothing half-written is ever visible under `blobs/`.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tempfile::NamedTempFile;
+
+use super::atomic::sync_dir;
+use super::{io_err, CacheError};
+
+/// A blob's identity: what OCI descriptors carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Descriptor {
+    /// `sha256:<hex>`.
+    pub digest: String,
+    /// Bytes.
+    pub size: u64,
+}
+
+/// An `io::Write` into the blob store.
+pub struct BlobWriter {
+    file: io::BufWriter<NamedTempFile>,
+    hasher: Sha256,
+    size: u64,
+    blobs_dir: PathBuf,
+}
+
+impl BlobWriter {
+    pub(crate) fn new(tmp_dir: &Path, blobs_dir: &Path) -> Result<Self, CacheError> {
+        let file = tempfile::Builder::new()
+            .prefix("blob-")
+            .tempfile_in(tmp_dir)
+            .map_err(io_err("creating a temp file in", tmp_dir))?;
+        Ok(BlobWriter {
+            file: io::BufWriter::with_capacity(1 << 20, file),
+            hasher: Sha256::new(),
+            size: 0,
+            blobs_dir: blobs_dir.to_path_buf(),
+        })
+    }
+
+    /// Syncs and renames the blob to `blobs/sha256/<hex>`, returning its descriptor.
+    pub fn finish(self) -> Result<Descriptor, CacheError> {
+        let hex = hex::encode(self.hasher.finalize());
+        let file = self.file.into_inner().map_err(|e| CacheError::Io {
+            action: "writing",
+            path: PathBuf::from("blob temp file"),
+            source: e.into_error(),
+        })?;
+        let target = self.blobs_dir.join(&hex);
+        if !target.exists() {
+            file.as_file()
+                .sync_all()
+                .map_err(io_err("syncing", file.path()))?;
+            file.persist(&target).map_err(|e| CacheError::Io {
+                action: "renaming into",
+                path: target.clone(),
+                source: e.error,
+            })?;
+            sync_dir(&self.blobs_dir);
+        }
+        Ok(Descriptor {
+            digest: format!("sha256:{hex}"),
+            size: self.size,
+        })
+    }
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}

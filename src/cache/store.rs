@@ -1,0 +1,321 @@
+//! The cache folder's layout and the reads and writes on it.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::atomic::write_atomic;
+use super::blob::{BlobWriter, Descriptor};
+use super::{io_err, CacheError};
+
+/// What a step produced, stored under its key, and as the step's last record.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ActionRecord {
+    /// The step id it was produced for (the same key may serve several steps).
+    pub step: String,
+    /// The key's inputs as JSON, so a later miss can say what changed.
+    pub inputs: serde_json::Value,
+    /// The key (blake3 of the canonical inputs).
+    pub key: String,
+    /// The step's outputs (typed per step kind).
+    pub outputs: serde_json::Value,
+    /// Blobs the outputs name; the entry is only valid while they are all present.
+    #[serde(default)]
+    pub blobs: Vec<String>,
+}
+
+/// An open cache folder.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) a cache folder.
+    pub fn open(root: &Path) -> Result<Store, CacheError> {
+        for sub in ["blobs/sha256", "actions", "steps", "tmp", "state", "logs"] {
+            let dir = root.join(sub);
+            std::fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
+        }
+        Ok(Store {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// Opens a cache folder for reading only: nothing is created (for `plan`).
+    pub fn open_read_only(root: &Path) -> Store {
+        Store {
+            root: root.to_path_buf(),
+        }
+    }
+
+    /// The cache folder.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Takes the cache's exclusive lock, waiting for another imgraph to finish.
+    pub fn lock(&self) -> Result<File, CacheError> {
+        let path = self.root.join("lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err("opening", &path))?;
+        file.lock()
+            .map_err(|source| CacheError::Lock { path, source })?;
+        Ok(file)
+    }
+
+    /// A writer that lands in `blobs/sha256/` when finished.
+    pub fn blob_writer(&self) -> Result<BlobWriter, CacheError> {
+        BlobWriter::new(&self.root.join("tmp"), &self.root.join("blobs/sha256"))
+    }
+
+    /// Stores a small blob (JSON documents).
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<Descriptor, CacheError> {
+        let mut w = self.blob_writer()?;
+        io::Write::write_all(&mut w, bytes).map_err(io_err("writing", self.root.join("tmp")))?;
+        w.finish()
+    }
+
+    /// Where a blob lives.
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        self.root
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    }
+
+    /// Whether a blob is present (not verified).
+    pub fn has_blob(&self, digest: &str) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    /// Reads a whole (small) blob, checking its digest.
+    pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>, CacheError> {
+        let path = self.blob_path(digest);
+        let bytes = std::fs::read(&path).map_err(|e| missing_or_io(e, digest, &path))?;
+        let found = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+        self.check(digest, found, &path)?;
+        Ok(bytes)
+    }
+
+    /// Streams a blob through sha256 to check it, without holding it in memory.
+    pub fn verify_blob(&self, digest: &str) -> Result<u64, CacheError> {
+        let path = self.blob_path(digest);
+        let mut file = File::open(&path).map_err(|e| missing_or_io(e, digest, &path))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut size = 0u64;
+        loop {
+            let n = file.read(&mut buf).map_err(io_err("reading", &path))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            size += n as u64;
+        }
+        self.check(
+            digest,
+            format!("sha256:{}", hex::encode(hasher.finalize())),
+            &path,
+        )?;
+        Ok(size)
+    }
+
+    /// Copies a blob to `dest` (atomically), checking its digest on the way:
+    /// a corrupt cache blob is never exported.
+    pub fn copy_blob_to(&self, digest: &str, dest: &Path) -> Result<u64, CacheError> {
+        let path = self.blob_path(digest);
+        let mut file = File::open(&path).map_err(|e| missing_or_io(e, digest, &path))?;
+        let dir = dest.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(dir)
+            .map_err(io_err("creating a temp file in", dir))?;
+        let mut hasher = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut size = 0u64;
+        loop {
+            let n = file.read(&mut buf).map_err(io_err("reading", &path))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            io::Write::write_all(&mut tmp, &buf[..n]).map_err(io_err("writing", dest))?;
+            size += n as u64;
+        }
+        self.check(
+            digest,
+            format!("sha256:{}", hex::encode(hasher.finalize())),
+            &path,
+        )?;
+        tmp.persist(dest).map_err(|e| CacheError::Io {
+            action: "renaming into",
+            path: dest.to_path_buf(),
+            source: e.error,
+        })?;
+        Ok(size)
+    }
+
+    fn check(&self, expected: &str, found: String, path: &Path) -> Result<(), CacheError> {
+        if found == expected {
+            return Ok(());
+        }
+        let _ = std::fs::remove_file(path);
+        Err(CacheError::DigestMismatch {
+            expected: expected.to_string(),
+            found,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Looks up an action entry; one whose blobs are gone counts as absent.
+    pub fn action(&self, key: &str) -> Result<Option<ActionRecord>, CacheError> {
+        let record: Option<ActionRecord> = self.read_json(&self.action_path(key))?;
+        Ok(record.filter(|r| r.blobs.iter().all(|b| self.has_blob(b))))
+    }
+
+    /// Records an action entry. Call only after its blobs are finished.
+    pub fn put_action(&self, record: &ActionRecord) -> Result<(), CacheError> {
+        self.write_json(&self.action_path(&record.key), record)?;
+        self.write_json(&self.step_path(&record.step), record)
+    }
+
+    /// Records `record` as its step's latest, without touching the action cache
+    /// (a fresh step whose key was built before under other inputs).
+    pub fn put_last(&self, record: &ActionRecord) -> Result<(), CacheError> {
+        self.write_json(&self.step_path(&record.step), record)
+    }
+
+    /// Whether a state file exists.
+    pub fn has_state(&self, name: &str) -> bool {
+        self.root.join("state").join(name).is_file()
+    }
+
+    /// The last record written for a step id, whatever its key: what "changed" is measured against.
+    pub fn last_record(&self, step: &str) -> Result<Option<ActionRecord>, CacheError> {
+        self.read_json(&self.step_path(step))
+    }
+
+    /// Reads a JSON file under `state/`.
+    pub fn state<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, CacheError> {
+        self.read_json(&self.root.join("state").join(name))
+    }
+
+    /// Writes a JSON file under `state/`.
+    pub fn put_state<T: Serialize>(&self, name: &str, value: &T) -> Result<(), CacheError> {
+        self.write_json(&self.root.join("state").join(name), value)
+    }
+
+    /// A file for step logs.
+    pub fn log_path(&self, step: &str) -> PathBuf {
+        self.root
+            .join("logs")
+            .join(format!("{}.log", step.replace(['/', ':', '@'], "_")))
+    }
+
+    /// A scratch folder inside the cache (same filesystem as the blobs).
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    fn action_path(&self, key: &str) -> PathBuf {
+        self.root
+            .join("actions")
+            .join(&key[..2.min(key.len())])
+            .join(format!("{key}.json"))
+    }
+
+    fn step_path(&self, step: &str) -> PathBuf {
+        let name = blake3::hash(step.as_bytes()).to_hex();
+        self.root
+            .join("steps")
+            .join(format!("{}.json", &name[..32]))
+    }
+
+    fn read_json<T: DeserializeOwned>(&self, path: &Path) -> Result<Option<T>, CacheError> {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| CacheError::Corrupt {
+                        path: path.to_path_buf(),
+                        message: e.to_string(),
+                    })
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io_err("reading", path)(e)),
+        }
+    }
+
+    fn write_json<T: Serialize>(&self, path: &Path, value: &T) -> Result<(), CacheError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| CacheError::Corrupt {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        write_atomic(path, &bytes)
+    }
+}
+
+fn missing_or_io(e: io::Error, digest: &str, path: &Path) -> CacheError {
+    if e.kind() == io::ErrorKind::NotFound {
+        CacheError::Missing {
+            digest: digest.to_string(),
+            path: path.to_path_buf(),
+        }
+    } else {
+        io_err("reading", path)(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_are_named_by_digest_and_checked_on_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let desc = store.put_bytes(b"hello").unwrap();
+        assert_eq!(
+            desc.digest,
+            "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert_eq!(store.read_blob(&desc.digest).unwrap(), b"hello");
+        std::fs::write(store.blob_path(&desc.digest), b"jello").unwrap();
+        let err = store.read_blob(&desc.digest).unwrap_err();
+        assert!(matches!(err, CacheError::DigestMismatch { .. }), "{err}");
+        assert!(!store.has_blob(&desc.digest), "a corrupt blob is dropped");
+        assert_eq!(
+            std::fs::read_dir(store.tmp_dir()).unwrap().count(),
+            0,
+            "no temp files left"
+        );
+    }
+
+    #[test]
+    fn an_action_whose_blob_is_gone_is_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let desc = store.put_bytes(b"x").unwrap();
+        let record = ActionRecord {
+            step: "config:a:b/amd64".into(),
+            inputs: serde_json::json!({}),
+            key: "ab12".into(),
+            outputs: serde_json::json!({}),
+            blobs: vec![desc.digest.clone()],
+        };
+        store.put_action(&record).unwrap();
+        assert_eq!(store.action("ab12").unwrap(), Some(record.clone()));
+        std::fs::remove_file(store.blob_path(&desc.digest)).unwrap();
+        assert_eq!(store.action("ab12").unwrap(), None);
+        assert_eq!(store.last_record("config:a:b/amd64").unwrap(), Some(record));
+    }
+}

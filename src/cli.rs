@@ -1,0 +1,186 @@
+//! Command-line arguments (clap derive). Parsing only: the work is in `commands`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Build reproducible multi-arch OCI base images from images.toml, doing only the work that changed.
+#[derive(Debug, Parser)]
+#[command(
+    name = "imgraph",
+    version,
+    about,
+    propagate_version = true,
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    /// The manifest.
+    #[arg(
+        short = 'f',
+        long = "file",
+        global = true,
+        default_value = "images.toml",
+        value_name = "PATH"
+    )]
+    pub file: PathBuf,
+    /// Cache folder (default: `cache` beside images.toml, or `settings.cache`).
+    #[arg(long, global = true, env = "IMGRAPH_CACHE", value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Print nothing but errors (and --json output).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// Say more: stream command output, print keys.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// Colour: auto, always or never (NO_COLOR is honoured).
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// `--color`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ColorChoice {
+    /// Colour on a terminal, unless NO_COLOR is set.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show every step, fresh or dirty, and why. Runs nothing, writes nothing.
+    #[command(
+        after_help = "Examples:\n  imgraph plan\n  imgraph plan --json minideb:bookworm\n  imgraph plan --changed"
+    )]
+    Plan(PlanArgs),
+    /// Run the dirty steps and write out/; with --push, push to the registries.
+    #[command(
+        after_help = "Examples:\n  imgraph build\n  imgraph build --changed --push\n  imgraph build -j 4 hello:one/arm64v8"
+    )]
+    Build(BuildArgs),
+    /// Check that builds are reproducible, or that pushed images are what was built.
+    #[command(
+        after_help = "Examples:\n  imgraph verify --reproducible\n  imgraph verify --pushed minideb:bookworm"
+    )]
+    Verify(VerifyArgs),
+    /// Print the step graph.
+    #[command(
+        after_help = "Examples:\n  imgraph graph | dot -Tsvg > graph.svg\n  imgraph graph --format json"
+    )]
+    Graph(GraphArgs),
+    /// Write one image as an OCI layout or a `docker load` tarball.
+    #[command(
+        after_help = "Examples:\n  imgraph export hello:one --format oci -o /tmp/hello-oci\n  imgraph export hello:one/amd64 --format docker-archive -o hello.tar"
+    )]
+    Export(ExportArgs),
+}
+
+/// Selection shared by most commands.
+#[derive(Debug, Args, Clone, Default)]
+pub struct Selection {
+    /// IMAGE[:DIST[/ARCH]], e.g. minideb, minideb:bookworm, minideb:bookworm/arm64v8 (default: everything).
+    #[arg(value_name = "SELECTOR")]
+    pub selectors: Vec<String>,
+}
+
+/// `plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// One JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// List only dirty steps.
+    #[arg(long)]
+    pub changed: bool,
+    /// Accept uncommitted inputs with created = "git".
+    #[arg(long)]
+    pub allow_dirty: bool,
+    #[command(flatten)]
+    pub selection: Selection,
+}
+
+/// `build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// One JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Export, tag and push only images whose digest differs from the last successful build (or push).
+    #[arg(long)]
+    pub changed: bool,
+    /// Push to the registries after building.
+    #[arg(long)]
+    pub push: bool,
+    /// Steps run at once (default: the number of cores).
+    #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+    /// Accept uncommitted inputs with created = "git".
+    #[arg(long)]
+    pub allow_dirty: bool,
+    #[command(flatten)]
+    pub selection: Selection,
+}
+
+/// `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Rebuild in a scratch cache and compare every digest.
+    #[arg(long)]
+    pub reproducible: bool,
+    /// Fetch each pushed index by digest and check its platforms and binaries.
+    #[arg(long)]
+    pub pushed: bool,
+    /// Accept uncommitted inputs with created = "git".
+    #[arg(long)]
+    pub allow_dirty: bool,
+    #[command(flatten)]
+    pub selection: Selection,
+}
+
+/// `graph`.
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = GraphFormat::Dot)]
+    pub format: GraphFormat,
+    #[command(flatten)]
+    pub selection: Selection,
+}
+
+/// `graph --format`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GraphFormat {
+    /// Graphviz.
+    Dot,
+    /// `{"steps":[...]}`.
+    Json,
+}
+
+/// `export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// IMAGE:DIST (an index, for oci) or IMAGE:DIST/ARCH (one platform).
+    #[arg(value_name = "SELECTOR")]
+    pub selector: String,
+    /// Output format.
+    #[arg(long, value_enum)]
+    pub format: ExportFormat,
+    /// Where to write: a folder for oci, a file for docker-archive.
+    #[arg(short = 'o', long = "output", value_name = "PATH")]
+    pub output: PathBuf,
+}
+
+/// `export --format`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// An OCI image layout folder.
+    Oci,
+    /// The tarball `docker load` and `podman load` take.
+    DockerArchive,
+}

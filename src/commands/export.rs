@@ -1,0 +1,120 @@
+//! `imgraph export`: one image as a portable OCI layout or a `docker load` tarball.
+
+use oci_spec::image::MediaType;
+
+use crate::cache::Store;
+use crate::cli::{ExportArgs, ExportFormat};
+use crate::error::Error;
+use crate::exec::{Progress, StepOutput};
+use crate::oci::docker_archive::{self, ArchiveImage};
+use crate::oci::layout::export_portable;
+
+use super::{build, default_jobs, BuildOptions, Globals, Project};
+
+pub(super) fn run(project: &Project, args: &ExportArgs, globals: &Globals) -> Result<(), Error> {
+    let sel = &project.selectors[0];
+    let m = &project.manifest;
+    let Some(dist_name) = &sel.dist else {
+        return Err(Error::Usage(format!(
+            "export needs IMAGE:DIST or IMAGE:DIST/ARCH, not just {:?}: which dist?",
+            sel.image
+        )));
+    };
+    let dist = m
+        .dists
+        .iter()
+        .find(|d| d.image == sel.image && &d.dist == dist_name)
+        .expect("selector was checked against the manifest");
+    let arch = match (&sel.arch, args.format) {
+        (Some(a), _) => Some(a.clone()),
+        (None, ExportFormat::DockerArchive) if dist.arches.len() == 1 => {
+            Some(dist.arches[0].name.to_string())
+        }
+        (None, ExportFormat::DockerArchive) => {
+            return Err(Error::Usage(format!(
+                "a docker archive holds one platform: name it, e.g. {}:{}/{}",
+                dist.image, dist.dist, dist.arches[0].name
+            )))
+        }
+        (None, ExportFormat::Oci) => None,
+    };
+    let store = Store::open(&project.cache_dir)?;
+    let progress = Progress::new(globals.quiet, globals.verbose, globals.color);
+    let opts = BuildOptions {
+        jobs: default_jobs(),
+        push: false,
+        changed_only: false,
+        export: false,
+    };
+    let report = build(m, &project.selectors, &store, &opts, &progress)?;
+    let label = |a: &str| format!("{}/{a}", dist.label());
+    match (args.format, arch) {
+        (ExportFormat::Oci, None) => {
+            let index = report
+                .output(&format!("index:{}", dist.label()))
+                .and_then(StepOutput::blob)
+                .cloned()
+                .expect("index built");
+            let platforms: Vec<_> = dist
+                .arches
+                .iter()
+                .filter_map(|a| report.platform_blobs(m, &label(a.name)))
+                .collect();
+            let blobs: Vec<_> = platforms
+                .iter()
+                .flat_map(|p| [&p.layer, &p.config, &p.manifest])
+                .collect();
+            export_portable(
+                &store,
+                &args.output,
+                (&MediaType::ImageIndex, &index, None),
+                &blobs,
+                &dist.tags,
+            )?;
+        }
+        (ExportFormat::Oci, Some(a)) => {
+            let p = report
+                .platform_blobs(m, &label(&a))
+                .expect("platform built");
+            export_portable(
+                &store,
+                &args.output,
+                (&MediaType::ImageManifest, &p.manifest, Some(p.arch)),
+                &[&p.layer, &p.config],
+                &dist.tags,
+            )?;
+        }
+        (ExportFormat::DockerArchive, Some(a)) => {
+            let Some(StepOutput::Layer(layer)) = report.output(&format!("layer:{}", label(&a)))
+            else {
+                unreachable!("layer built")
+            };
+            let config = report
+                .output(&format!("config:{}", label(&a)))
+                .and_then(StepOutput::blob)
+                .expect("config built");
+            let repo_tags: Vec<String> = dist
+                .tags
+                .iter()
+                .map(|t| format!("{}:{t}", dist.image))
+                .collect();
+            docker_archive::write(
+                &store,
+                &ArchiveImage {
+                    config,
+                    layer: &layer.blob,
+                    compression: m.settings.compression,
+                    diff_id: &layer.diff_id,
+                    uncompressed_size: layer.uncompressed_size,
+                    repo_tags: &repo_tags,
+                },
+                &args.output,
+            )?;
+        }
+        (ExportFormat::DockerArchive, None) => unreachable!("arch resolved above"),
+    }
+    if !globals.quiet {
+        eprintln!("exported {} to {}", sel, args.output.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,99 @@
+//! One module per subcommand; they share loading the manifest and the cache.
+
+mod build;
+mod export;
+mod graph;
+mod plan;
+mod verify;
+
+use std::path::PathBuf;
+
+use crate::cli::{Cli, ColorChoice, Command};
+use crate::error::Error;
+use crate::manifest::{self, LoadOptions, Manifest, Selector};
+
+pub(crate) use build::{build, BuildOptions};
+
+/// What every command starts from.
+pub(crate) struct Project {
+    pub(crate) manifest: Manifest,
+    pub(crate) selectors: Vec<Selector>,
+    pub(crate) cache_dir: PathBuf,
+}
+
+pub(crate) struct Globals {
+    pub(crate) quiet: bool,
+    pub(crate) verbose: bool,
+    pub(crate) color: bool,
+}
+
+impl Project {
+    fn load(cli: &Cli, selectors: &[String], allow_dirty: bool) -> Result<Project, Error> {
+        let manifest = manifest::load(&cli.file, &LoadOptions { allow_dirty })?;
+        let selectors = selectors
+            .iter()
+            .map(|s| {
+                let sel = Selector::parse(s)?;
+                sel.check(&manifest)?;
+                Ok(sel)
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let cache_dir = match &cli.cache {
+            Some(dir) => std::path::absolute(dir).unwrap_or_else(|_| dir.clone()),
+            None => manifest.settings.cache.clone(),
+        };
+        Ok(Project {
+            manifest,
+            selectors,
+            cache_dir,
+        })
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<(), Error> {
+    let color = match cli.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::io::IsTerminal::is_terminal(&std::io::stdout())
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
+    };
+    let globals = Globals {
+        quiet: cli.quiet,
+        verbose: cli.verbose,
+        color,
+    };
+    match &cli.command {
+        Command::Plan(args) => plan::run(
+            &Project::load(&cli, &args.selection.selectors, args.allow_dirty)?,
+            args,
+            &globals,
+        ),
+        Command::Build(args) => build::run(
+            &Project::load(&cli, &args.selection.selectors, args.allow_dirty)?,
+            args,
+            &globals,
+        ),
+        Command::Verify(args) => verify::run(
+            &Project::load(&cli, &args.selection.selectors, args.allow_dirty)?,
+            args,
+            &globals,
+        ),
+        Command::Graph(args) => graph::run(
+            &Project::load(&cli, &args.selection.selectors, false)?,
+            args,
+        ),
+        Command::Export(args) => export::run(
+            &Project::load(&cli, std::slice::from_ref(&args.selector), false)?,
+            args,
+            &globals,
+        ),
+    }
+}
+
+/// Default parallelism: the machine's cores.
+pub(crate) fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}

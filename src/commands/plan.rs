@@ -1,0 +1,98 @@
+//! `imgraph plan`: every step with fresh/dirty and why. Writes nothing.
+
+use serde_json::json;
+
+use crate::cache::Store;
+use crate::cli::PlanArgs;
+use crate::error::Error;
+use crate::exec::{Ctx, Mode, Progress, Status};
+use crate::graph::Graph;
+
+use super::{default_jobs, Globals, Project};
+
+pub(super) fn run(project: &Project, args: &PlanArgs, globals: &Globals) -> Result<(), Error> {
+    let graph = Graph::build(&project.manifest, &project.selectors);
+    let store = Store::open_read_only(&project.cache_dir);
+    let progress = Progress::quiet();
+    let ctx = Ctx::new(&project.manifest, &graph, &store, Mode::Plan, 1, &progress);
+    let result = ctx.run(default_jobs());
+    if !result.failures.is_empty() {
+        return Err(Error::Steps(result.failures));
+    }
+    let mut steps = Vec::new();
+    let (mut fresh, mut dirty) = (0, 0);
+    for node in graph.order() {
+        let step = graph.step(node);
+        let Some(outcome) = &result.outcomes[node.index()] else {
+            continue;
+        };
+        let status = if outcome.status == Status::Fresh {
+            "fresh"
+        } else {
+            "dirty"
+        };
+        if status == "fresh" {
+            fresh += 1;
+        } else {
+            dirty += 1;
+        }
+        if args.changed && status == "fresh" {
+            continue;
+        }
+        let reason = outcome.reason.as_ref().map(ToString::to_string);
+        if !args.json && !globals.quiet || args.json {
+            steps.push(json!({
+                "id": step.id,
+                "kind": step.kind,
+                "image": step.image,
+                "dist": step.dist,
+                "arch": step.arch.map(|a| a.name),
+                "registry": step.registry,
+                "key": outcome.key,
+                "status": status,
+                "reason": reason,
+                "deps": graph.deps(node).into_iter().map(|d| graph.step(d).id.clone()).collect::<Vec<_>>(),
+            }));
+        }
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "steps": steps })).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    if globals.quiet {
+        return Ok(());
+    }
+    let width = steps
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    for s in &steps {
+        let status = s["status"].as_str().unwrap_or("");
+        let shown = if globals.color {
+            if status == "fresh" {
+                "\x1b[32mfresh\x1b[0m"
+            } else {
+                "\x1b[33mdirty\x1b[0m"
+            }
+        } else {
+            status
+        };
+        let id = s["id"].as_str().unwrap_or("");
+        match s["reason"].as_str() {
+            Some(reason) => println!("{shown}  {id:<width$}  {reason}"),
+            None => println!("{shown}  {id}"),
+        }
+        if globals.verbose {
+            if let Some(key) = s["key"].as_str() {
+                println!("       key {key}");
+            }
+        }
+    }
+    println!("{} steps: {dirty} dirty, {fresh} fresh", fresh + dirty);
+    Ok(())
+}

@@ -1,0 +1,175 @@
+//! `imgraph verify`: `--reproducible` rebuilds in a scratch cache and compares
+//! every digest; `--pushed` reads pushed indexes back by digest.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+
+use crate::cache::Store;
+use crate::cli::VerifyArgs;
+use crate::error::Error;
+use crate::exec::{Progress, StepOutput};
+use crate::graph::StepKind;
+use crate::manifest::Compression;
+
+use super::{build, default_jobs, BuildOptions, Globals, Project};
+
+pub(super) fn run(project: &Project, args: &VerifyArgs, globals: &Globals) -> Result<(), Error> {
+    if !args.reproducible && !args.pushed {
+        return Err(Error::Usage(
+            "verify needs --reproducible, --pushed or both".into(),
+        ));
+    }
+    if args.reproducible {
+        reproducible(project, globals)?;
+    }
+    if args.pushed {
+        crate::publish::verify_pushed(project, globals)?;
+    }
+    Ok(())
+}
+
+fn reproducible(project: &Project, globals: &Globals) -> Result<(), Error> {
+    let progress = Progress::new(globals.quiet, globals.verbose, globals.color);
+    let store = Store::open(&project.cache_dir)?;
+    let opts = BuildOptions {
+        jobs: default_jobs(),
+        push: false,
+        changed_only: false,
+        export: false,
+    };
+    let first = build(
+        &project.manifest,
+        &project.selectors,
+        &store,
+        &opts,
+        &progress,
+    )?;
+    let scratch_dir = tempfile::Builder::new()
+        .prefix("imgraph-verify-")
+        .tempdir()
+        .map_err(|source| Error::Io {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+    let scratch = Store::open(scratch_dir.path())?;
+    progress.println("rebuilding in a scratch cache...");
+    let second = build(
+        &project.manifest,
+        &project.selectors,
+        &scratch,
+        &BuildOptions { jobs: 1, ..opts },
+        &progress,
+    )?;
+
+    let mut differences = Vec::new();
+    let mut compared = 0;
+    for node in first.graph.order() {
+        let step = first.graph.step(node);
+        if !matches!(
+            step.kind,
+            StepKind::Layer | StepKind::Config | StepKind::Manifest | StepKind::Index
+        ) {
+            continue;
+        }
+        let (Some(a), Some(b)) = (first.output(&step.id), second.output(&step.id)) else {
+            continue;
+        };
+        compared += 1;
+        if a.digest() == b.digest() {
+            continue;
+        }
+        let mut line = format!("{}: {} != {}", step.id, a.digest(), b.digest());
+        if let (StepOutput::Layer(la), StepOutput::Layer(lb)) = (a, b) {
+            let files = layer_differences(
+                &store,
+                &la.blob.digest,
+                &scratch,
+                &lb.blob.digest,
+                project.manifest.settings.compression,
+            );
+            line.push_str(&format!("\n    differing files: {}", files.join(", ")));
+        }
+        differences.push(line);
+    }
+    if !differences.is_empty() {
+        return Err(Error::Verify(format!(
+            "not reproducible: {} of {compared} digests differ between two clean builds:\n  {}",
+            differences.len(),
+            differences.join("\n  ")
+        )));
+    }
+    if !globals.quiet {
+        eprintln!("reproducible: {compared} digests identical across two clean builds");
+        for node in first.graph.order() {
+            let step = first.graph.step(node);
+            if step.kind == StepKind::Index {
+                if let Some(out) = first.output(&step.id) {
+                    eprintln!("  {} {}", step.id, out.digest());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Entry-by-entry comparison of two layers: header fields and content hashes.
+fn layer_differences(
+    a: &Store,
+    da: &str,
+    b: &Store,
+    db: &str,
+    compression: Compression,
+) -> Vec<String> {
+    let (Ok(ea), Ok(eb)) = (entries(a, da, compression), entries(b, db, compression)) else {
+        return vec!["(a layer could not be read back)".into()];
+    };
+    let mut out: Vec<String> = ea
+        .iter()
+        .filter(|(path, v)| eb.get(*path) != Some(*v))
+        .map(|(p, _)| p.clone())
+        .chain(eb.keys().filter(|p| !ea.contains_key(*p)).cloned())
+        .collect();
+    if out.is_empty() {
+        out.push("(same entries; the difference is in ordering or compression)".into());
+    }
+    out.truncate(20);
+    out
+}
+
+fn entries(
+    store: &Store,
+    digest: &str,
+    compression: Compression,
+) -> std::io::Result<BTreeMap<String, String>> {
+    let file = std::fs::File::open(store.blob_path(digest))?;
+    let reader: Box<dyn Read> = match compression {
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
+            file,
+        ))),
+        Compression::Zstd => Box::new(zstd::Decoder::new(file)?),
+    };
+    let mut archive = tar::Archive::new(reader);
+    let mut map = BTreeMap::new();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let path = entry.path()?.display().to_string();
+        let h = entry.header();
+        let meta = format!(
+            "{:?} {:o} {}:{} {} {:?}",
+            h.entry_type(),
+            h.mode().unwrap_or(0),
+            h.uid().unwrap_or(0),
+            h.gid().unwrap_or(0),
+            h.mtime().unwrap_or(0),
+            entry
+                .link_name()
+                .ok()
+                .flatten()
+                .map(|p| p.display().to_string())
+        );
+        let mut hasher = blake3::Hasher::new();
+        std::io::copy(&mut entry, &mut hasher)?;
+        map.insert(path, format!("{meta} {}", hasher.finalize().to_hex()));
+    }
+    Ok(map)
+}

@@ -1,0 +1,375 @@
+//! Running the graph: for each step compute its inputs and key, look the key up,
+//! and (when building) execute the dirty ones, in parallel where the graph allows.
+
+mod outputs;
+pub mod progress;
+pub mod scheduler;
+mod steps;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use petgraph::graph::NodeIndex;
+use serde::Serialize;
+
+pub use outputs::{LayerOut, StepOutput};
+pub use progress::Progress;
+pub use steps::StepError;
+
+use crate::cache::{ActionRecord, Store};
+use crate::graph::{Graph, StepKind};
+use crate::key::{explain, DirtyReason, StepInputs};
+use crate::manifest::Manifest;
+use crate::rootfs::StatCache;
+use scheduler::Slot;
+
+/// Plan (look, write nothing) or build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Compute keys and reasons only.
+    Plan,
+    /// Execute dirty steps.
+    Build {
+        /// Run push steps too.
+        push: bool,
+        /// Push only where the registry's tags do not already point at the index.
+        changed: bool,
+    },
+}
+
+/// Where a step ended up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Its key was in the cache.
+    Fresh,
+    /// It must run (plan).
+    Dirty,
+    /// It ran.
+    Executed,
+    /// It was not run in this mode (push without `--push`).
+    Skipped,
+}
+
+/// The result of evaluating one step.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Fresh, dirty, executed or skipped.
+    pub status: Status,
+    /// The key, when it could be computed.
+    pub key: Option<String>,
+    /// Why it is (or was) dirty.
+    pub reason: Option<DirtyReason>,
+    /// Outputs, when known.
+    pub output: Option<StepOutput>,
+    /// Ran but produced the same output as last time: everything below stays fresh.
+    pub cut_off: bool,
+    /// Time spent executing.
+    pub elapsed: Duration,
+}
+
+/// Everything steps share during one run.
+pub struct Ctx<'a> {
+    /// The manifest.
+    pub manifest: &'a Manifest,
+    /// The selected graph.
+    pub graph: &'a Graph,
+    /// The cache.
+    pub store: &'a Store,
+    /// Plan or build.
+    pub mode: Mode,
+    /// Threads for CPU-heavy work inside a step (compression).
+    pub threads: usize,
+    /// Progress display.
+    pub progress: &'a Progress,
+    stat_caches: Mutex<HashMap<PathBuf, Arc<Mutex<StatCache>>>>,
+    key_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    trees: Mutex<HashMap<String, crate::rootfs::TreeFingerprint>>,
+}
+
+/// A failed step.
+#[derive(Debug)]
+pub struct StepFailure {
+    /// The step id.
+    pub step: String,
+    /// What went wrong.
+    pub error: StepError,
+}
+
+/// The outcome of every step of a run, by node.
+pub struct RunResult {
+    /// One per node.
+    pub outcomes: Vec<Option<Outcome>>,
+    /// Every failure.
+    pub failures: Vec<StepFailure>,
+}
+
+impl<'a> Ctx<'a> {
+    /// Prepares a run.
+    pub fn new(
+        manifest: &'a Manifest,
+        graph: &'a Graph,
+        store: &'a Store,
+        mode: Mode,
+        threads: usize,
+        progress: &'a Progress,
+    ) -> Self {
+        Ctx {
+            manifest,
+            graph,
+            store,
+            mode,
+            threads,
+            progress,
+            stat_caches: Mutex::default(),
+            key_locks: Mutex::default(),
+            trees: Mutex::default(),
+        }
+    }
+
+    /// Evaluates every step, `jobs` at a time. A failure stops new work, except
+    /// that a failed push leaves the other registries' pushes going (and `plan`
+    /// evaluates everything it can).
+    pub fn run(&self, jobs: usize) -> RunResult {
+        self.progress.begin(self.graph.len());
+        let keep_going = |node: NodeIndex| {
+            self.mode == Mode::Plan || self.graph.step(node).kind == StepKind::Push
+        };
+        let slots = scheduler::run(
+            self.graph,
+            jobs,
+            &keep_going,
+            |node, deps: &[Arc<Outcome>]| {
+                let step = self.graph.step(node);
+                self.progress.start(&step.id);
+                let result = self.evaluate(node, deps);
+                self.progress.finish(&step.id, result.as_ref().ok());
+                result
+            },
+        );
+        if let Mode::Build { .. } = self.mode {
+            self.save_stat_caches();
+        }
+        let mut failures = Vec::new();
+        let outcomes = slots
+            .into_iter()
+            .enumerate()
+            .map(|(i, slot)| match slot {
+                Slot::Done(o) => Some(Arc::unwrap_or_clone(o)),
+                Slot::Failed(error) => {
+                    failures.push(StepFailure {
+                        step: self.graph.step(NodeIndex::new(i)).id.clone(),
+                        error,
+                    });
+                    None
+                }
+                Slot::NotRun => None,
+            })
+            .collect();
+        self.progress.end();
+        RunResult { outcomes, failures }
+    }
+
+    fn evaluate(&self, node: NodeIndex, deps: &[Arc<Outcome>]) -> Result<Outcome, StepError> {
+        let step = self.graph.step(node);
+        let dep_nodes = self.graph.deps(node);
+        if let Some((i, _)) = deps.iter().enumerate().find(|(_, d)| d.output.is_none()) {
+            return Ok(Outcome {
+                status: Status::Dirty,
+                key: None,
+                reason: Some(DirtyReason::UpstreamDirty {
+                    step: self.graph.step(dep_nodes[i]).id.clone(),
+                }),
+                output: None,
+                cut_off: false,
+                elapsed: Duration::ZERO,
+            });
+        }
+        let dep_outputs: Vec<(&crate::graph::Step, &StepOutput)> = dep_nodes
+            .iter()
+            .zip(deps)
+            .filter_map(|(n, o)| o.output.as_ref().map(|out| (self.graph.step(*n), out)))
+            .collect();
+        let prepared = steps::prepare(self, step, &dep_outputs)?;
+        let key = prepared.inputs.key();
+        // Steps that share a key (one rootfs used by several arches) run once.
+        let key_lock = self.key_lock(&key);
+        let _held = key_lock.lock().unwrap_or_else(|p| p.into_inner());
+
+        let last = self.store.last_record(&step.id).ok().flatten();
+        // `build --push` always talks to the registries: the cache cannot know
+        // what happened to them since the last push.
+        let must_push =
+            step.kind == StepKind::Push && matches!(self.mode, Mode::Build { push: true, .. });
+        if let Some(record) = self
+            .store
+            .action(&key)
+            .ok()
+            .flatten()
+            .filter(|_| !must_push)
+        {
+            if let Ok(output) = serde_json::from_value::<StepOutput>(record.outputs.clone()) {
+                steps::check_cached(self, step, &output)?;
+                if let Mode::Build { .. } = self.mode {
+                    if last.as_ref().is_none_or(|l| l.key != key) {
+                        let mine = ActionRecord {
+                            step: step.id.clone(),
+                            ..record
+                        };
+                        self.store.put_last(&mine).map_err(StepError::Cache)?;
+                        self.remember_tree(step, true);
+                    } else {
+                        self.remember_tree(step, false);
+                    }
+                }
+                return Ok(Outcome {
+                    status: Status::Fresh,
+                    key: Some(key),
+                    reason: None,
+                    output: Some(output),
+                    cut_off: false,
+                    elapsed: Duration::ZERO,
+                });
+            }
+        }
+        let reason = match &last {
+            None => DirtyReason::NotBuiltYet,
+            Some(record) => match serde_json::from_value::<StepInputs>(record.inputs.clone()) {
+                Ok(old) => explain(
+                    &old,
+                    &prepared.inputs,
+                    &|role| steps::role_step(step, role),
+                    &|path| self.content_detail(step, path),
+                ),
+                Err(_) => DirtyReason::FormatChanged,
+            },
+        };
+        let reason = match (step.kind, &reason) {
+            (StepKind::Push, DirtyReason::NotBuiltYet) => DirtyReason::NotPushed,
+            _ => reason,
+        };
+        match self.mode {
+            Mode::Plan => Ok(Outcome {
+                status: Status::Dirty,
+                key: Some(key),
+                reason: Some(reason),
+                output: prepared.known_output,
+                cut_off: false,
+                elapsed: Duration::ZERO,
+            }),
+            Mode::Build { push, .. } => {
+                if step.kind == StepKind::Push && !push {
+                    return Ok(Outcome {
+                        status: Status::Skipped,
+                        key: Some(key),
+                        reason: Some(reason),
+                        output: Some(StepOutput::Skipped),
+                        cut_off: false,
+                        elapsed: Duration::ZERO,
+                    });
+                }
+                let started = Instant::now();
+                let output = match prepared.known_output.clone() {
+                    Some(out) => out,
+                    None => steps::execute(self, step, &dep_outputs, &prepared)?,
+                };
+                let record = ActionRecord {
+                    step: step.id.clone(),
+                    inputs: serde_json::to_value(&prepared.inputs).unwrap_or_default(),
+                    key: key.clone(),
+                    outputs: serde_json::to_value(&output).unwrap_or_default(),
+                    blobs: output.blobs(),
+                };
+                self.store.put_action(&record).map_err(StepError::Cache)?;
+                self.remember_tree(step, true);
+                let cut_off = last
+                    .and_then(|r| serde_json::from_value::<StepOutput>(r.outputs).ok())
+                    .is_some_and(|old| old.digest() == output.digest());
+                Ok(Outcome {
+                    status: Status::Executed,
+                    key: Some(key),
+                    reason: Some(reason),
+                    output: Some(output),
+                    cut_off,
+                    elapsed: started.elapsed(),
+                })
+            }
+        }
+    }
+
+    fn key_lock(&self, key: &str) -> Arc<Mutex<()>> {
+        let mut locks = self.key_locks.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(locks.entry(key.to_string()).or_default())
+    }
+
+    /// Keeps a rootfs step's file list, so the next miss can name the file that changed.
+    fn remember_tree(&self, step: &crate::graph::Step, changed: bool) {
+        if step.kind != StepKind::Rootfs {
+            return;
+        }
+        let name = tree_record_name(&step.id);
+        if !changed && self.store.has_state(&name) {
+            return;
+        }
+        let trees = self.trees.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(tree) = trees.get(&step.id) {
+            let _ = self.store.put_state(&name, tree);
+        }
+    }
+
+    fn content_detail(&self, step: &crate::graph::Step, shown: &str) -> Option<String> {
+        let trees = self.trees.lock().unwrap_or_else(|p| p.into_inner());
+        let new = trees.get(&step.id)?;
+        let old: crate::rootfs::TreeFingerprint = self
+            .store
+            .state(&tree_record_name(&step.id))
+            .ok()
+            .flatten()?;
+        let change = crate::rootfs::diff(&old, new).into_iter().next()?;
+        Some(format!("{}/{}", shown.trim_end_matches('/'), change.path))
+    }
+
+    pub(crate) fn stat_cache(&self, root: &std::path::Path) -> Arc<Mutex<StatCache>> {
+        let mut caches = self.stat_caches.lock().unwrap_or_else(|p| p.into_inner());
+        Arc::clone(caches.entry(root.to_path_buf()).or_insert_with(|| {
+            let loaded = self
+                .store
+                .state::<StatCache>(&stat_cache_name(root))
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            Arc::new(Mutex::new(loaded))
+        }))
+    }
+
+    pub(crate) fn keep_tree(&self, step: &str, tree: crate::rootfs::TreeFingerprint) {
+        self.trees
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(step.to_string(), tree);
+    }
+
+    fn save_stat_caches(&self) {
+        let caches = self.stat_caches.lock().unwrap_or_else(|p| p.into_inner());
+        for (root, cache) in caches.iter() {
+            let cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+            let _ = self.store.put_state(&stat_cache_name(root), &*cache);
+        }
+    }
+}
+
+fn tree_record_name(step: &str) -> String {
+    format!(
+        "tree-{}.json",
+        &blake3::hash(step.as_bytes()).to_hex()[..32]
+    )
+}
+
+fn stat_cache_name(root: &std::path::Path) -> String {
+    format!(
+        "stat-{}.json",
+        &blake3::hash(root.as_os_str().as_encoded_bytes()).to_hex()[..32]
+    )
+}

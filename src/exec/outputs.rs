@@ -1,0 +1,91 @@
+//! What each kind of step produces, as stored in the action cache.
+
+use serde::{Deserialize, Serialize};
+
+use crate::cache::Descriptor;
+
+/// A step's outputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum StepOutput {
+    /// The rootfs content fingerprint.
+    Rootfs {
+        /// blake3 of the tree (or tarball) content.
+        tree: String,
+        /// Entries in it.
+        files: u64,
+        /// For command sources: where the produced rootfs is kept in the cache.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kept: Option<String>,
+    },
+    /// The compressed layer.
+    Layer(LayerOut),
+    /// A JSON document (config, manifest, index).
+    Blob(Descriptor),
+    /// References that name an index.
+    Tag {
+        /// The index.
+        index: Descriptor,
+        /// `host/repo:tag` (or `image:tag` locally).
+        refs: Vec<String>,
+    },
+    /// What a push left in a registry.
+    Push {
+        /// The index pushed.
+        index: Descriptor,
+        /// The references now pointing at it.
+        refs: Vec<String>,
+        /// `--changed` found the registry already up to date: nothing was written.
+        #[serde(default)]
+        unchanged: bool,
+    },
+    /// A push step in a build without `--push`.
+    Skipped,
+}
+
+/// The layer step's outputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerOut {
+    /// The compressed blob.
+    pub blob: Descriptor,
+    /// sha256 of the uncompressed tar.
+    pub diff_id: String,
+    /// Bytes of the uncompressed tar.
+    pub uncompressed_size: u64,
+    /// ELF machines found, for the platform check.
+    pub elf: crate::oci::elf::ElfCensus,
+}
+
+impl StepOutput {
+    /// The digest this output is known by downstream (what keys are built from).
+    pub fn digest(&self) -> String {
+        match self {
+            StepOutput::Rootfs { tree, .. } => tree.clone(),
+            StepOutput::Layer(l) => l.blob.digest.clone(),
+            StepOutput::Blob(d) => d.digest.clone(),
+            StepOutput::Tag { index, refs } | StepOutput::Push { index, refs, .. } => {
+                format!("{}+{}", index.digest, refs.join(","))
+            }
+            StepOutput::Skipped => String::new(),
+        }
+    }
+
+    /// Blobs that must be in the cache for this output to be usable.
+    pub fn blobs(&self) -> Vec<String> {
+        match self {
+            StepOutput::Layer(l) => vec![l.blob.digest.clone()],
+            StepOutput::Blob(d) => vec![d.digest.clone()],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The blob of a document step.
+    pub fn blob(&self) -> Option<&Descriptor> {
+        match self {
+            StepOutput::Blob(d) => Some(d),
+            StepOutput::Layer(l) => Some(&l.blob),
+            StepOutput::Tag { index, .. } | StepOutput::Push { index, .. } => Some(index),
+            _ => None,
+        }
+    }
+}

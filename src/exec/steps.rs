@@ -1,0 +1,427 @@
+//! What each kind of step reads (its key inputs) and does.
+
+use crate::cache::{CacheError, Descriptor};
+use crate::graph::{Step, StepKind, Target};
+use crate::key::StepInputs;
+use crate::manifest::{rfc3339, DistSpec, Owners, PlatformSpec, RootfsSource};
+use crate::oci::elf::{ElfMachine, PlatformMismatch};
+use crate::oci::image::{self, DocumentError};
+use crate::oci::layer::{self, LayerError, LayerOptions, LayerSource};
+use crate::rootfs::RootfsError;
+
+use super::{Ctx, LayerOut, StepOutput};
+
+/// Why a step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// The cache.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// Reading a rootfs.
+    #[error(transparent)]
+    Rootfs(#[from] RootfsError),
+    /// Writing a layer.
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    /// Building a JSON document.
+    #[error(transparent)]
+    Document(#[from] DocumentError),
+    /// The layer's binaries are for another machine than the platform says.
+    #[error(transparent)]
+    Platform(#[from] PlatformMismatch),
+    /// A `command` rootfs.
+    #[error(transparent)]
+    Command(#[from] crate::rootfs::CommandError),
+    /// Pushing.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+    /// Reading docker credentials.
+    #[error(transparent)]
+    Credentials(#[from] crate::registry::CredentialError),
+    /// An upstream output of an unexpected shape (a corrupt cache entry).
+    #[error("cache entry for {0} has outputs of the wrong kind; delete the cache folder's actions/ to rebuild")]
+    BadUpstream(String),
+}
+
+/// A step's inputs, and its output when computing the inputs already produced it.
+pub(super) struct Prepared {
+    pub(super) inputs: StepInputs,
+    pub(super) known_output: Option<StepOutput>,
+}
+
+fn platform<'m>(ctx: &Ctx<'m>, step: &Step) -> &'m PlatformSpec {
+    match step.target {
+        Target::Platform(i) => &ctx.manifest.platforms[i],
+        Target::Dist(_) => unreachable!("platform steps target platforms"),
+    }
+}
+
+fn dist<'m>(ctx: &Ctx<'m>, step: &Step) -> &'m DistSpec {
+    match step.target {
+        Target::Dist(i) => &ctx.manifest.dists[i],
+        Target::Platform(_) => unreachable!("dist steps target dists"),
+    }
+}
+
+fn upstream<'o>(deps: &[(&Step, &'o StepOutput)], kind: StepKind) -> Option<&'o StepOutput> {
+    deps.iter().find(|(s, _)| s.kind == kind).map(|(_, o)| *o)
+}
+
+fn layer_of<'o>(deps: &[(&Step, &'o StepOutput)], id: &str) -> Result<&'o LayerOut, StepError> {
+    match upstream(deps, StepKind::Layer) {
+        Some(StepOutput::Layer(l)) => Ok(l),
+        _ => Err(StepError::BadUpstream(id.to_string())),
+    }
+}
+
+fn blob_of<'o>(
+    deps: &[(&Step, &'o StepOutput)],
+    kind: StepKind,
+    id: &str,
+) -> Result<&'o Descriptor, StepError> {
+    match upstream(deps, kind) {
+        Some(StepOutput::Blob(d)) => Ok(d),
+        _ => Err(StepError::BadUpstream(id.to_string())),
+    }
+}
+
+/// The step id shown for an upstream role of `step`.
+pub(super) fn role_step(step: &Step, role: &str) -> String {
+    match role.split_once(':') {
+        Some((kind, arch)) => format!("{kind}:{}:{}/{arch}", step.image, step.dist),
+        None => match step.arch {
+            Some(a) => format!("{role}:{}:{}/{}", step.image, step.dist, a.name),
+            None => format!("{role}:{}:{}", step.image, step.dist),
+        },
+    }
+}
+
+/// Computes a step's key inputs (for a rootfs step this fingerprints the source).
+pub(super) fn prepare(
+    ctx: &Ctx<'_>,
+    step: &Step,
+    deps: &[(&Step, &StepOutput)],
+) -> Result<Prepared, StepError> {
+    let prefix = format!("images.{}", step.image);
+    let mut known_output = None;
+    let inputs = match step.kind {
+        StepKind::Rootfs => {
+            let p = platform(ctx, step);
+            let (inputs, out) = prepare_rootfs(ctx, step, p)?;
+            known_output = out;
+            inputs
+        }
+        StepKind::Layer => {
+            let p = platform(ctx, step);
+            let mut i = StepInputs::new("layer")
+                .manifest("settings.compression", ctx.manifest.settings.compression)
+                .manifest("settings.created", rfc3339(p.created))
+                .upstream(
+                    "rootfs",
+                    upstream(deps, StepKind::Rootfs)
+                        .map(StepOutput::digest)
+                        .unwrap_or_default(),
+                );
+            if let RootfsSource::Dir { owners, .. } = &p.rootfs {
+                i = i.manifest(format!("{prefix}.rootfs.owners"), owners);
+            }
+            i
+        }
+        StepKind::Config => {
+            let p = platform(ctx, step);
+            StepInputs::new("config")
+                .manifest(format!("{prefix}.config"), &p.config)
+                .manifest("settings.created", rfc3339(p.created))
+                .manifest("arch", p.arch.name)
+                .upstream("layer", layer_of(deps, &step.id)?.diff_id.clone())
+        }
+        StepKind::Manifest => {
+            let p = platform(ctx, step);
+            StepInputs::new("manifest")
+                .manifest(format!("{prefix}.annotations"), &p.annotations)
+                .manifest("settings.compression", ctx.manifest.settings.compression)
+                .upstream(
+                    "config",
+                    blob_of(deps, StepKind::Config, &step.id)?.digest.clone(),
+                )
+                .upstream("layer", layer_of(deps, &step.id)?.blob.digest.clone())
+        }
+        StepKind::Index => {
+            let d = dist(ctx, step);
+            let mut i = StepInputs::new("index")
+                .manifest(format!("{prefix}.annotations"), &d.annotations)
+                .manifest(
+                    format!("{prefix}.arches"),
+                    d.arches.iter().map(|a| a.name).collect::<Vec<_>>(),
+                );
+            for (s, out) in deps {
+                if let Some(arch) = s.arch {
+                    i = i.upstream(format!("manifest:{}", arch.name), out.digest());
+                }
+            }
+            i
+        }
+        StepKind::Tag | StepKind::Push => {
+            let d = dist(ctx, step);
+            let index = blob_of(deps, StepKind::Index, &step.id)
+                .or_else(|_| match upstream(deps, StepKind::Tag) {
+                    Some(StepOutput::Tag { index, .. }) => Ok(index),
+                    _ => Err(StepError::BadUpstream(step.id.clone())),
+                })?
+                .digest
+                .clone();
+            let mut i = StepInputs::new(step.kind.as_str())
+                .manifest(format!("{prefix}.tags"), &d.tags)
+                .upstream("index", index);
+            if let Some(reg) = step
+                .registry
+                .as_ref()
+                .and_then(|r| ctx.manifest.registries.get(r))
+            {
+                i = i.manifest(format!("registries.{}.url", reg.name), &reg.url);
+            }
+            i
+        }
+    };
+    Ok(Prepared {
+        inputs,
+        known_output,
+    })
+}
+
+fn prepare_rootfs(
+    ctx: &Ctx<'_>,
+    step: &Step,
+    p: &PlatformSpec,
+) -> Result<(StepInputs, Option<StepOutput>), StepError> {
+    let field = format!("images.{}.rootfs", p.image);
+    match &p.rootfs {
+        RootfsSource::Dir {
+            path,
+            shown,
+            owners,
+        } => {
+            let cache = ctx.stat_cache(path);
+            let tree = {
+                let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+                crate::rootfs::fingerprint_dir(path, *owners == Owners::Preserve, &mut cache)?
+            };
+            let inputs = StepInputs::new("rootfs")
+                .manifest(field, serde_json::json!({ "dir": shown, "owners": owners }))
+                .content(shown.clone(), tree.digest.clone());
+            let out = StepOutput::Rootfs {
+                tree: tree.digest.clone(),
+                files: tree.entries.len() as u64,
+                kept: None,
+            };
+            ctx.keep_tree(&step.id, tree);
+            Ok((inputs, Some(out)))
+        }
+        RootfsSource::Tar { path, shown } => {
+            let cache = ctx.stat_cache(path.parent().unwrap_or(path));
+            let hash = {
+                let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+                crate::rootfs::fingerprint_file(path, &mut cache)?
+            };
+            let inputs = StepInputs::new("rootfs")
+                .manifest(field, serde_json::json!({ "tar": shown }))
+                .content(shown.clone(), hash.clone());
+            Ok((
+                inputs,
+                Some(StepOutput::Rootfs {
+                    tree: hash,
+                    files: 1,
+                    kept: None,
+                }),
+            ))
+        }
+        RootfsSource::Command {
+            command,
+            inputs,
+            out_is_tar,
+            timeout,
+        } => {
+            let mut i = StepInputs::new("rootfs").manifest(
+                field,
+                serde_json::json!({ "command": command, "out_is_tar": out_is_tar, "timeout": timeout.map(|t| t.as_secs()) }),
+            );
+            for (path, shown) in inputs {
+                let cache = ctx.stat_cache(path);
+                let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
+                let hash = if path.is_dir() {
+                    crate::rootfs::fingerprint_dir(path, true, &mut cache)?.digest
+                } else {
+                    crate::rootfs::fingerprint_file(path, &mut cache)?
+                };
+                i = i.content(shown.clone(), hash);
+            }
+            Ok((i, None))
+        }
+    }
+}
+
+/// Checks that must hold even when the output came from the cache.
+pub(super) fn check_cached(
+    ctx: &Ctx<'_>,
+    step: &Step,
+    output: &StepOutput,
+) -> Result<(), StepError> {
+    if let (StepKind::Layer, StepOutput::Layer(l)) = (step.kind, output) {
+        let p = platform(ctx, step);
+        if p.platform_check && ctx.mode != super::Mode::Plan {
+            if let Some(machine) = ElfMachine::for_arch(p.arch.name) {
+                l.elf
+                    .check(machine)
+                    .map_err(|e| e.for_platform(&p.label(), &p.arch.platform()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs a dirty step.
+pub(super) fn execute(
+    ctx: &Ctx<'_>,
+    step: &Step,
+    deps: &[(&Step, &StepOutput)],
+    prepared: &Prepared,
+) -> Result<StepOutput, StepError> {
+    let store = ctx.store;
+    let out = match step.kind {
+        StepKind::Rootfs => {
+            let p = platform(ctx, step);
+            let RootfsSource::Command {
+                command,
+                out_is_tar,
+                timeout,
+                ..
+            } = &p.rootfs
+            else {
+                unreachable!("dir and tar rootfs outputs are known when prepared")
+            };
+            let run = crate::rootfs::command::run(&crate::rootfs::command::CommandSpec {
+                command,
+                out_is_tar: *out_is_tar,
+                timeout: *timeout,
+                created: p.created,
+                cwd: &ctx.manifest.root,
+                keep_dir: &store.root().join("rootfs"),
+                log: &store.log_path(&step.id),
+                stream: ctx.progress.verbose(),
+            })?;
+            StepOutput::Rootfs {
+                tree: run.tree,
+                files: run.files,
+                kept: Some(run.kept.display().to_string()),
+            }
+        }
+        StepKind::Layer => {
+            let p = platform(ctx, step);
+            let source = match (&p.rootfs, upstream(deps, StepKind::Rootfs)) {
+                (RootfsSource::Dir { path, owners, .. }, _) => LayerSource::Dir {
+                    root: path.clone(),
+                    preserve_owners: *owners == Owners::Preserve,
+                },
+                (RootfsSource::Tar { path, .. }, _) => LayerSource::Tar { path: path.clone() },
+                (
+                    RootfsSource::Command { .. },
+                    Some(StepOutput::Rootfs {
+                        kept: Some(kept), ..
+                    }),
+                ) => {
+                    let kept = std::path::PathBuf::from(kept);
+                    if kept.is_dir() {
+                        LayerSource::Dir {
+                            root: kept,
+                            preserve_owners: true,
+                        }
+                    } else {
+                        LayerSource::Tar { path: kept }
+                    }
+                }
+                _ => return Err(StepError::BadUpstream(step.id.clone())),
+            };
+            let opts = LayerOptions {
+                mtime: p.created,
+                compression: ctx.manifest.settings.compression,
+                threads: ctx.threads,
+                temp_dir: store.tmp_dir(),
+            };
+            let mut writer = store.blob_writer()?;
+            let written = layer::write_layer(&source, &opts, &mut writer)?;
+            let blob = writer.finish()?;
+            debug_assert_eq!(blob.digest, written.digest);
+            let out = LayerOut {
+                blob,
+                diff_id: written.diff_id,
+                uncompressed_size: written.uncompressed_size,
+                elf: written.elf,
+            };
+            let output = StepOutput::Layer(out);
+            check_cached(ctx, step, &output)?;
+            output
+        }
+        StepKind::Config => {
+            let p = platform(ctx, step);
+            let bytes = image::config(p, &layer_of(deps, &step.id)?.diff_id)?;
+            StepOutput::Blob(store.put_bytes(&bytes)?)
+        }
+        StepKind::Manifest => {
+            let p = platform(ctx, step);
+            let config = blob_of(deps, StepKind::Config, &step.id)?;
+            let layer = layer_of(deps, &step.id)?;
+            let bytes = image::manifest(
+                config,
+                &layer.blob,
+                ctx.manifest.settings.compression,
+                &p.annotations,
+            )?;
+            StepOutput::Blob(store.put_bytes(&bytes)?)
+        }
+        StepKind::Index => {
+            let d = dist(ctx, step);
+            let mut entries = Vec::new();
+            for arch in &d.arches {
+                if let Some((_, out)) = deps.iter().find(|(s, _)| s.arch == Some(*arch)) {
+                    let blob = out
+                        .blob()
+                        .ok_or_else(|| StepError::BadUpstream(step.id.clone()))?;
+                    entries.push((blob.clone(), *arch));
+                }
+            }
+            let bytes = image::index(&entries, &d.annotations)?;
+            StepOutput::Blob(store.put_bytes(&bytes)?)
+        }
+        StepKind::Tag => {
+            let d = dist(ctx, step);
+            let index = blob_of(deps, StepKind::Index, &step.id)?.clone();
+            let refs = match step
+                .registry
+                .as_ref()
+                .and_then(|r| ctx.manifest.registries.get(r))
+            {
+                Some(reg) => d
+                    .tags
+                    .iter()
+                    .map(|t| format!("{}/{}:{t}", reg.host, reg.repository(&d.image)))
+                    .collect(),
+                None => d.tags.iter().map(|t| format!("{}:{t}", d.image)).collect(),
+            };
+            StepOutput::Tag { index, refs }
+        }
+        StepKind::Push => {
+            let d = dist(ctx, step);
+            let Some(StepOutput::Tag { index, refs }) = upstream(deps, StepKind::Tag) else {
+                return Err(StepError::BadUpstream(step.id.clone()));
+            };
+            let written = crate::publish::push(ctx, step, d, index)?;
+            StepOutput::Push {
+                index: index.clone(),
+                refs: refs.clone(),
+                unchanged: !written,
+            }
+        }
+    };
+    let _ = prepared;
+    Ok(out)
+}

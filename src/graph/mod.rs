@@ -1,0 +1,256 @@
+//! The step graph: one node per step, edges from each step to the steps that
+//! consume its output. Ids follow the contract (`layer:minideb:bookworm/arm64v8`).
+
+mod render;
+
+use std::collections::HashMap;
+use std::fmt;
+
+use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::Direction;
+use serde::Serialize;
+
+use crate::manifest::{Arch, Manifest, Selector};
+
+pub use render::{to_dot, to_json};
+
+/// What a step does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum StepKind {
+    /// Fingerprint (or produce) a platform's root filesystem.
+    Rootfs,
+    /// Pack the rootfs into a compressed, reproducible tar layer.
+    Layer,
+    /// Write the image config.
+    Config,
+    /// Write the platform image manifest.
+    Manifest,
+    /// Write the multi-platform index of one dist.
+    Index,
+    /// Name the index for one registry (or locally).
+    Tag,
+    /// Upload to one registry.
+    Push,
+}
+
+impl StepKind {
+    /// The id prefix.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepKind::Rootfs => "rootfs",
+            StepKind::Layer => "layer",
+            StepKind::Config => "config",
+            StepKind::Manifest => "manifest",
+            StepKind::Index => "index",
+            StepKind::Tag => "tag",
+            StepKind::Push => "push",
+        }
+    }
+}
+
+impl fmt::Display for StepKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What part of the manifest a step works on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// Index into [`Manifest::platforms`].
+    Platform(usize),
+    /// Index into [`Manifest::dists`].
+    Dist(usize),
+}
+
+/// One node.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// `kind:image:dist[/arch][@registry]`.
+    pub id: String,
+    /// What it does.
+    pub kind: StepKind,
+    /// Image name.
+    pub image: String,
+    /// Dist name.
+    pub dist: String,
+    /// For platform steps.
+    pub arch: Option<&'static Arch>,
+    /// For tag and push steps with a registry.
+    pub registry: Option<String>,
+    /// The manifest entry it works on.
+    pub target: Target,
+}
+
+/// The selected part of the manifest as a DAG.
+#[derive(Debug, Clone, Default)]
+pub struct Graph {
+    /// Nodes are steps; an edge `a -> b` means b consumes a's output.
+    pub dag: DiGraph<Step, ()>,
+    by_id: HashMap<String, NodeIndex>,
+}
+
+impl Graph {
+    /// Builds the graph for the platforms and dists the selectors name (all when none).
+    pub fn build(manifest: &Manifest, selectors: &[Selector]) -> Graph {
+        let mut g = Graph::default();
+        let selected_platform = |i: usize| {
+            selectors.is_empty()
+                || selectors
+                    .iter()
+                    .any(|s| s.matches_platform(&manifest.platforms[i]))
+        };
+        let selected_dist = |i: usize| {
+            selectors.is_empty() || selectors.iter().any(|s| s.matches_dist(&manifest.dists[i]))
+        };
+
+        let mut manifest_nodes: HashMap<(String, String), Vec<NodeIndex>> = HashMap::new();
+        for (i, p) in manifest.platforms.iter().enumerate() {
+            let dist_selected =
+                manifest.dists.iter().enumerate().any(|(d, spec)| {
+                    spec.image == p.image && spec.dist == p.dist && selected_dist(d)
+                });
+            if !selected_platform(i) && !dist_selected {
+                continue;
+            }
+            let mut prev = None;
+            let mut layer = None;
+            for kind in [
+                StepKind::Rootfs,
+                StepKind::Layer,
+                StepKind::Config,
+                StepKind::Manifest,
+            ] {
+                let node = g.add(Step {
+                    id: format!("{kind}:{}", p.label()),
+                    kind,
+                    image: p.image.clone(),
+                    dist: p.dist.clone(),
+                    arch: Some(p.arch),
+                    registry: None,
+                    target: Target::Platform(i),
+                });
+                if let Some(prev) = prev {
+                    g.dag.add_edge(prev, node, ());
+                }
+                match kind {
+                    StepKind::Layer => layer = Some(node),
+                    // The manifest names the layer's digest and size as well as the config's.
+                    StepKind::Manifest => {
+                        if let Some(layer) = layer {
+                            g.dag.add_edge(layer, node, ());
+                        }
+                    }
+                    _ => {}
+                }
+                prev = Some(node);
+            }
+            if let Some(last) = prev {
+                manifest_nodes
+                    .entry((p.image.clone(), p.dist.clone()))
+                    .or_default()
+                    .push(last);
+            }
+        }
+        for (i, d) in manifest.dists.iter().enumerate() {
+            if !selected_dist(i) {
+                continue;
+            }
+            let index = g.add(Step {
+                id: format!("index:{}", d.label()),
+                kind: StepKind::Index,
+                image: d.image.clone(),
+                dist: d.dist.clone(),
+                arch: None,
+                registry: None,
+                target: Target::Dist(i),
+            });
+            for m in manifest_nodes
+                .get(&(d.image.clone(), d.dist.clone()))
+                .into_iter()
+                .flatten()
+            {
+                g.dag.add_edge(*m, index, ());
+            }
+            let registries: Vec<Option<&String>> = if d.registries.is_empty() {
+                vec![None]
+            } else {
+                d.registries.iter().map(Some).collect()
+            };
+            for reg in registries {
+                let suffix = reg.map(|r| format!("@{r}")).unwrap_or_default();
+                let step = |kind: StepKind| Step {
+                    id: format!("{kind}:{}{suffix}", d.label()),
+                    kind,
+                    image: d.image.clone(),
+                    dist: d.dist.clone(),
+                    arch: None,
+                    registry: reg.cloned(),
+                    target: Target::Dist(i),
+                };
+                let tag = g.add(step(StepKind::Tag));
+                g.dag.add_edge(index, tag, ());
+                if reg.is_some() {
+                    let push = g.add(step(StepKind::Push));
+                    g.dag.add_edge(tag, push, ());
+                }
+            }
+        }
+        g
+    }
+
+    fn add(&mut self, step: Step) -> NodeIndex {
+        let id = step.id.clone();
+        let node = self.dag.add_node(step);
+        self.by_id.insert(id, node);
+        node
+    }
+
+    /// The node of a step id.
+    pub fn node(&self, id: &str) -> Option<NodeIndex> {
+        self.by_id.get(id).copied()
+    }
+
+    /// A step.
+    pub fn step(&self, node: NodeIndex) -> &Step {
+        &self.dag[node]
+    }
+
+    /// The steps whose outputs this one reads, in a stable order.
+    pub fn deps(&self, node: NodeIndex) -> Vec<NodeIndex> {
+        let mut deps: Vec<NodeIndex> = self
+            .dag
+            .neighbors_directed(node, Direction::Incoming)
+            .collect();
+        deps.sort();
+        deps
+    }
+
+    /// The steps that read this one's output.
+    pub fn dependents(&self, node: NodeIndex) -> Vec<NodeIndex> {
+        self.dag
+            .neighbors_directed(node, Direction::Outgoing)
+            .collect()
+    }
+
+    /// Steps in an order where every step comes after its deps: insertion order
+    /// is one (edges only point at later nodes), and it reads platform by platform.
+    pub fn order(&self) -> Vec<NodeIndex> {
+        debug_assert!(self.dag.edge_indices().all(|e| {
+            let (a, b) = self.dag.edge_endpoints(e).unwrap_or_default();
+            a < b
+        }));
+        self.dag.node_indices().collect()
+    }
+
+    /// Number of steps.
+    pub fn len(&self) -> usize {
+        self.dag.node_count()
+    }
+
+    /// Whether nothing was selected.
+    pub fn is_empty(&self) -> bool {
+        self.dag.node_count() == 0
+    }
+}

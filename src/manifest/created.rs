@@ -1,0 +1,98 @@
+//! The `created` time: fixed, from `SOURCE_DATE_EPOCH`, or from git history per
+//! platform, so that one arch's change does not re-stamp the others.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::UNIX_EPOCH;
+
+use super::model::{CreatedSpec, RootfsSource};
+
+/// Parses the `created` setting.
+pub(crate) fn parse_setting(value: &str) -> Result<CreatedSpec, String> {
+    match value {
+        "git" => Ok(CreatedSpec::Git),
+        "source-date-epoch" => {
+            let raw = std::env::var("SOURCE_DATE_EPOCH")
+                .map_err(|_| "SOURCE_DATE_EPOCH is not set".to_string())?;
+            raw.trim()
+                .parse()
+                .map(CreatedSpec::Fixed)
+                .map_err(|_| format!("SOURCE_DATE_EPOCH={raw:?} is not a whole number of seconds"))
+        }
+        other => humantime::parse_rfc3339(other)
+            .map_err(|e| e.to_string())
+            .and_then(|t| {
+                t.duration_since(UNIX_EPOCH)
+                    .map_err(|_| "before 1970".to_string())
+            })
+            .map(|d| CreatedSpec::Fixed(d.as_secs())),
+    }
+}
+
+/// Formats seconds since the epoch as RFC 3339 UTC, the way OCI configs carry it.
+pub fn rfc3339(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
+}
+
+/// The commit time of the newest commit touching a platform's inputs.
+pub(crate) fn git_time(
+    root: &Path,
+    source: &RootfsSource,
+    allow_dirty: bool,
+) -> Result<u64, String> {
+    let paths: Vec<String> = match source {
+        RootfsSource::Dir { shown, .. } | RootfsSource::Tar { shown, .. } => vec![shown.clone()],
+        RootfsSource::Command { inputs, .. } => {
+            inputs.iter().map(|(_, shown)| shown.clone()).collect()
+        }
+    };
+    if paths.is_empty() {
+        return Err("a command rootfs needs `inputs` to date it from git".into());
+    }
+    let git = |args: &[&str]| -> Result<String, String> {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(args)
+            .arg("--")
+            .args(&paths)
+            .output()
+            .map_err(|e| format!("cannot run git: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "git {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    if !allow_dirty {
+        let status = git(&["status", "--porcelain", "--untracked-files=all"])?;
+        if let Some(line) = status.lines().next() {
+            return Err(format!("uncommitted changes: {}", line.trim()));
+        }
+    }
+    let time = git(&["log", "-1", "--format=%ct"])?;
+    if time.is_empty() {
+        return Err(format!("no commit touches {}", paths.join(", ")));
+    }
+    time.parse()
+        .map_err(|_| format!("git printed {time:?} as a commit time"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rfc3339_and_formats_back() {
+        assert_eq!(
+            parse_setting("2024-06-01T00:00:00Z"),
+            Ok(CreatedSpec::Fixed(1_717_200_000))
+        );
+        assert_eq!(rfc3339(1_717_200_000), "2024-06-01T00:00:00Z");
+        assert!(parse_setting("yesterday").is_err());
+        assert_eq!(parse_setting("git"), Ok(CreatedSpec::Git));
+    }
+}

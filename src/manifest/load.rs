@@ -1,0 +1,653 @@
+//! Reading `images.toml`: parse with spans, then check everything a build would
+//! trip over later, and report all problems at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::arch::Arch;
+use super::created;
+use super::diagnostic::{did_you_mean, Diagnostic, Diagnostics, SourceFile};
+use super::model::*;
+use super::raw::{RawImage, RawManifest, RawRootfs, S};
+use super::template::{self, TemplateError, Vars};
+use super::ManifestError;
+
+/// Knobs that come from the command line rather than the manifest.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// With `created = "git"`, accept uncommitted changes to a platform's inputs.
+    pub allow_dirty: bool,
+}
+
+/// Reads and validates a manifest.
+pub fn load(path: &Path, opts: &LoadOptions) -> Result<Manifest, ManifestError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let root = path
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .unwrap_or(Path::new("."));
+    let root = std::path::absolute(root).map_err(|source| ManifestError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &text, &root, opts)
+}
+
+/// Validates manifest text as if it were read from `path` in folder `root`.
+pub fn parse(
+    path: &Path,
+    text: &str,
+    root: &Path,
+    opts: &LoadOptions,
+) -> Result<Manifest, ManifestError> {
+    let source = SourceFile {
+        path: path.to_path_buf(),
+        text: Arc::from(text),
+    };
+    let raw: RawManifest = match toml::from_str(text) {
+        Ok(raw) => raw,
+        Err(err) => {
+            return Err(ManifestError::Invalid(Diagnostics {
+                items: vec![toml_diagnostic(&err)],
+                source,
+            }))
+        }
+    };
+    let mut v = Validator {
+        root: root.to_path_buf(),
+        diags: Vec::new(),
+        opts,
+    };
+    let manifest = v.manifest(raw, &source);
+    if v.diags.is_empty() {
+        Ok(manifest)
+    } else {
+        Err(ManifestError::Invalid(Diagnostics {
+            source,
+            items: v.diags,
+        }))
+    }
+}
+
+fn toml_diagnostic(err: &toml::de::Error) -> Diagnostic {
+    let message = err.message().trim().to_string();
+    let mut diag = Diagnostic::at(err.span(), message.clone());
+    // serde says: unknown field `dsts`, expected one of `dists`, `arches`
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        if let Some((word, expected)) = rest.split_once('`') {
+            let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+            diag = match did_you_mean(word, candidates.iter().copied()) {
+                Some(best) => diag.hint(format!("did you mean `{best}`?")),
+                None => diag.hint(format!("known keys here: {}", candidates.join(", "))),
+            };
+        }
+    } else if message.starts_with("unknown variant") {
+        diag = diag.hint("see the list of accepted values above");
+    }
+    diag
+}
+
+struct Validator<'o> {
+    root: PathBuf,
+    diags: Vec<Diagnostic>,
+    opts: &'o LoadOptions,
+}
+
+impl Validator<'_> {
+    fn error(
+        &mut self,
+        span: std::ops::Range<usize>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
+        self.diags
+            .push(Diagnostic::at(Some(span), message).hint(hint));
+    }
+
+    fn manifest(&mut self, raw: RawManifest, source: &SourceFile) -> Manifest {
+        let settings = self.settings(&raw);
+        let registries = self.registries(&raw);
+        if raw.images.is_empty() {
+            self.diags.push(
+                Diagnostic::at(None, "the manifest declares no images")
+                    .hint("add an [images.NAME] table with dists, arches and rootfs; `imgraph init` writes a starter"),
+            );
+        }
+        let mut platforms = Vec::new();
+        let mut dists = Vec::new();
+        for (name, image) in &raw.images {
+            self.image(
+                name,
+                image,
+                &settings,
+                &registries,
+                &mut platforms,
+                &mut dists,
+            );
+        }
+        Manifest {
+            source: source.clone(),
+            root: self.root.clone(),
+            settings,
+            registries,
+            platforms,
+            dists,
+        }
+    }
+
+    fn settings(&mut self, raw: &RawManifest) -> Settings {
+        let s = &raw.settings;
+        let created = match &s.created {
+            None => match std::env::var("SOURCE_DATE_EPOCH") {
+                Ok(v) => CreatedSpec::Fixed(v.trim().parse().unwrap_or(0)),
+                Err(_) => CreatedSpec::Fixed(0),
+            },
+            Some(c) => match created::parse_setting(c.get_ref()) {
+                Ok(spec) => spec,
+                Err(msg) => {
+                    self.error(
+                        c.span(),
+                        format!("bad `created` value {:?}: {msg}", c.get_ref()),
+                        "use an RFC 3339 UTC time like \"2024-06-01T00:00:00Z\", \"source-date-epoch\" or \"git\"",
+                    );
+                    CreatedSpec::Fixed(0)
+                }
+            },
+        };
+        let compression = match s
+            .compression
+            .as_ref()
+            .map(|c| (c.get_ref().as_str(), c.span()))
+        {
+            None | Some(("gzip", _)) => Compression::Gzip,
+            Some(("zstd", _)) => Compression::Zstd,
+            Some((other, span)) => {
+                self.error(
+                    span,
+                    format!("unknown compression {other:?}"),
+                    "use \"gzip\" (every client) or \"zstd\"",
+                );
+                Compression::Gzip
+            }
+        };
+        let dir = |v: &Option<S<String>>, default: &str| {
+            self.root
+                .join(v.as_ref().map_or(default, |s| s.get_ref().as_str()))
+        };
+        Settings {
+            created,
+            compression,
+            out: dir(&s.out, "out"),
+            cache: dir(&s.cache, "cache"),
+        }
+    }
+
+    fn registries(&mut self, raw: &RawManifest) -> BTreeMap<String, Registry> {
+        let mut out = BTreeMap::new();
+        for (name, reg) in &raw.registries {
+            let url = reg.url.get_ref().trim_end_matches('/');
+            let url = url
+                .strip_prefix("https://")
+                .or_else(|| url.strip_prefix("http://"))
+                .unwrap_or(url);
+            let (host, namespace) = url.split_once('/').unwrap_or((url, ""));
+            if host.is_empty() || host.contains(char::is_whitespace) {
+                self.error(
+                    reg.url.span(),
+                    format!("registry url {:?} has no host", reg.url.get_ref()),
+                    "write it as host[:port]/namespace, e.g. \"127.0.0.1:5000/bitnami\"",
+                );
+                continue;
+            }
+            if !namespace.is_empty() && !valid_repository(namespace) {
+                self.error(
+                    reg.url.span(),
+                    format!("registry namespace {namespace:?} is not a valid repository path"),
+                    "use lowercase letters, digits and . _ - separated by /",
+                );
+            }
+            out.insert(
+                name.get_ref().clone(),
+                Registry {
+                    name: name.get_ref().clone(),
+                    host: host.to_string(),
+                    namespace: namespace.to_string(),
+                    insecure: reg.insecure,
+                    url: reg.url.get_ref().clone(),
+                },
+            );
+        }
+        out
+    }
+
+    fn image(
+        &mut self,
+        name: &S<String>,
+        raw: &S<RawImage>,
+        settings: &Settings,
+        registries: &BTreeMap<String, Registry>,
+        platforms: &mut Vec<PlatformSpec>,
+        dists_out: &mut Vec<DistSpec>,
+    ) {
+        let image = name.get_ref().as_str();
+        let img = raw.get_ref();
+        if !valid_repository(image) {
+            self.error(
+                name.span(),
+                format!("image name {image:?} is not a valid repository name"),
+                "use lowercase letters, digits and . _ - (a registry rejects anything else)",
+            );
+        }
+        // dists
+        let mut dists: Vec<&S<String>> = Vec::new();
+        if img.dists.get_ref().is_empty() {
+            self.error(
+                img.dists.span(),
+                format!("image {image:?} lists no dists"),
+                "add at least one, e.g. dists = [\"bookworm\"]",
+            );
+        }
+        for d in img.dists.get_ref() {
+            if dists.iter().any(|seen| seen.get_ref() == d.get_ref()) {
+                self.error(
+                    d.span(),
+                    format!("dist {:?} is listed twice", d.get_ref()),
+                    "remove the duplicate",
+                );
+            } else if !valid_tag(d.get_ref()) {
+                self.error(
+                    d.span(),
+                    format!("dist name {:?} cannot be used in tags and paths", d.get_ref()),
+                    "use letters, digits, '.', '_' and '-' (at most 128, not starting with '.' or '-')",
+                );
+            } else {
+                dists.push(d);
+            }
+        }
+        // arches
+        let mut arches: Vec<&'static Arch> = Vec::new();
+        if img.arches.get_ref().is_empty() {
+            self.error(
+                img.arches.span(),
+                format!("image {image:?} lists no arches"),
+                "add at least one, e.g. arches = [\"amd64\"]",
+            );
+        }
+        for a in img.arches.get_ref() {
+            match Arch::by_name(a.get_ref()) {
+                Some(arch) if arches.contains(&arch) => self.error(
+                    a.span(),
+                    format!("arch {:?} is listed twice", a.get_ref()),
+                    "remove the duplicate",
+                ),
+                Some(arch) => arches.push(arch),
+                None => {
+                    let hint = match did_you_mean(a.get_ref(), Arch::names()) {
+                        Some(best) => format!("did you mean {best:?}?"),
+                        None => format!(
+                            "known arches: {}",
+                            Arch::names().collect::<Vec<_>>().join(", ")
+                        ),
+                    };
+                    self.error(a.span(), format!("unknown arch {:?}", a.get_ref()), hint);
+                }
+            }
+        }
+        // latest
+        if let Some(latest) = &img.latest {
+            if !dists.iter().any(|d| d.get_ref() == latest.get_ref()) {
+                let names: Vec<&str> = dists.iter().map(|d| d.get_ref().as_str()).collect();
+                self.error(
+                    latest.span(),
+                    format!(
+                        "latest = {:?} is not one of this image's dists",
+                        latest.get_ref()
+                    ),
+                    format!("use one of: {}", names.join(", ")),
+                );
+            }
+        }
+        // registries
+        let mut image_registries = Vec::new();
+        for r in &img.registries {
+            if registries.contains_key(r.get_ref()) {
+                image_registries.push(r.get_ref().clone());
+            } else {
+                let hint = match did_you_mean(r.get_ref(), registries.keys().map(String::as_str)) {
+                    Some(best) => format!("did you mean {best:?}?"),
+                    None => format!(
+                        "declare it: [registries.{}] with url = \"host[:port]/namespace\"",
+                        r.get_ref()
+                    ),
+                };
+                self.error(
+                    r.span(),
+                    format!("registry {:?} is not declared", r.get_ref()),
+                    hint,
+                );
+            }
+        }
+        let platform_check = img.platform_check.unwrap_or(true);
+        let rootfs = img.rootfs.get_ref();
+        self.rootfs_shape(&img.rootfs);
+
+        // tags, per dist
+        let default_tags = [S::new(0..0, "{dist}".to_string())];
+        let tag_templates: Vec<&S<String>> = match &img.tags {
+            Some(t) => t.get_ref().iter().collect(),
+            None => default_tags.iter().collect(),
+        };
+        if matches!(&img.tags, Some(t) if t.get_ref().is_empty()) {
+            self.error(
+                img.tags.as_ref().unwrap().span(),
+                "tags is empty",
+                "remove it for the default [\"{dist}\"], or list at least one tag",
+            );
+        }
+        let mut tag_owner: HashMap<String, String> = HashMap::new();
+        for dist in &dists {
+            let dist_name = dist.get_ref();
+            let mut vars = Vars::new();
+            for k in [
+                "arch",
+                "debian_arch",
+                "os",
+                "architecture",
+                "variant",
+                "platform",
+                "out",
+            ] {
+                vars.insert(k, None);
+            }
+            vars.insert("image", Some(image.to_string()));
+            vars.insert("dist", Some(dist_name.clone()));
+            let mut tags = Vec::new();
+            for t in &tag_templates {
+                match template::render(t.get_ref(), &vars, &format!("{image}:{dist_name} (tags are per dist, not per arch)")) {
+                    Ok(tag) if !valid_tag(&tag) => self.error(
+                        t.span(),
+                        format!("tag {tag:?} is not a valid tag"),
+                        "tags are letters, digits, '.', '_' and '-', at most 128, not starting with '.' or '-'",
+                    ),
+                    Ok(tag) => tags.push(tag),
+                    Err(e) => self.template_error(t, &e),
+                }
+            }
+            if img.latest.as_ref().map(|l| l.get_ref()) == Some(dist_name) {
+                tags.push("latest".to_string());
+            }
+            tags.dedup();
+            for tag in &tags {
+                if let Some(other) = tag_owner.insert(tag.clone(), dist_name.clone()) {
+                    if other != *dist_name {
+                        let span = img.tags.as_ref().map_or(dist.span(), |t| t.span());
+                        self.error(
+                            span,
+                            format!("tag {tag:?} is given to both dist {other:?} and {dist_name:?} of image {image:?}"),
+                            "make the tag templates depend on {dist}, or give `latest` to one dist only",
+                        );
+                    }
+                }
+            }
+            dists_out.push(DistSpec {
+                image: image.to_string(),
+                dist: dist_name.clone(),
+                arches: arches.clone(),
+                tags,
+                registries: image_registries.clone(),
+                annotations: img.annotations.clone(),
+            });
+
+            for arch in &arches {
+                let mut vars = vars.clone();
+                vars.insert("arch", Some(arch.name.to_string()));
+                vars.insert("debian_arch", arch.debian_arch.map(str::to_string));
+                vars.insert("os", Some(arch.os.to_string()));
+                vars.insert("architecture", Some(arch.architecture.to_string()));
+                vars.insert("variant", arch.variant.map(str::to_string));
+                vars.insert("platform", Some(arch.platform()));
+                let label = format!("{image}:{dist_name}/{}", arch.name);
+                let Some(source) = self.rootfs_source(rootfs, &vars, &label) else {
+                    continue;
+                };
+                let created = match &settings.created {
+                    CreatedSpec::Fixed(t) => *t,
+                    CreatedSpec::Git => {
+                        match created::git_time(&self.root, &source, self.opts.allow_dirty) {
+                            Ok(t) => t,
+                            Err(msg) => {
+                                let span = raw_rootfs_span(&img.rootfs);
+                                self.error(
+                                    span,
+                                    format!("created = \"git\" for {label}: {msg}"),
+                                    "commit the rootfs inputs, or pass --allow-dirty",
+                                );
+                                0
+                            }
+                        }
+                    }
+                };
+                platforms.push(PlatformSpec {
+                    image: image.to_string(),
+                    dist: dist_name.clone(),
+                    arch,
+                    rootfs: source,
+                    config: img.config.clone(),
+                    annotations: img.annotations.clone(),
+                    platform_check,
+                    created,
+                });
+            }
+        }
+    }
+
+    fn rootfs_shape(&mut self, raw: &S<RawRootfs>) {
+        let r = raw.get_ref();
+        let kinds = [r.dir.is_some(), r.tar.is_some(), r.command.is_some()]
+            .iter()
+            .filter(|x| **x)
+            .count();
+        if kinds != 1 {
+            self.error(
+                raw.span(),
+                if kinds == 0 { "rootfs names no source" } else { "rootfs names more than one source" },
+                "use exactly one of { dir = \"...\" }, { tar = \"...\" } or { command = \"...\", inputs = [...] }",
+            );
+        }
+        if r.command.is_none() {
+            if let Some(first) = r.inputs.first() {
+                self.error(
+                    first.span(),
+                    "`inputs` only applies to a `command` rootfs",
+                    "remove it: a dir or tar source is hashed by its content already",
+                );
+            }
+            if let Some(t) = &r.timeout {
+                self.error(
+                    t.span(),
+                    "`timeout` only applies to a `command` rootfs",
+                    "remove it",
+                );
+            }
+        }
+        if let Some(o) = &r.owners {
+            if r.dir.is_none() {
+                self.error(
+                    o.span(),
+                    "`owners` only applies to a `dir` rootfs",
+                    "tarballs and command outputs always keep their owners; remove it",
+                );
+            } else if !matches!(o.get_ref().as_str(), "root" | "preserve") {
+                self.error(
+                    o.span(),
+                    format!("unknown owners {:?}", o.get_ref()),
+                    "use \"root\" (0:0, the default) or \"preserve\"",
+                );
+            }
+        }
+        if let Some(t) = &r.timeout {
+            if humantime::parse_duration(t.get_ref()).is_err() {
+                self.error(
+                    t.span(),
+                    format!("bad timeout {:?}", t.get_ref()),
+                    "write a duration like \"30m\", \"1h 30m\" or \"90s\"",
+                );
+            }
+        }
+    }
+
+    fn rootfs_source(
+        &mut self,
+        r: &RawRootfs,
+        vars: &Vars<'_>,
+        label: &str,
+    ) -> Option<RootfsSource> {
+        let owners = match r.owners.as_ref().map(|o| o.get_ref().as_str()) {
+            Some("preserve") => Owners::Preserve,
+            _ => Owners::Root,
+        };
+        if let Some(dir) = &r.dir {
+            let shown = self.render(dir, vars, label)?;
+            let path = self.root.join(&shown);
+            if !path.is_dir() {
+                self.error(
+                    dir.span(),
+                    format!(
+                        "rootfs dir {shown:?} for {label} does not exist or is not a directory"
+                    ),
+                    format!("create {} or fix the template", path.display()),
+                );
+                return None;
+            }
+            return Some(RootfsSource::Dir {
+                path,
+                shown,
+                owners,
+            });
+        }
+        if let Some(tar) = &r.tar {
+            let shown = self.render(tar, vars, label)?;
+            let path = self.root.join(&shown);
+            if !path.is_file() {
+                self.error(
+                    tar.span(),
+                    format!("rootfs tarball {shown:?} for {label} does not exist"),
+                    format!("create {} or fix the template", path.display()),
+                );
+                return None;
+            }
+            return Some(RootfsSource::Tar { path, shown });
+        }
+        let command = r.command.as_ref()?;
+        let mut vars = vars.clone();
+        vars.insert("out", Some("{out}".to_string()));
+        let resolved = self.render(command, &vars, label)?;
+        let out_is_tar = resolved.contains("{out}.tar");
+        let mut inputs = Vec::new();
+        for input in &r.inputs {
+            let shown = self.render(input, &vars, label)?;
+            let path = self.root.join(&shown);
+            if !path.exists() {
+                self.error(
+                    input.span(),
+                    format!("input {shown:?} for {label} does not exist"),
+                    "inputs are files or folders whose content is part of the rootfs key; fix the path",
+                );
+                continue;
+            }
+            inputs.push((path, shown));
+        }
+        let timeout = r
+            .timeout
+            .as_ref()
+            .and_then(|t| humantime::parse_duration(t.get_ref()).ok());
+        Some(RootfsSource::Command {
+            command: resolved,
+            inputs,
+            out_is_tar,
+            timeout,
+        })
+    }
+
+    fn render(&mut self, t: &S<String>, vars: &Vars<'_>, label: &str) -> Option<String> {
+        match template::render(t.get_ref(), vars, label) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.template_error(t, &e);
+                None
+            }
+        }
+    }
+
+    fn template_error(&mut self, t: &S<String>, e: &TemplateError) {
+        // +1 skips the opening quote of the TOML string.
+        let start = t.span().start + 1 + e.offset();
+        let len = match e {
+            TemplateError::Unknown { name, .. } | TemplateError::NoValue { name, .. } => {
+                name.len() + 2
+            }
+            TemplateError::Unclosed { .. } => 1,
+        };
+        let hint = match e {
+            TemplateError::Unknown { name, .. } => {
+                match did_you_mean(name, template::VARIABLES.iter().copied()) {
+                    Some(best) => format!("did you mean {{{best}}}?"),
+                    None => format!(
+                        "known variables: {}",
+                        template::VARIABLES
+                            .iter()
+                            .map(|v| format!("{{{v}}}"))
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    ),
+                }
+            }
+            TemplateError::NoValue { .. } => {
+                "remove that arch from the image, or avoid the variable in this template".into()
+            }
+            TemplateError::Unclosed { .. } => {
+                "close it with `}`, or write `{{` for a literal brace".into()
+            }
+        };
+        let diag = Diagnostic::at(Some(start..start + len), e.to_string()).hint(hint);
+        if !self.diags.contains(&diag) {
+            self.diags.push(diag);
+        }
+    }
+}
+
+fn raw_rootfs_span(r: &S<RawRootfs>) -> std::ops::Range<usize> {
+    r.span()
+}
+
+/// OCI distribution-spec repository path components.
+fn valid_repository(name: &str) -> bool {
+    !name.is_empty()
+        && name.split('/').all(|c| {
+            !c.is_empty()
+                && c.chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-".contains(ch))
+                && c.starts_with(|ch: char| ch.is_ascii_alphanumeric())
+                && c.ends_with(|ch: char| ch.is_ascii_alphanumeric())
+        })
+}
+
+/// OCI distribution-spec tag grammar: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.
+fn valid_tag(tag: &str) -> bool {
+    !tag.is_empty()
+        && tag.len() <= 128
+        && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}

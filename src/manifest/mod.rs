@@ -1,0 +1,36 @@
+//! `images.toml`: parsing, validation, templates, the arch table and selectors.
+
+pub mod arch;
+mod created;
+pub mod diagnostic;
+mod load;
+pub mod model;
+mod raw;
+pub mod selector;
+pub mod template;
+
+use std::path::PathBuf;
+
+pub use arch::Arch;
+pub use created::rfc3339;
+pub use diagnostic::{Diagnostic, Diagnostics, SourceFile};
+pub use load::{load, parse, LoadOptions};
+pub use model::*;
+pub use raw::ConfigTable;
+pub use selector::{Selector, SelectorError};
+
+/// Why a manifest could not be used. Always bad input: exit status 2.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    /// The file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The manifest path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// Parsing or validation found problems; all of them are listed.
+    #[error("{0}")]
+    Invalid(Diagnostics),
+}

@@ -1,0 +1,197 @@
+//! The validated manifest: every template resolved, every path checked, one
+//! [`PlatformSpec`] per `(image, dist, arch)` and one [`DistSpec`] per `(image, dist)`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::arch::Arch;
+use super::diagnostic::SourceFile;
+use super::raw::ConfigTable;
+
+/// A loaded, valid `images.toml`.
+#[derive(Debug, Clone)]
+pub struct Manifest {
+    /// Text and path, for errors that point into it.
+    pub source: SourceFile,
+    /// The folder holding images.toml: relative paths start here.
+    pub root: PathBuf,
+    /// `[settings]`.
+    pub settings: Settings,
+    /// `[registries.NAME]`, by name.
+    pub registries: BTreeMap<String, Registry>,
+    /// One per image x dist x arch, sorted by image, dist (as listed), arch (as listed).
+    pub platforms: Vec<PlatformSpec>,
+    /// One per image x dist.
+    pub dists: Vec<DistSpec>,
+}
+
+/// `[settings]` with defaults applied.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How each platform's `created` time is chosen.
+    pub created: CreatedSpec,
+    /// Layer compression.
+    pub compression: Compression,
+    /// Export folder (absolute).
+    pub out: PathBuf,
+    /// Cache folder (absolute) as the manifest says; `--cache`/`IMGRAPH_CACHE` win over it.
+    pub cache: PathBuf,
+}
+
+/// Where `created` comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CreatedSpec {
+    /// A fixed time (RFC 3339, or `SOURCE_DATE_EPOCH` read at load), seconds since the epoch.
+    Fixed(u64),
+    /// The commit time of the newest commit touching each platform's inputs.
+    Git,
+}
+
+/// Layer compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// `application/vnd.oci.image.layer.v1.tar+gzip`: what every client takes.
+    Gzip,
+    /// `application/vnd.oci.image.layer.v1.tar+zstd`: smaller and faster, newer clients only.
+    Zstd,
+}
+
+impl Compression {
+    /// The OCI layer media type.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+        }
+    }
+
+    /// The readable file name used in exported layouts.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            Compression::Gzip => "rootfs.tar.gz",
+            Compression::Zstd => "rootfs.tar.zst",
+        }
+    }
+}
+
+/// A `[registries.NAME]` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registry {
+    /// The table name (`local`).
+    pub name: String,
+    /// `host[:port]`.
+    pub host: String,
+    /// Path under the host (`bitnami`), possibly empty.
+    pub namespace: String,
+    /// Plain HTTP, for loopback test registries.
+    pub insecure: bool,
+    /// The url exactly as written, part of push keys.
+    pub url: String,
+}
+
+impl Registry {
+    /// The repository an image goes to: `<namespace>/<image>`.
+    pub fn repository(&self, image: &str) -> String {
+        if self.namespace.is_empty() {
+            image.to_string()
+        } else {
+            format!("{}/{image}", self.namespace)
+        }
+    }
+}
+
+/// Who owns the files of a `dir` source in the layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Owners {
+    /// 0:0 for everything: the checkout's owner is not part of the image.
+    Root,
+    /// The uid/gid found on disk.
+    Preserve,
+}
+
+/// Where one platform's root filesystem comes from, templates resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootfsSource {
+    /// A directory in the project.
+    Dir {
+        /// Absolute path.
+        path: PathBuf,
+        /// As resolved from the template, relative to the manifest (for messages).
+        shown: String,
+        /// Owners in the layer.
+        owners: Owners,
+    },
+    /// A tarball (.tar, .tar.gz, .tar.xz, .tar.zst).
+    Tar {
+        /// Absolute path.
+        path: PathBuf,
+        /// As resolved, relative to the manifest.
+        shown: String,
+    },
+    /// A command that writes the rootfs to `{out}`.
+    Command {
+        /// The resolved command, `{out}` still in it.
+        command: String,
+        /// Files and folders whose content is part of the key, absolute, with their shown names.
+        inputs: Vec<(PathBuf, String)>,
+        /// `{out}` is a `.tar` file rather than a directory.
+        out_is_tar: bool,
+        /// Killed after this long.
+        timeout: Option<Duration>,
+    },
+}
+
+/// One `(image, dist, arch)`: everything needed to build its manifest.
+#[derive(Debug, Clone)]
+pub struct PlatformSpec {
+    /// Image name.
+    pub image: String,
+    /// Dist name.
+    pub dist: String,
+    /// The arch row.
+    pub arch: &'static Arch,
+    /// Where its rootfs comes from.
+    pub rootfs: RootfsSource,
+    /// The image config table.
+    pub config: ConfigTable,
+    /// Manifest annotations.
+    pub annotations: BTreeMap<String, String>,
+    /// Whether the layer's ELF machines are checked against the arch.
+    pub platform_check: bool,
+    /// The `created` time, seconds since the epoch.
+    pub created: u64,
+}
+
+impl PlatformSpec {
+    /// `hello:one/arm64v8`, the suffix of this platform's step ids.
+    pub fn label(&self) -> String {
+        format!("{}:{}/{}", self.image, self.dist, self.arch.name)
+    }
+}
+
+/// One `(image, dist)`: an index, its tags and where it is pushed.
+#[derive(Debug, Clone)]
+pub struct DistSpec {
+    /// Image name.
+    pub image: String,
+    /// Dist name.
+    pub dist: String,
+    /// Arches as listed.
+    pub arches: Vec<&'static Arch>,
+    /// Resolved tags, `latest` included where it applies.
+    pub tags: Vec<String>,
+    /// Registry names; the first is canonical.
+    pub registries: Vec<String>,
+    /// Index annotations.
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl DistSpec {
+    /// `hello:one`.
+    pub fn label(&self) -> String {
+        format!("{}:{}", self.image, self.dist)
+    }
+}

@@ -1,0 +1,7 @@
+//! OCI images: the layer, the JSON documents, layouts on disk, docker archives.
+
+pub mod docker_archive;
+pub mod elf;
+pub mod image;
+pub mod layer;
+pub mod layout;

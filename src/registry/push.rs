@@ -1,0 +1,577 @@
+//! Pushing one image (blobs, platform manifests, index, tags) to one
+//! repository, in the order that keeps every tag pointing at complete content:
+//! blobs first (HEAD-skip, cross-repo mount, or upload), then each platform
+//! manifest by digest, then the index by digest, and the tags last.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use ureq::http::Method;
+
+use super::client::{drain, with_query, Body, Client, RegistryError};
+use super::reference::{validate_digest, validate_repository, validate_tag};
+use super::sha256_digest;
+
+/// A blob to push, streamed from a file (the cache's `blobs/sha256/<hex>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobSource {
+    /// `sha256:<hex>`.
+    pub digest: String,
+    pub size: u64,
+    pub path: PathBuf,
+}
+
+/// A manifest or index to push, held in memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestBlob {
+    /// `sha256:<hex>` of `bytes`.
+    pub digest: String,
+    pub media_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// Everything one push of one image to one repository does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushPlan {
+    pub repository: String,
+    /// Layers and configs of every platform (duplicates are pushed once).
+    pub blobs: Vec<BlobSource>,
+    /// Platform manifests, pushed by digest after all blobs.
+    pub manifests: Vec<ManifestBlob>,
+    /// The index, pushed by digest after all manifests.
+    pub index: ManifestBlob,
+    /// Tags moved to the index once everything else is in place.
+    pub tags: Vec<String>,
+    /// Other repositories of the same registry that may hold these blobs.
+    pub mount_from: Vec<String>,
+}
+
+/// What a push did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PushReport {
+    /// Blobs sent (digests, in plan order).
+    pub uploaded: Vec<String>,
+    /// Blobs the repository already had.
+    pub skipped: Vec<String>,
+    /// Blobs mounted from another repository.
+    pub mounted: Vec<String>,
+    /// Manifests (platform manifests and index) written.
+    pub manifests_put: usize,
+    /// Manifests the repository already had.
+    pub manifests_skipped: usize,
+    /// Tags written (tags already pointing at the index are left alone).
+    pub tags_put: Vec<String>,
+}
+
+/// Progress of a push, for progress bars and `-v` output (no secrets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushEvent {
+    BlobSkipped {
+        digest: String,
+    },
+    BlobMounted {
+        digest: String,
+        from: String,
+    },
+    BlobStarted {
+        digest: String,
+        size: u64,
+    },
+    /// `sent` of `size` bytes of a chunked upload are on the registry.
+    BlobProgress {
+        digest: String,
+        sent: u64,
+        size: u64,
+    },
+    BlobUploaded {
+        digest: String,
+        size: u64,
+    },
+    ManifestPut {
+        digest: String,
+    },
+    ManifestSkipped {
+        digest: String,
+    },
+    TagPut {
+        tag: String,
+        digest: String,
+    },
+    TagUnchanged {
+        tag: String,
+    },
+    /// A transient failure; the blob's upload starts over.
+    Retrying {
+        digest: String,
+        attempt: u32,
+        error: String,
+    },
+}
+
+enum BlobOutcome {
+    Skipped,
+    Mounted,
+    Uploaded,
+}
+
+impl Client {
+    /// Push `plan`: see the module documentation for the order. Blobs go up
+    /// to [`Client::with_parallel_uploads`] at a time; the first failure
+    /// stops the push before any manifest or tag is written.
+    pub fn push(
+        &self,
+        plan: &PushPlan,
+        progress: &(dyn Fn(PushEvent) + Sync),
+    ) -> Result<PushReport, RegistryError> {
+        let host = &self.registry.host;
+        validate_repository(host, &plan.repository)?;
+        for from in &plan.mount_from {
+            validate_repository(host, from)?;
+        }
+        for tag in &plan.tags {
+            validate_tag(tag)?;
+        }
+        for b in &plan.blobs {
+            validate_digest(&b.digest)?;
+        }
+        for m in plan.manifests.iter().chain(std::iter::once(&plan.index)) {
+            let actual = sha256_digest(&m.bytes);
+            if actual != m.digest {
+                return Err(RegistryError::DigestMismatch {
+                    host: host.clone(),
+                    repository: plan.repository.clone(),
+                    expected: m.digest.clone(),
+                    actual,
+                });
+            }
+        }
+        let repo = plan.repository.as_str();
+        let mounts: Vec<&str> = plan
+            .mount_from
+            .iter()
+            .map(String::as_str)
+            .filter(|f| *f != repo)
+            .collect();
+        let mut scopes = vec![format!("repository:{repo}:pull,push")];
+        scopes.extend(mounts.iter().map(|f| Client::pull_scope(f)));
+
+        // Blobs, each digest once.
+        let mut blobs: Vec<&BlobSource> = Vec::new();
+        for b in &plan.blobs {
+            if !blobs.iter().any(|x| x.digest == b.digest) {
+                blobs.push(b);
+            }
+        }
+        let outcomes = self.push_blobs(repo, &blobs, &mounts, &scopes, progress)?;
+        let mut report = PushReport::default();
+        for (b, outcome) in blobs.iter().zip(outcomes) {
+            match outcome {
+                BlobOutcome::Skipped => report.skipped.push(b.digest.clone()),
+                BlobOutcome::Mounted => report.mounted.push(b.digest.clone()),
+                BlobOutcome::Uploaded => report.uploaded.push(b.digest.clone()),
+            }
+        }
+
+        // Manifests, then the index, by digest.
+        for m in plan.manifests.iter().chain(std::iter::once(&plan.index)) {
+            if self
+                .head_manifest_scoped(repo, &m.digest, &scopes)?
+                .as_deref()
+                == Some(m.digest.as_str())
+            {
+                report.manifests_skipped += 1;
+                progress(PushEvent::ManifestSkipped {
+                    digest: m.digest.clone(),
+                });
+                continue;
+            }
+            self.put_manifest(repo, &m.digest, m, &scopes)?;
+            report.manifests_put += 1;
+            progress(PushEvent::ManifestPut {
+                digest: m.digest.clone(),
+            });
+        }
+
+        // Tags last.
+        for tag in &plan.tags {
+            if self.head_manifest_scoped(repo, tag, &scopes)?.as_deref()
+                == Some(plan.index.digest.as_str())
+            {
+                progress(PushEvent::TagUnchanged { tag: tag.clone() });
+                continue;
+            }
+            self.put_manifest(repo, tag, &plan.index, &scopes)?;
+            report.tags_put.push(tag.clone());
+            progress(PushEvent::TagPut {
+                tag: tag.clone(),
+                digest: plan.index.digest.clone(),
+            });
+        }
+        Ok(report)
+    }
+
+    fn push_blobs(
+        &self,
+        repo: &str,
+        blobs: &[&BlobSource],
+        mounts: &[&str],
+        scopes: &[String],
+        progress: &(dyn Fn(PushEvent) + Sync),
+    ) -> Result<Vec<BlobOutcome>, RegistryError> {
+        let workers = self.parallel.min(blobs.len()).max(1);
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let results: Mutex<Vec<Option<Result<BlobOutcome, RegistryError>>>> =
+            Mutex::new((0..blobs.len()).map(|_| None).collect());
+        let work = || loop {
+            let i = next.fetch_add(1, Ordering::SeqCst);
+            if i >= blobs.len() || failed.load(Ordering::SeqCst) {
+                break;
+            }
+            let r = self.push_blob(repo, blobs[i], mounts, scopes, progress);
+            if r.is_err() {
+                failed.store(true, Ordering::SeqCst);
+            }
+            results
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)[i] = Some(r);
+        };
+        if workers == 1 {
+            work();
+        } else {
+            // The first blob alone: its 401 sets up auth (one token fetch, not one per worker).
+            let first = self.push_blob(repo, blobs[0], mounts, scopes, progress);
+            let first_failed = first.is_err();
+            results
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)[0] = Some(first);
+            next.store(1, Ordering::SeqCst);
+            failed.store(first_failed, Ordering::SeqCst);
+            std::thread::scope(|s| {
+                for _ in 0..workers {
+                    s.spawn(work);
+                }
+            });
+        }
+        let results = results
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out = Vec::with_capacity(blobs.len());
+        // The first error in plan order, not a "cancelled" one.
+        let mut cancelled = false;
+        for r in results {
+            match r {
+                Some(Ok(o)) => out.push(o),
+                Some(Err(e)) => return Err(e),
+                None => cancelled = true,
+            }
+        }
+        if cancelled {
+            return Err(RegistryError::Cancelled {
+                host: self.registry.host.clone(),
+                repository: repo.to_owned(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// One blob, starting over (HEAD first) after a transient failure.
+    fn push_blob(
+        &self,
+        repo: &str,
+        blob: &BlobSource,
+        mounts: &[&str],
+        scopes: &[String],
+        progress: &(dyn Fn(PushEvent) + Sync),
+    ) -> Result<BlobOutcome, RegistryError> {
+        let actual = std::fs::metadata(&blob.path)
+            .map_err(|source| RegistryError::ReadBlob {
+                digest: blob.digest.clone(),
+                path: blob.path.clone(),
+                source,
+            })?
+            .len();
+        if actual != blob.size {
+            return Err(RegistryError::BlobSize {
+                host: self.registry.host.clone(),
+                repository: repo.to_owned(),
+                digest: blob.digest.clone(),
+                path: blob.path.clone(),
+                expected: blob.size,
+                actual,
+            });
+        }
+        self.retry.run(
+            |attempt| {
+                let r = self.push_blob_once(repo, blob, mounts, scopes, progress);
+                if let Err(e) = &r {
+                    if e.is_transient() && attempt < self.retry.max_attempts {
+                        progress(PushEvent::Retrying {
+                            digest: blob.digest.clone(),
+                            attempt,
+                            error: e.to_string(),
+                        });
+                    }
+                }
+                r
+            },
+            RegistryError::verdict,
+        )
+    }
+
+    fn push_blob_once(
+        &self,
+        repo: &str,
+        blob: &BlobSource,
+        mounts: &[&str],
+        scopes: &[String],
+        progress: &(dyn Fn(PushEvent) + Sync),
+    ) -> Result<BlobOutcome, RegistryError> {
+        let digest = blob.digest.as_str();
+        // 1. Already there?
+        let req = self.request(
+            Method::HEAD,
+            &format!("/v2/{repo}/blobs/{digest}"),
+            repo,
+            scopes,
+        );
+        let response = self.attempt(&req)?;
+        match response.status().as_u16() {
+            200 => {
+                drain(response);
+                progress(PushEvent::BlobSkipped {
+                    digest: digest.to_owned(),
+                });
+                return Ok(BlobOutcome::Skipped);
+            }
+            404 => drain(response),
+            _ => return Err(self.status_error(&req, response)),
+        }
+
+        // 2. Mount from a sibling repository; a refused mount opens an upload.
+        let mut session: Option<String> = None;
+        for (i, from) in mounts.iter().enumerate() {
+            let path = format!(
+                "/v2/{repo}/blobs/uploads/?mount={}&from={}",
+                super::client::encode_query_value(digest),
+                super::client::encode_query_value(from)
+            );
+            let req = self.request(Method::POST, &path, repo, scopes);
+            let response = self.attempt(&req)?;
+            match response.status().as_u16() {
+                201 => {
+                    drain(response);
+                    progress(PushEvent::BlobMounted {
+                        digest: digest.to_owned(),
+                        from: (*from).to_owned(),
+                    });
+                    return Ok(BlobOutcome::Mounted);
+                }
+                202 => {
+                    let location = self.location(&response, repo, digest)?;
+                    drain(response);
+                    if i + 1 == mounts.len() {
+                        session = Some(location);
+                    } else {
+                        self.cancel_upload(&location, repo, scopes);
+                    }
+                }
+                _ => return Err(self.status_error(&req, response)),
+            }
+        }
+
+        // 3. Upload.
+        progress(PushEvent::BlobStarted {
+            digest: digest.to_owned(),
+            size: blob.size,
+        });
+        let mut location = match session {
+            Some(l) => l,
+            None => {
+                let req = self.request(
+                    Method::POST,
+                    &format!("/v2/{repo}/blobs/uploads/"),
+                    repo,
+                    scopes,
+                );
+                let response = self.attempt(&req)?;
+                if response.status().as_u16() != 202 {
+                    return Err(self.status_error(&req, response));
+                }
+                let l = self.location(&response, repo, digest)?;
+                drain(response);
+                l
+            }
+        };
+        let octet = ("Content-Type", "application/octet-stream".to_owned());
+        if blob.size <= self.monolithic_max {
+            let mut req = self.request(
+                Method::PUT,
+                &with_query(&location, "digest", digest),
+                repo,
+                scopes,
+            );
+            req.headers.push(octet);
+            req.body = Body::File {
+                path: &blob.path,
+                digest,
+                offset: 0,
+                len: blob.size,
+            };
+            return self.finish_upload(&req, blob, progress);
+        }
+        let mut offset = 0;
+        while offset < blob.size {
+            let len = self.chunk_size.min(blob.size - offset);
+            let mut req = self.request(Method::PATCH, &location, repo, scopes);
+            req.headers.push(octet.clone());
+            req.headers
+                .push(("Content-Range", format!("{offset}-{}", offset + len - 1)));
+            req.body = Body::File {
+                path: &blob.path,
+                digest,
+                offset,
+                len,
+            };
+            let response = self.attempt(&req)?;
+            if response.status().as_u16() != 202 {
+                return Err(self.status_error(&req, response));
+            }
+            location = self.location(&response, repo, digest)?;
+            drain(response);
+            offset += len;
+            progress(PushEvent::BlobProgress {
+                digest: digest.to_owned(),
+                sent: offset,
+                size: blob.size,
+            });
+        }
+        let req = self.request(
+            Method::PUT,
+            &with_query(&location, "digest", digest),
+            repo,
+            scopes,
+        );
+        self.finish_upload(&req, blob, progress)
+    }
+
+    fn finish_upload(
+        &self,
+        req: &super::client::Request<'_>,
+        blob: &BlobSource,
+        progress: &(dyn Fn(PushEvent) + Sync),
+    ) -> Result<BlobOutcome, RegistryError> {
+        let response = self.attempt(req)?;
+        if response.status().as_u16() != 201 {
+            return Err(self.status_error(req, response));
+        }
+        let returned = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        drain(response);
+        if let Some(actual) = returned.filter(|d| *d != blob.digest) {
+            return Err(RegistryError::DigestMismatch {
+                host: self.registry.host.clone(),
+                repository: req.repository.to_owned(),
+                expected: blob.digest.clone(),
+                actual,
+            });
+        }
+        progress(PushEvent::BlobUploaded {
+            digest: blob.digest.clone(),
+            size: blob.size,
+        });
+        Ok(BlobOutcome::Uploaded)
+    }
+
+    fn location(
+        &self,
+        response: &ureq::http::Response<ureq::Body>,
+        repo: &str,
+        digest: &str,
+    ) -> Result<String, RegistryError> {
+        response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .filter(|l| !l.is_empty())
+            .map(|l| self.resolve_location(l))
+            .ok_or_else(|| RegistryError::BadLocation {
+                host: self.registry.host.clone(),
+                repository: repo.to_owned(),
+                digest: digest.to_owned(),
+            })
+    }
+
+    /// Best effort: abandon an upload session we will not use.
+    fn cancel_upload(&self, location: &str, repo: &str, scopes: &[String]) {
+        let req = self.request(Method::DELETE, location, repo, scopes);
+        if let Ok(r) = self.attempt(&req) {
+            drain(r);
+        }
+    }
+
+    fn head_manifest_scoped(
+        &self,
+        repo: &str,
+        reference: &str,
+        scopes: &[String],
+    ) -> Result<Option<String>, RegistryError> {
+        let mut req = self.request(
+            Method::HEAD,
+            &format!("/v2/{repo}/manifests/{reference}"),
+            repo,
+            scopes,
+        );
+        req.headers
+            .push(("Accept", super::MANIFEST_MEDIA_TYPES.join(", ")));
+        let response = self.send(&req)?;
+        let status = response.status().as_u16();
+        let digest = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        drain(response);
+        Ok(if status == 200 { digest } else { None })
+    }
+
+    fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        m: &ManifestBlob,
+        scopes: &[String],
+    ) -> Result<(), RegistryError> {
+        let mut req = self.request(
+            Method::PUT,
+            &format!("/v2/{repo}/manifests/{reference}"),
+            repo,
+            scopes,
+        );
+        req.headers.push(("Content-Type", m.media_type.clone()));
+        req.body = Body::Bytes(&m.bytes);
+        let response = self.send(&req)?;
+        if response.status().as_u16() != 201 {
+            return Err(self.status_error(&req, response));
+        }
+        let returned = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        drain(response);
+        if let Some(actual) = returned.filter(|d| *d != m.digest) {
+            return Err(RegistryError::DigestMismatch {
+                host: self.registry.host.clone(),
+                repository: repo.to_owned(),
+                expected: m.digest.clone(),
+                actual,
+            });
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,256 @@
+//! `rootfs = { command = ... }`: run a rootfs builder (mmdebstrap, debootstrap, a
+//! script) into a fresh `{out}`, with `SOURCE_DATE_EPOCH` set, a timeout that kills
+//! its whole process group, and its output in a log file.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How many log lines a failure shows.
+const TAIL_LINES: usize = 40;
+
+/// What to run.
+pub struct CommandSpec<'a> {
+    /// The command, `{out}` still in it; run by `sh -c`.
+    pub command: &'a str,
+    /// `{out}.tar` is written rather than a folder `{out}`.
+    pub out_is_tar: bool,
+    /// Killed after this long.
+    pub timeout: Option<Duration>,
+    /// `SOURCE_DATE_EPOCH`.
+    pub created: u64,
+    /// Working directory: the manifest's folder, so project scripts resolve.
+    pub cwd: &'a Path,
+    /// Where produced root filesystems are kept, by content hash.
+    pub keep_dir: &'a Path,
+    /// The step's log file.
+    pub log: &'a Path,
+    /// Also copy the output to stderr (`-v`).
+    pub stream: bool,
+}
+
+/// What a successful run left.
+#[derive(Debug)]
+pub struct CommandRun {
+    /// Content fingerprint of the produced rootfs.
+    pub tree: String,
+    /// Entries in it.
+    pub files: u64,
+    /// Where it is kept (a folder, or a `.tar`).
+    pub kept: PathBuf,
+}
+
+/// A command rootfs that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// Could not start or watch it.
+    #[error("cannot run `{command}`: {source}")]
+    Spawn {
+        /// The command.
+        command: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// It exited non-zero.
+    #[error("`{command}` failed ({status}); last lines of {}:\n{tail}", log.display())]
+    Failed {
+        /// The command.
+        command: String,
+        /// Exit status.
+        status: String,
+        /// The log file.
+        log: PathBuf,
+        /// Its last lines.
+        tail: String,
+    },
+    /// It ran out of time; its process group was killed.
+    #[error("`{command}` timed out after {}; its process group was killed; last lines of {}:\n{tail}", humantime::format_duration(*timeout), log.display())]
+    Timeout {
+        /// The command.
+        command: String,
+        /// The limit.
+        timeout: Duration,
+        /// The log file.
+        log: PathBuf,
+        /// Its last lines.
+        tail: String,
+    },
+    /// It succeeded but left nothing at `{out}`.
+    #[error("`{command}` exited 0 but wrote nothing to {}", out.display())]
+    NoOutput {
+        /// The command.
+        command: String,
+        /// The expected output.
+        out: PathBuf,
+    },
+    /// Fingerprinting the output.
+    #[error(transparent)]
+    Rootfs(#[from] super::RootfsError),
+    /// Moving the output into the cache.
+    #[error("keeping the rootfs at {}: {source}", path.display())]
+    Keep {
+        /// Target.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Runs the command and keeps its output in the cache.
+pub fn run(spec: &CommandSpec<'_>) -> Result<CommandRun, CommandError> {
+    let spawn_err = |source| CommandError::Spawn {
+        command: spec.command.to_string(),
+        source,
+    };
+    std::fs::create_dir_all(spec.keep_dir).map_err(spawn_err)?;
+    if let Some(dir) = spec.log.parent() {
+        std::fs::create_dir_all(dir).map_err(spawn_err)?;
+    }
+    let work = tempfile::Builder::new()
+        .prefix(".build-")
+        .tempdir_in(spec.keep_dir)
+        .map_err(spawn_err)?;
+    let out_base = work.path().join("rootfs");
+    let out = if spec.out_is_tar {
+        work.path().join("rootfs.tar")
+    } else {
+        std::fs::create_dir(&out_base).map_err(spawn_err)?;
+        out_base.clone()
+    };
+    let command = spec
+        .command
+        .replace("{out}", &out_base.display().to_string());
+
+    let log = Arc::new(Mutex::new(File::create(spec.log).map_err(spawn_err)?));
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(&command)
+        .current_dir(spec.cwd)
+        .env("SOURCE_DATE_EPOCH", spec.created.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .map_err(spawn_err)?;
+    let pumps: Vec<_> = [
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|stream| {
+        let log = Arc::clone(&log);
+        let echo = spec.stream;
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).split(b'\n').map_while(Result::ok) {
+                let mut log = log.lock().unwrap_or_else(|p| p.into_inner());
+                let _ = log.write_all(&line);
+                let _ = log.write_all(b"\n");
+                if echo {
+                    eprintln!("  | {}", String::from_utf8_lossy(&line));
+                }
+            }
+        })
+    })
+    .collect();
+
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(spawn_err)? {
+            break Some(status);
+        }
+        if spec.timeout.is_some_and(|t| started.elapsed() >= t) {
+            kill_group(child.id());
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    };
+    if status.is_none() {
+        // The pipes may be held open by orphaned grandchildren: do not wait on them.
+        drop(pumps);
+    } else {
+        for p in pumps {
+            let _ = p.join();
+        }
+    }
+    let tail = tail(spec.log);
+    match status {
+        None => {
+            return Err(CommandError::Timeout {
+                command,
+                timeout: spec.timeout.unwrap_or_default(),
+                log: spec.log.to_path_buf(),
+                tail,
+            })
+        }
+        Some(s) if !s.success() => {
+            return Err(CommandError::Failed {
+                command,
+                status: s.to_string(),
+                log: spec.log.to_path_buf(),
+                tail,
+            })
+        }
+        Some(_) => {}
+    }
+    let (tree, files) = if spec.out_is_tar {
+        if !out.is_file() {
+            return Err(CommandError::NoOutput { command, out });
+        }
+        (
+            super::fingerprint_file(&out, &mut super::StatCache::default())?,
+            1,
+        )
+    } else {
+        let fp = super::fingerprint_dir(&out, true, &mut super::StatCache::default())?;
+        if fp.entries.is_empty() {
+            return Err(CommandError::NoOutput { command, out });
+        }
+        (fp.digest, fp.entries.len() as u64)
+    };
+    let kept = spec.keep_dir.join(if spec.out_is_tar {
+        format!("{tree}.tar")
+    } else {
+        tree.clone()
+    });
+    if !kept.exists() {
+        std::fs::rename(&out, &kept).map_err(|source| CommandError::Keep {
+            path: kept.clone(),
+            source,
+        })?;
+    }
+    Ok(CommandRun { tree, files, kept })
+}
+
+fn kill_group(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{pid}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+fn tail(log: &Path) -> String {
+    let text = std::fs::read(log)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.len().saturating_sub(TAIL_LINES);
+    lines[start..]
+        .iter()
+        .map(|l| format!("  | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -1,0 +1,9 @@
+//! imgraph's integration tests: one test binary driving the real `imgraph`.
+
+#![allow(unreachable_pub)]
+
+mod support;
+
+mod core;
+mod manifest_errors;
+mod registry_client;

@@ -1,0 +1,554 @@
+//! The registry client against a real `docker-registry` on loopback.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use imgraph::registry::{
+    sha256_digest, BlobSource, Client, CredentialSource, ManifestBlob, PushEvent, PushPlan,
+    Registry, RegistryError, RetryPolicy,
+};
+
+use crate::support::registry::{Auth, RegistryGuard};
+
+const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// A fake single-platform image on disk: layers + config, a manifest, an index.
+struct FakeImage {
+    _dir: tempfile::TempDir,
+    plan: PushPlan,
+}
+
+/// A real gzip stream (skopeo recompresses layers that are not) of about
+/// `len` incompressible bytes derived from `seed`.
+fn bytes_for(seed: &str, len: usize) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut raw = vec![0u8; len];
+    blake3::Hasher::new()
+        .update(seed.as_bytes())
+        .finalize_xof()
+        .fill(&mut raw);
+    let mut gz =
+        flate2::write::GzEncoder::new(Vec::with_capacity(len + 1024), flate2::Compression::fast());
+    gz.write_all(&raw).unwrap();
+    gz.finish().unwrap()
+}
+
+fn write_blob(dir: &Path, bytes: &[u8]) -> BlobSource {
+    let digest = sha256_digest(bytes);
+    let path = dir.join(digest.replace(':', "-"));
+    std::fs::write(&path, bytes).unwrap();
+    BlobSource {
+        digest,
+        size: bytes.len() as u64,
+        path,
+    }
+}
+
+/// Layers of `layer_sizes` bytes, content derived from `seed`.
+fn fake_image(seed: &str, repository: &str, layer_sizes: &[usize]) -> FakeImage {
+    let layers: Vec<(String, usize)> = layer_sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &n)| (format!("{seed}/layer{i}"), n))
+        .collect();
+    fake_image_with(seed, repository, &layers)
+}
+
+/// Layers given as (content seed, size).
+fn fake_image_with(seed: &str, repository: &str, layers: &[(String, usize)]) -> FakeImage {
+    let dir = tempfile::tempdir().unwrap();
+    let layers: Vec<BlobSource> = layers
+        .iter()
+        .map(|(s, n)| write_blob(dir.path(), &bytes_for(s, *n)))
+        .collect();
+    let config = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Cmd": ["/bin/sh"], "Labels": {"seed": seed}},
+        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.digest.clone()).collect::<Vec<_>>()},
+    });
+    let config = write_blob(dir.path(), config.to_string().as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.digest, "size": config.size},
+        "layers": layers.iter().map(|l| serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": l.digest, "size": l.size,
+        })).collect::<Vec<_>>(),
+    })
+    .to_string()
+    .into_bytes();
+    let manifest = ManifestBlob {
+        digest: sha256_digest(&manifest),
+        media_type: MANIFEST.into(),
+        bytes: manifest,
+    };
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": INDEX,
+        "manifests": [{
+            "mediaType": MANIFEST, "digest": manifest.digest, "size": manifest.bytes.len(),
+            "platform": {"architecture": "amd64", "os": "linux"},
+        }],
+    })
+    .to_string()
+    .into_bytes();
+    let index = ManifestBlob {
+        digest: sha256_digest(&index),
+        media_type: INDEX.into(),
+        bytes: index,
+    };
+    let mut blobs = layers;
+    blobs.push(config);
+    FakeImage {
+        _dir: dir,
+        plan: PushPlan {
+            repository: repository.into(),
+            blobs,
+            manifests: vec![manifest],
+            index,
+            tags: vec!["bookworm".into(), "latest".into()],
+            mount_from: vec![],
+        },
+    }
+}
+
+fn client(reg: &RegistryGuard, creds: CredentialSource) -> Client {
+    Client::new(
+        Registry {
+            host: reg.url(),
+            insecure: true,
+        },
+        creds,
+    )
+}
+
+fn quiet(_: PushEvent) {}
+
+/// A DOCKER_CONFIG directory holding `json` as config.json.
+fn docker_config(json: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.json"), json).unwrap();
+    dir
+}
+
+fn auths_config(host: &str, user: &str, pass: &str) -> tempfile::TempDir {
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+    docker_config(&format!(r#"{{"auths":{{"{host}":{{"auth":"{auth}"}}}}}}"#))
+}
+
+fn skopeo(args: &[&str]) -> std::process::Output {
+    let out = Command::new("skopeo").args(args).output().expect("skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+#[test]
+fn push_to_plain_registry_reads_back_with_skopeo() {
+    let reg = RegistryGuard::start(Auth::None);
+    let img = fake_image("plain", "bitnami/minideb", &[1000, 3000]);
+    let c = client(&reg, CredentialSource::anonymous());
+    let events = Mutex::new(Vec::new());
+    let report = c
+        .push(&img.plan, &|e| events.lock().unwrap().push(e))
+        .unwrap();
+    assert_eq!(report.uploaded.len(), 3, "{report:?}");
+    assert!(report.skipped.is_empty() && report.mounted.is_empty());
+    assert_eq!(report.manifests_put, 2);
+    assert_eq!(report.tags_put, vec!["bookworm", "latest"]);
+
+    // skopeo sees the index under the tag, byte for byte.
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/bitnami/minideb:bookworm", reg.url()),
+    ]);
+    assert_eq!(sha256_digest(&raw.stdout), img.plan.index.digest);
+    let oci = tempfile::tempdir().unwrap();
+    skopeo(&[
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        &format!("docker://{}/bitnami/minideb:latest", reg.url()),
+        &format!("oci:{}:latest", oci.path().display()),
+    ]);
+    for b in &img.plan.blobs {
+        let hex = b.digest.strip_prefix("sha256:").unwrap();
+        let path = oci.path().join("blobs/sha256").join(hex);
+        let copied = std::fs::read(&path).unwrap_or_else(|e| {
+            let listing = Command::new("find")
+                .arg(oci.path())
+                .output()
+                .unwrap()
+                .stdout;
+            panic!(
+                "{}: {e}\n{}",
+                path.display(),
+                String::from_utf8_lossy(&listing)
+            )
+        });
+        assert_eq!(copied, std::fs::read(&b.path).unwrap());
+    }
+
+    // Order: every blob is complete before the first manifest PUT, tags last.
+    let log = reg.request_log();
+    let put_manifest = |e: &&crate::support::registry::LogEntry| {
+        e.method == "PUT" && e.path.contains("/manifests/")
+    };
+    let first_manifest = log.iter().position(|e| put_manifest(&e)).unwrap();
+    let last_blob = log
+        .iter()
+        .rposition(|e| e.method == "PUT" && e.path.contains("/blobs/"))
+        .unwrap();
+    assert!(last_blob < first_manifest, "{log:#?}");
+    let manifest_puts: Vec<&str> = log
+        .iter()
+        .filter(put_manifest)
+        .map(|e| e.path.as_str())
+        .collect();
+    assert_eq!(
+        manifest_puts,
+        vec![
+            format!(
+                "/v2/bitnami/minideb/manifests/{}",
+                img.plan.manifests[0].digest
+            )
+            .as_str(),
+            format!("/v2/bitnami/minideb/manifests/{}", img.plan.index.digest).as_str(),
+            "/v2/bitnami/minideb/manifests/bookworm",
+            "/v2/bitnami/minideb/manifests/latest",
+        ]
+    );
+
+    // Reading back by digest.
+    assert_eq!(
+        c.head_manifest("bitnami/minideb", "bookworm").unwrap(),
+        Some(img.plan.index.digest.clone())
+    );
+    assert_eq!(c.head_manifest("bitnami/minideb", "nope").unwrap(), None);
+    let (mt, bytes) = c
+        .get_manifest("bitnami/minideb", &img.plan.index.digest)
+        .unwrap();
+    assert_eq!((mt.as_str(), bytes), (INDEX, img.plan.index.bytes.clone()));
+    let events = events.into_inner().unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| matches!(e, PushEvent::BlobUploaded { .. }))
+            .count(),
+        3
+    );
+}
+
+#[test]
+fn repush_uploads_no_blob_and_writes_nothing() {
+    let reg = RegistryGuard::start(Auth::None);
+    let img = fake_image("repush", "a/b", &[100, 200]);
+    let c = client(&reg, CredentialSource::anonymous());
+    c.push(&img.plan, &quiet).unwrap();
+    reg.clear_log();
+    let report = client(&reg, CredentialSource::anonymous())
+        .push(&img.plan, &quiet)
+        .unwrap();
+    assert!(
+        report.uploaded.is_empty() && report.mounted.is_empty(),
+        "{report:?}"
+    );
+    assert_eq!(report.skipped.len(), 3);
+    assert_eq!((report.manifests_put, report.manifests_skipped), (0, 2));
+    assert!(report.tags_put.is_empty());
+    let log = reg.request_log();
+    assert!(!log.is_empty());
+    let writes: Vec<_> = log
+        .iter()
+        .filter(|e| e.method != "HEAD" && e.method != "GET")
+        .collect();
+    assert!(writes.is_empty(), "re-push wrote: {writes:#?}");
+
+    // Moving a tag: only the index and that tag are written.
+    // A new image sharing one layer: only the other layer and the config go up.
+    let moved_image = fake_image_with(
+        "repush-2",
+        "a/b",
+        &[("repush/layer0".into(), 100), ("new".into(), 200)],
+    );
+    let moved = &moved_image.plan;
+    let report = c.push(moved, &quiet).unwrap();
+    assert_eq!(report.skipped, vec![img.plan.blobs[0].digest.clone()]);
+    assert_eq!(report.uploaded.len(), 2);
+}
+
+#[test]
+fn large_blob_goes_in_chunks_and_reads_back_verified() {
+    let reg = RegistryGuard::start(Auth::None);
+    let img = fake_image("large", "big/one", &[20 << 20, 10]);
+    let c = client(&reg, CredentialSource::anonymous());
+    let progress = Mutex::new(0u32);
+    let report = c
+        .push(&img.plan, &|e| {
+            if let PushEvent::BlobProgress { .. } = e {
+                *progress.lock().unwrap() += 1;
+            }
+        })
+        .unwrap();
+    assert_eq!(report.uploaded.len(), 3);
+    let log = reg.request_log();
+    let patches = log.iter().filter(|e| e.method == "PATCH").count();
+    assert_eq!(patches, 3, "20 MiB in 8 MiB chunks: {log:#?}");
+    assert!(log
+        .iter()
+        .filter(|e| e.method == "PATCH")
+        .all(|e| e.status == 202));
+    assert_eq!(*progress.lock().unwrap(), 3);
+
+    let big = &img.plan.blobs[0];
+    let mut out = Vec::new();
+    let n = c.get_blob("big/one", &big.digest, &mut out).unwrap();
+    assert_eq!(n, big.size);
+    assert_eq!(sha256_digest(&out), big.digest);
+    let missing = format!("sha256:{}", "0".repeat(64));
+    let err = c
+        .get_blob("big/one", &missing, &mut Vec::new())
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::BlobNotFound { .. }), "{err:?}");
+}
+
+#[test]
+fn second_repository_mounts_blobs_instead_of_uploading() {
+    let reg = RegistryGuard::start(Auth::None);
+    let img = fake_image("mount", "team/a", &[500, 600]);
+    let c = client(&reg, CredentialSource::anonymous());
+    c.push(&img.plan, &quiet).unwrap();
+    reg.clear_log();
+    let mut plan = img.plan.clone();
+    plan.repository = "team/b".into();
+    plan.mount_from = vec!["team/a".into()];
+    let report = c.push(&plan, &quiet).unwrap();
+    assert_eq!(report.mounted.len(), 3, "{report:?}");
+    assert!(report.uploaded.is_empty());
+    let log = reg.request_log();
+    let mounts: Vec<_> = log
+        .iter()
+        .filter(|e| e.method == "POST" && e.path.contains("mount="))
+        .collect();
+    assert_eq!(mounts.len(), 3, "{log:#?}");
+    assert!(mounts.iter().all(|e| e.status == 201), "{mounts:#?}");
+    assert!(!log.iter().any(|e| e.method == "PATCH"));
+    assert!(!log
+        .iter()
+        .any(|e| e.method == "PUT" && e.path.contains("/blobs/")));
+}
+
+#[test]
+fn htpasswd_right_and_wrong_credentials() {
+    let (user, pass) = ("imgraph", "correct-horse-battery-staple");
+    let reg = RegistryGuard::start(Auth::Htpasswd {
+        user: user.into(),
+        pass: pass.into(),
+    });
+    let img = fake_image("htpasswd", "sec/img", &[100]);
+
+    let good = auths_config(&reg.url(), user, pass);
+    let c = client(&reg, CredentialSource::from_dir(good.path()).unwrap());
+    let report = c.push(&img.plan, &quiet).unwrap();
+    assert_eq!(report.uploaded.len(), 2);
+    assert_eq!(
+        c.head_manifest("sec/img", "bookworm").unwrap(),
+        Some(img.plan.index.digest.clone())
+    );
+
+    let wrong_pass = "WrongPassword-9f8e7d";
+    let bad = auths_config(&format!("https://{}/v1/", reg.url()), user, wrong_pass);
+    let c = client(&reg, CredentialSource::from_dir(bad.path()).unwrap());
+    let err = c.push(&img.plan, &quiet).unwrap_err();
+    match &err {
+        RegistryError::Unauthorized { host, .. } => assert_eq!(host, &reg.url()),
+        other => panic!("expected Unauthorized, got {other:?}"),
+    }
+    eprintln!("wrong password: {err}");
+    let shown = format!("{err} | {err:?} | {c:?}");
+    assert!(shown.contains(&reg.url()), "{shown}");
+    assert!(!shown.contains(wrong_pass), "secret leaked: {shown}");
+    assert!(
+        !shown.contains("V3JvbmdQYXNzd29yZC05ZjhlN2Q"),
+        "base64 secret leaked: {shown}"
+    );
+
+    let anon = client(&reg, CredentialSource::anonymous());
+    assert!(matches!(
+        anon.head_manifest("sec/img", "bookworm"),
+        Err(RegistryError::Unauthorized { .. })
+    ));
+}
+
+#[test]
+fn token_auth_goes_through_the_bearer_flow() {
+    let (user, pass) = ("tokenuser", "token-pass-123");
+    let reg = RegistryGuard::start(Auth::Token {
+        user: user.into(),
+        pass: pass.into(),
+    });
+    let img = fake_image("token", "tok/img", &[300, 400]);
+    let cfg = auths_config(&reg.url(), user, pass);
+    let c = client(&reg, CredentialSource::from_dir(cfg.path()).unwrap());
+    let report = c.push(&img.plan, &quiet).unwrap();
+    assert_eq!(report.uploaded.len(), 3);
+    let hits = reg.token_requests();
+    assert!(hits >= 1, "token issuer never asked");
+    // One token per scope set, cached: not one per request.
+    let log = reg.request_log();
+    assert!(
+        hits < log.len() / 2,
+        "{hits} token requests for {} registry requests",
+        log.len()
+    );
+    assert!(log.iter().any(|e| e.status == 401));
+    assert_eq!(
+        c.get_manifest("tok/img", &img.plan.index.digest).unwrap().1,
+        img.plan.index.bytes
+    );
+
+    // identitytoken: exchanged as an OAuth2 refresh token.
+    let cfg = docker_config(&format!(
+        r#"{{"auths":{{"{}":{{"auth":"","identitytoken":"{pass}"}}}}}}"#,
+        reg.url()
+    ));
+    let c = client(&reg, CredentialSource::from_dir(cfg.path()).unwrap());
+    assert_eq!(
+        c.head_manifest("tok/img", "latest").unwrap(),
+        Some(img.plan.index.digest.clone())
+    );
+
+    // Wrong password: the issuer says 401 -> Unauthorized naming the host.
+    let bad_pass = "not-the-token-pass";
+    let cfg = auths_config(&reg.url(), user, bad_pass);
+    let c = client(&reg, CredentialSource::from_dir(cfg.path()).unwrap());
+    let err = c.push(&img.plan, &quiet).unwrap_err();
+    assert!(
+        matches!(&err, RegistryError::Unauthorized { host, .. } if *host == reg.url()),
+        "{err:?}"
+    );
+    assert!(!format!("{err} {err:?}").contains(bad_pass));
+}
+
+/// A `docker-credential-test` script in a temp dir, answering for `host`.
+fn credential_helper(host: &str, user: &str, pass: &str) -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("docker-credential-test");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread -r server\nif [ \"$server\" = \"{host}\" ]; then\n  printf '{{\"ServerURL\":\"%s\",\"Username\":\"{user}\",\"Secret\":\"{pass}\"}}' \"$server\"\nelse\n  echo 'credentials not found in native keychain'; exit 1\nfi\n"
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+fn helper_path(dir: &Path) -> std::ffi::OsString {
+    let mut paths: Vec<PathBuf> = vec![dir.to_owned()];
+    paths.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(paths).unwrap()
+}
+
+#[test]
+fn creds_store_and_cred_helpers_are_used() {
+    let (user, pass) = ("helperuser", "helper-secret-42");
+    let reg = RegistryGuard::start(Auth::Htpasswd {
+        user: user.into(),
+        pass: pass.into(),
+    });
+    let img = fake_image("helper", "help/img", &[100]);
+    let helper = credential_helper(&reg.url(), user, pass);
+
+    let store = docker_config(r#"{"auths":{},"credsStore":"test"}"#);
+    let creds = CredentialSource::from_dir(store.path())
+        .unwrap()
+        .with_helper_path(helper_path(helper.path()));
+    client(&reg, creds).push(&img.plan, &quiet).unwrap();
+
+    let per_host = docker_config(&format!(r#"{{"credHelpers":{{"{}":"test"}}}}"#, reg.url()));
+    let creds = CredentialSource::from_dir(per_host.path())
+        .unwrap()
+        .with_helper_path(helper_path(helper.path()));
+    assert_eq!(
+        client(&reg, creds)
+            .head_manifest("help/img", "bookworm")
+            .unwrap(),
+        Some(img.plan.index.digest.clone())
+    );
+
+    // A helper that is not installed is named in the error.
+    let missing = docker_config(r#"{"credsStore":"nonexistent-helper"}"#);
+    let creds = CredentialSource::from_dir(missing.path())
+        .unwrap()
+        .with_helper_path(helper.path().as_os_str().to_owned());
+    let err = client(&reg, creds)
+        .head_manifest("help/img", "bookworm")
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("docker-credential-nonexistent-helper"),
+        "{err}"
+    );
+}
+
+#[test]
+fn registry_killed_mid_push_fails_cleanly_then_repush_completes() {
+    let reg = RegistryGuard::start(Auth::None);
+    let img = fake_image("killed", "k/img", &[12 << 20, 50]);
+    let c = client(&reg, CredentialSource::anonymous())
+        .with_chunking(1 << 20, 1 << 20)
+        .with_retry(RetryPolicy {
+            max_attempts: 3,
+            initial_delay: std::time::Duration::from_millis(50),
+            max_delay: std::time::Duration::from_millis(200),
+        });
+    let started = std::time::Instant::now();
+    let err = c
+        .push(&img.plan, &|e| {
+            if let PushEvent::BlobProgress { sent, .. } = e {
+                if sent >= 3 << 20 {
+                    reg.kill();
+                }
+            }
+        })
+        .unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    eprintln!("killed mid-push: {err}");
+    assert!(err.is_transient(), "{err:?}");
+    assert!(err.to_string().contains(&reg.url()), "{err}");
+
+    reg.restart();
+    // No tag points at the half-pushed image.
+    assert_eq!(c.head_manifest("k/img", "bookworm").unwrap(), None);
+    let report = c.push(&img.plan, &quiet).unwrap();
+    assert_eq!(report.tags_put, vec!["bookworm", "latest"]);
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/k/img:bookworm", reg.url()),
+    ]);
+    assert_eq!(sha256_digest(&raw.stdout), img.plan.index.digest);
+    let oci = tempfile::tempdir().unwrap();
+    skopeo(&[
+        "copy",
+        "--all",
+        "--src-tls-verify=false",
+        &format!("docker://{}/k/img:bookworm", reg.url()),
+        &format!("oci:{}:bookworm", oci.path().display()),
+    ]);
+}

@@ -1,0 +1,270 @@
+//! Shared test helpers: fixture projects in temp dirs, running the real `imgraph`
+//! binary, and checks with real OCI tools.
+
+#![allow(dead_code)]
+
+pub mod registry;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The repo's committed hello binaries, one per arch.
+pub fn hello_binary(arch: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("images/hello")
+        .join(arch)
+        .join("hello")
+}
+
+/// A project folder with an `images.toml`, deleted at the end of the test.
+pub struct Project {
+    dir: tempfile::TempDir,
+}
+
+impl Default for Project {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Project {
+    /// An empty project.
+    pub fn new() -> Self {
+        Project {
+            dir: tempfile::Builder::new()
+                .prefix("imgraph-test-")
+                .tempdir()
+                .expect("temp dir"),
+        }
+    }
+
+    /// A `hello` image with one dist `one` and a rootfs per arch holding the real
+    /// hello binary for that arch and an `/etc/hostname`.
+    pub fn hello(arches: &[&str]) -> Self {
+        let p = Project::new();
+        for arch in arches {
+            p.hello_rootfs("one", arch);
+        }
+        let list = arches
+            .iter()
+            .map(|a| format!("{a:?}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        p.manifest(&format!(
+            r#"[settings]
+created = "2024-06-01T00:00:00Z"
+
+[images.hello]
+dists = ["one"]
+arches = [{list}]
+rootfs = {{ dir = "rootfs/{{dist}}/{{arch}}" }}
+config = {{ cmd = ["/hello"] }}
+"#
+        ));
+        p
+    }
+
+    /// Adds `rootfs/<dist>/<arch>/` with the hello binary and a few files.
+    pub fn hello_rootfs(&self, dist: &str, arch: &str) -> &Self {
+        let root = format!("rootfs/{dist}/{arch}");
+        self.file(
+            &format!("{root}/etc/hostname"),
+            format!("{arch}\n").as_bytes(),
+        );
+        self.file(&format!("{root}/etc/os-release"), b"NAME=hello\n");
+        let bin = std::fs::read(hello_binary(arch)).expect("committed hello binary");
+        self.executable(&format!("{root}/hello"), &bin);
+        self
+    }
+
+    /// Writes `images.toml`.
+    pub fn manifest(&self, text: &str) -> &Self {
+        self.file("images.toml", text.as_bytes())
+    }
+
+    /// Writes a file (and its parents).
+    pub fn file(&self, rel: &str, bytes: &[u8]) -> &Self {
+        let path = self.path(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        self
+    }
+
+    /// Writes an executable file.
+    pub fn executable(&self, rel: &str, bytes: &[u8]) -> &Self {
+        use std::os::unix::fs::PermissionsExt;
+        self.file(rel, bytes);
+        std::fs::set_permissions(self.path(rel), std::fs::Permissions::from_mode(0o755)).unwrap();
+        self
+    }
+
+    /// A path inside the project.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// The project folder.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs `imgraph` in the project folder.
+    pub fn imgraph(&self, args: &[&str]) -> Run {
+        imgraph_in(self.root(), args, &[])
+    }
+
+    /// Runs `imgraph` with extra environment variables.
+    pub fn imgraph_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        imgraph_in(self.root(), args, env)
+    }
+
+    /// The `--json` plan as (id -> (status, reason)).
+    pub fn plan(&self, extra: &[&str]) -> Vec<(String, String, Option<String>)> {
+        let mut args = vec!["plan", "--json"];
+        args.extend_from_slice(extra);
+        let json = self.imgraph(&args).success().json();
+        json["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["id"].as_str().unwrap().to_string(),
+                    s["status"].as_str().unwrap().to_string(),
+                    s["reason"].as_str().map(String::from),
+                )
+            })
+            .collect()
+    }
+
+    /// Ids of dirty steps in the plan.
+    pub fn dirty(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .plan(&[])
+            .into_iter()
+            .filter(|(_, s, _)| s == "dirty")
+            .map(|(id, _, _)| id)
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The digest in `out/<image>/<dist>/index/index.json`.
+    pub fn index_digest(&self, image: &str, dist: &str) -> String {
+        let text =
+            std::fs::read(self.path(&format!("out/{image}/{dist}/index/index.json"))).unwrap();
+        let v: Value = serde_json::from_slice(&text).unwrap();
+        v["manifests"][0]["digest"].as_str().unwrap().to_string()
+    }
+}
+
+/// Runs the real binary.
+pub fn imgraph_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_imgraph"));
+    cmd.args(args)
+        .current_dir(dir)
+        .env_remove("IMGRAPH_CACHE")
+        .env("NO_COLOR", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Run::from(
+        cmd.output().expect("run imgraph"),
+        format!("imgraph {}", args.join(" ")),
+    )
+}
+
+/// A finished command.
+#[derive(Debug)]
+pub struct Run {
+    /// What ran.
+    pub what: String,
+    /// Exit code.
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output, what: String) -> Run {
+        Run {
+            what,
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Asserts exit 0.
+    #[track_caller]
+    pub fn success(self) -> Run {
+        assert_eq!(
+            self.code, 0,
+            "`{}` failed:\nstdout:\n{}\nstderr:\n{}",
+            self.what, self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Asserts an exit code.
+    #[track_caller]
+    pub fn code(self, code: i32) -> Run {
+        assert_eq!(
+            self.code, code,
+            "`{}` exit code:\nstdout:\n{}\nstderr:\n{}",
+            self.what, self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Asserts stderr contains every needle.
+    #[track_caller]
+    pub fn stderr_has(self, needles: &[&str]) -> Run {
+        for n in needles {
+            assert!(
+                self.stderr.contains(n),
+                "`{}` stderr lacks {n:?}:\n{}",
+                self.what,
+                self.stderr
+            );
+        }
+        self
+    }
+
+    /// Parses stdout as JSON.
+    #[track_caller]
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!("`{}` stdout is not JSON ({e}):\n{}", self.what, self.stdout)
+        })
+    }
+}
+
+/// Runs an external tool (skopeo, umoci, ...) and returns its output, failing the
+/// test with the tool's stderr when it fails. A missing tool fails the test: CI
+/// installs them all (`.ci/run`).
+#[track_caller]
+pub fn tool(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program} ({e}); install it (see .ci/run)"));
+    assert!(
+        out.status.success(),
+        "{program} {} failed:\n{}\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// sha256 of bytes as `sha256:<hex>`.
+pub fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
+}
