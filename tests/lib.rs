@@ -6,4 +6,5 @@ mod support;
 
 mod core;
 mod manifest_errors;
+mod push;
 mod registry_client;

@@ -40,7 +40,7 @@ pub(super) fn run(project: &Project, args: &PlanArgs, globals: &Globals) -> Resu
             continue;
         }
         let reason = outcome.reason.as_ref().map(ToString::to_string);
-        if !args.json && !globals.quiet || args.json {
+        {
             steps.push(json!({
                 "id": step.id,
                 "kind": step.kind,

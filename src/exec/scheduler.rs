@@ -158,8 +158,8 @@ mod tests {
             &g,
             4,
             &|_| false,
-            |node, deps: &[Arc<usize>]| -> Result<usize, ()> {
-                Ok(deps.iter().map(|d| **d).max().unwrap_or(0) + 1 + node.index() * 0)
+            |_node, deps: &[Arc<usize>]| -> Result<usize, ()> {
+                Ok(deps.iter().map(|d| **d).max().unwrap_or(0) + 1)
             },
         );
         let depth: Vec<usize> = slots

@@ -7,7 +7,7 @@ use crate::manifest::{rfc3339, DistSpec, Owners, PlatformSpec, RootfsSource};
 use crate::oci::elf::{ElfMachine, PlatformMismatch};
 use crate::oci::image::{self, DocumentError};
 use crate::oci::layer::{self, LayerError, LayerOptions, LayerSource};
-use crate::rootfs::RootfsError;
+use crate::rootfs::{FingerprintError, FingerprintOptions};
 
 use super::{Ctx, LayerOut, StepOutput};
 
@@ -19,7 +19,7 @@ pub enum StepError {
     Cache(#[from] CacheError),
     /// Reading a rootfs.
     #[error(transparent)]
-    Rootfs(#[from] RootfsError),
+    Rootfs(#[from] FingerprintError),
     /// Writing a layer.
     #[error(transparent)]
     Layer(#[from] LayerError),
@@ -204,7 +204,11 @@ fn prepare_rootfs(
             let cache = ctx.stat_cache(path);
             let tree = {
                 let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
-                crate::rootfs::fingerprint_dir(path, *owners == Owners::Preserve, &mut cache)?
+                let opts = FingerprintOptions {
+                    owners: *owners,
+                    clamp_mtime: Some(p.created),
+                };
+                crate::rootfs::fingerprint_dir(path, &opts, &mut cache)?.0
             };
             let inputs = StepInputs::new("rootfs")
                 .manifest(field, serde_json::json!({ "dir": shown, "owners": owners }))
@@ -221,7 +225,7 @@ fn prepare_rootfs(
             let cache = ctx.stat_cache(path.parent().unwrap_or(path));
             let hash = {
                 let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
-                crate::rootfs::fingerprint_file(path, &mut cache)?
+                crate::rootfs::fingerprint_file(path, &mut cache)?.0
             };
             let inputs = StepInputs::new("rootfs")
                 .manifest(field, serde_json::json!({ "tar": shown }))
@@ -249,9 +253,15 @@ fn prepare_rootfs(
                 let cache = ctx.stat_cache(path);
                 let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
                 let hash = if path.is_dir() {
-                    crate::rootfs::fingerprint_dir(path, true, &mut cache)?.digest
+                    let opts = FingerprintOptions {
+                        owners: Owners::Preserve,
+                        clamp_mtime: None,
+                    };
+                    crate::rootfs::fingerprint_dir(path, &opts, &mut cache)?
+                        .0
+                        .digest
                 } else {
-                    crate::rootfs::fingerprint_file(path, &mut cache)?
+                    crate::rootfs::fingerprint_file(path, &mut cache)?.0
                 };
                 i = i.content(shown.clone(), hash);
             }
@@ -320,7 +330,7 @@ pub(super) fn execute(
             let source = match (&p.rootfs, upstream(deps, StepKind::Rootfs)) {
                 (RootfsSource::Dir { path, owners, .. }, _) => LayerSource::Dir {
                     root: path.clone(),
-                    preserve_owners: *owners == Owners::Preserve,
+                    owners: *owners,
                 },
                 (RootfsSource::Tar { path, .. }, _) => LayerSource::Tar { path: path.clone() },
                 (
@@ -333,7 +343,7 @@ pub(super) fn execute(
                     if kept.is_dir() {
                         LayerSource::Dir {
                             root: kept,
-                            preserve_owners: true,
+                            owners: Owners::Preserve,
                         }
                     } else {
                         LayerSource::Tar { path: kept }

@@ -49,10 +49,13 @@ pub enum CreatedSpec {
 }
 
 /// Layer compression.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     /// `application/vnd.oci.image.layer.v1.tar+gzip`: what every client takes.
+    #[default]
     Gzip,
     /// `application/vnd.oci.image.layer.v1.tar+zstd`: smaller and faster, newer clients only.
     Zstd,
@@ -102,15 +105,7 @@ impl Registry {
     }
 }
 
-/// Who owns the files of a `dir` source in the layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Owners {
-    /// 0:0 for everything: the checkout's owner is not part of the image.
-    Root,
-    /// The uid/gid found on disk.
-    Preserve,
-}
+pub use crate::rootfs::Owners;
 
 /// Where one platform's root filesystem comes from, templates resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -89,7 +89,7 @@ pub enum CommandError {
     },
     /// Fingerprinting the output.
     #[error(transparent)]
-    Rootfs(#[from] super::RootfsError),
+    Rootfs(#[from] super::FingerprintError),
     /// Moving the output into the cache.
     #[error("keeping the rootfs at {}: {source}", path.display())]
     Keep {
@@ -210,11 +210,15 @@ pub fn run(spec: &CommandSpec<'_>) -> Result<CommandRun, CommandError> {
             return Err(CommandError::NoOutput { command, out });
         }
         (
-            super::fingerprint_file(&out, &mut super::StatCache::default())?,
+            super::fingerprint_file(&out, &mut super::StatCache::default())?.0,
             1,
         )
     } else {
-        let fp = super::fingerprint_dir(&out, true, &mut super::StatCache::default())?;
+        let opts = super::FingerprintOptions {
+            owners: super::Owners::Preserve,
+            clamp_mtime: Some(spec.created),
+        };
+        let fp = super::fingerprint_dir(&out, &opts, &mut super::StatCache::default())?.0;
         if fp.entries.is_empty() {
             return Err(CommandError::NoOutput { command, out });
         }

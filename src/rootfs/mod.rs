@@ -1,32 +1,120 @@
-//! TEMPORARY STUB until the walk/fingerprint module lands.
+//! Reading a root filesystem, from a directory or from a tarball, as an ordered list of
+//! entries, and fingerprinting it so that an unchanged rootfs is recognised without
+//! rebuilding its layer.
+
 pub mod command;
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-use std::path::Path;
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
-pub struct StatCache {}
-#[derive(Debug, Default, Clone, Serialize, Deserialize)]
-pub struct TreeFingerprint {
-    pub digest: String,
-    pub entries: BTreeMap<String, String>,
-}
-pub struct PathChange {
-    pub path: String,
-}
-#[derive(Debug, thiserror::Error)]
-#[error("rootfs")]
-pub struct RootfsError;
+pub mod fingerprint;
+pub mod tar_source;
+pub mod walk;
+
 pub use command::CommandError;
-pub fn fingerprint_dir(
-    _p: &Path,
-    _o: bool,
-    _c: &mut StatCache,
-) -> Result<TreeFingerprint, RootfsError> {
-    Err(RootfsError)
+pub use fingerprint::{
+    diff, fingerprint_dir, fingerprint_file, FingerprintError, FingerprintOptions, PathChange,
+    StatCache, TreeFingerprint,
+};
+
+#[cfg(test)]
+pub(crate) mod test_fixture;
+
+use serde::{Deserialize, Serialize};
+
+/// Who owns the entries of a `dir` source in the image.
+///
+/// A directory tree is usually built by an unprivileged user, so its on-disk owners are
+/// accidental: by default every entry is owned by 0:0, as in any base image. `Preserve`
+/// is for trees built as root (or under fakeroot) whose owners are deliberate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Owners {
+    /// Every entry is owned by uid 0, gid 0.
+    #[default]
+    Root,
+    /// Numeric uid/gid are taken from the source.
+    Preserve,
 }
-pub fn fingerprint_file(_p: &Path, _c: &mut StatCache) -> Result<String, RootfsError> {
-    Err(RootfsError)
+
+/// What an entry is, with the data that goes into its tar header.
+///
+/// Shared by the directory walker and the tarball reader so that both feed the layer
+/// writer (and the fingerprint) the same way.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    /// A regular file whose bytes go into the layer.
+    File,
+    /// A directory; written with a trailing `/`.
+    Dir,
+    /// A symbolic link; the target is data inside the image and is never followed.
+    Symlink {
+        /// The link target, byte for byte.
+        target: Vec<u8>,
+    },
+    /// Another name for an earlier (in sorted order) regular file of the same source.
+    Hardlink {
+        /// The earlier entry's path, relative to the root.
+        target: Vec<u8>,
+    },
+    /// A character device node.
+    CharDevice {
+        /// Device major number.
+        major: u32,
+        /// Device minor number.
+        minor: u32,
+    },
+    /// A block device node.
+    BlockDevice {
+        /// Device major number.
+        major: u32,
+        /// Device minor number.
+        minor: u32,
+    },
+    /// A named pipe.
+    Fifo,
 }
-pub fn diff(_a: &TreeFingerprint, _b: &TreeFingerprint) -> Vec<PathChange> {
-    vec![]
+
+impl EntryKind {
+    /// One byte that names the kind in canonical encodings (fingerprints); stable forever.
+    pub(crate) fn tag(&self) -> u8 {
+        match self {
+            EntryKind::File => b'f',
+            EntryKind::Dir => b'd',
+            EntryKind::Symlink { .. } => b'l',
+            EntryKind::Hardlink { .. } => b'h',
+            EntryKind::CharDevice { .. } => b'c',
+            EntryKind::BlockDevice { .. } => b'b',
+            EntryKind::Fifo => b'p',
+        }
+    }
+}
+
+/// One entry of a rootfs, as it will be written into the layer (before owner and mtime
+/// policies are applied).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Path relative to the root, `/`-separated, without leading `./` or `/` and without
+    /// a trailing `/`, as raw bytes (Linux paths need not be UTF-8).
+    pub path: Vec<u8>,
+    /// What the entry is.
+    pub kind: EntryKind,
+    /// Permission bits including setuid, setgid and sticky (`mode & 0o7777`).
+    pub mode: u32,
+    /// Numeric owner.
+    pub uid: u64,
+    /// Numeric group.
+    pub gid: u64,
+    /// Content length for regular files; 0 for every other kind.
+    pub size: u64,
+    /// Modification time in seconds since the epoch (may be negative on odd trees).
+    pub mtime: i64,
+}
+
+impl Entry {
+    /// The path for messages: lossless for UTF-8, escaped otherwise.
+    pub fn display_path(&self) -> String {
+        display_bytes(&self.path)
+    }
+}
+
+/// Renders raw path bytes for humans and for the fingerprint's path keys.
+pub(crate) fn display_bytes(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }

@@ -1,0 +1,342 @@
+//! `build --push`, `--changed` and `verify --pushed` against real registries.
+
+use crate::support::registry::{Auth, RegistryGuard};
+use crate::support::{hello_binary, sha256, tool, Project};
+
+fn project_for(registries: &[(&str, &RegistryGuard)], dists: &[&str]) -> Project {
+    let p = Project::new();
+    for d in dists {
+        for a in ["amd64", "arm64v8"] {
+            p.hello_rootfs(d, a);
+        }
+    }
+    let mut text = String::from("[settings]\ncreated = \"2024-06-01T00:00:00Z\"\n\n");
+    for (name, reg) in registries {
+        text.push_str(&format!(
+            "[registries.{name}]\nurl = \"{}/test\"\ninsecure = true\n\n",
+            reg.url()
+        ));
+    }
+    let names = registries
+        .iter()
+        .map(|(n, _)| format!("{n:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let dists = dists
+        .iter()
+        .map(|d| format!("{d:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    text.push_str(&format!(
+        "[images.hello]\ndists = [{dists}]\narches = [\"amd64\", \"arm64v8\"]\nlatest = \"one\"\nregistries = [{names}]\nrootfs = {{ dir = \"rootfs/{{dist}}/{{arch}}\" }}\nconfig = {{ cmd = [\"/hello\"] }}\n"
+    ));
+    p.manifest(&text);
+    p
+}
+
+fn remote_digest(reg: &RegistryGuard, reference: &str) -> String {
+    let raw = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{}/test/{reference}", reg.url()),
+        ],
+    );
+    sha256(raw.as_bytes())
+}
+
+fn writes(reg: &RegistryGuard) -> Vec<String> {
+    reg.request_log()
+        .into_iter()
+        .filter(|e| matches!(e.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE"))
+        .map(|e| format!("{} {}", e.method, e.path))
+        .collect()
+}
+
+#[test]
+fn push_to_two_registries_then_nothing_when_unchanged() {
+    let a = RegistryGuard::start(Auth::None);
+    let b = RegistryGuard::start(Auth::None);
+    let p = project_for(&[("a", &a), ("b", &b)], &["one"]);
+    let json = p.imgraph(&["build", "--push", "--json"]).success().json();
+    let pushed = json["pushed"].as_array().unwrap();
+    // two tags ("one", "latest") on two registries
+    assert_eq!(pushed.len(), 4, "{pushed:?}");
+    let index = p.index_digest("hello", "one");
+    for reg in [&a, &b] {
+        assert_eq!(remote_digest(reg, "hello:one"), index);
+        assert_eq!(remote_digest(reg, "hello:latest"), index);
+    }
+    let copy = tempfile::tempdir().unwrap();
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            "--all",
+            "--src-tls-verify=false",
+            &format!("docker://{}/test/hello:one", a.url()),
+            &format!("oci:{}:one", copy.path().display()),
+        ],
+    );
+
+    // A plain re-push uploads no blob (HEAD first).
+    a.clear_log();
+    p.imgraph(&["build", "--push"]).success();
+    assert!(
+        a.request_log().iter().all(|e| !e.is_blob_write()),
+        "{:?}",
+        writes(&a)
+    );
+
+    // --changed asks the registry and writes nothing at all.
+    a.clear_log();
+    b.clear_log();
+    let json = p
+        .imgraph(&["build", "--push", "--changed", "--json"])
+        .success()
+        .json();
+    assert_eq!(json["pushed"].as_array().unwrap().len(), 0, "{json}");
+    assert!(
+        writes(&a).is_empty() && writes(&b).is_empty(),
+        "{:?} {:?}",
+        writes(&a),
+        writes(&b)
+    );
+    p.imgraph(&["verify", "--pushed"])
+        .success()
+        .stderr_has(&["verified", "2 platforms"]);
+}
+
+#[test]
+fn one_arch_change_pushes_that_platform_and_that_dist_only() {
+    let reg = RegistryGuard::start(Auth::None);
+    let p = project_for(&[("local", &reg)], &["one", "two"]);
+    p.imgraph(&["build", "--push"]).success();
+    let two_before = remote_digest(&reg, "hello:two");
+    reg.clear_log();
+    p.file("rootfs/one/arm64v8/etc/hostname", b"changed\n");
+    let json = p
+        .imgraph(&["build", "--push", "--changed", "--json"])
+        .success()
+        .json();
+    let refs: Vec<&str> = json["pushed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["reference"].as_str().unwrap())
+        .collect();
+    assert_eq!(refs.len(), 2, "{refs:?}");
+    assert!(
+        refs.iter()
+            .all(|r| r.ends_with("hello:one") || r.ends_with("hello:latest")),
+        "{refs:?}"
+    );
+    let changed = json["changed"].as_array().unwrap();
+    assert_eq!(changed.len(), 1);
+    assert_eq!(changed[0]["arch"], "arm64v8");
+
+    let log = writes(&reg);
+    // New layer and config: each one upload finished by a PUT with ?digest=.
+    let finished_blobs = log
+        .iter()
+        .filter(|w| w.starts_with("PUT") && w.contains("/blobs/uploads/"))
+        .count();
+    assert!((1..=2).contains(&finished_blobs), "{log:?}");
+    assert!(
+        log.iter().all(|w| !w.contains("manifests/two")),
+        "dist two was touched: {log:?}"
+    );
+    assert_eq!(remote_digest(&reg, "hello:two"), two_before);
+    assert_eq!(
+        remote_digest(&reg, "hello:one"),
+        p.index_digest("hello", "one")
+    );
+}
+
+#[test]
+fn basic_auth_from_docker_config_and_wrong_password_never_printed() {
+    use base64::Engine as _;
+    let reg = RegistryGuard::start(Auth::Htpasswd {
+        user: "alice".into(),
+        pass: "s3cret-pa55".into(),
+    });
+    let p = project_for(&[("private", &reg)], &["one"]);
+    let cfg = tempfile::tempdir().unwrap();
+    let write_cfg = |pass: &str| {
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("alice:{pass}"));
+        std::fs::write(
+            cfg.path().join("config.json"),
+            format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, reg.url()),
+        )
+        .unwrap();
+    };
+    write_cfg("wrong-pa55word");
+    let env = [("DOCKER_CONFIG", cfg.path().to_str().unwrap())];
+    let run = p
+        .imgraph_env(&["build", "--push", "--json", "-v"], &env)
+        .code(1);
+    assert!(
+        run.stderr.contains(&reg.url()),
+        "host not named: {}",
+        run.stderr
+    );
+    for secret in [
+        "wrong-pa55word",
+        &base64::engine::general_purpose::STANDARD.encode("alice:wrong-pa55word"),
+    ] {
+        assert!(
+            !run.stderr.contains(secret) && !run.stdout.contains(secret),
+            "secret leaked"
+        );
+    }
+    write_cfg("s3cret-pa55");
+    let run = p
+        .imgraph_env(&["build", "--push", "--json", "-v"], &env)
+        .success();
+    assert_eq!(
+        remote_digest_auth(&reg, "alice:s3cret-pa55"),
+        p.index_digest("hello", "one")
+    );
+    for secret in [
+        "s3cret-pa55",
+        &base64::engine::general_purpose::STANDARD.encode("alice:s3cret-pa55"),
+    ] {
+        assert!(
+            !run.stderr.contains(secret) && !run.stdout.contains(secret),
+            "secret leaked"
+        );
+        assert!(!grep_tree(&p.path("cache"), secret), "secret in the cache");
+        assert!(!grep_tree(&p.path("out"), secret), "secret in out/");
+    }
+}
+
+fn remote_digest_auth(reg: &RegistryGuard, creds: &str) -> String {
+    let raw = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            creds,
+            &format!("docker://{}/test/hello:one", reg.url()),
+        ],
+    );
+    sha256(raw.as_bytes())
+}
+
+fn grep_tree(dir: &std::path::Path, needle: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let path = e.path();
+        if path.is_dir() {
+            grep_tree(&path, needle)
+        } else {
+            std::fs::read(&path)
+                .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        }
+    })
+}
+
+#[test]
+fn bearer_token_auth_push() {
+    use base64::Engine as _;
+    let reg = RegistryGuard::start(Auth::Token {
+        user: "bob".into(),
+        pass: "tok-pass".into(),
+    });
+    let p = project_for(&[("tok", &reg)], &["one"]);
+    let cfg = tempfile::tempdir().unwrap();
+    let auth = base64::engine::general_purpose::STANDARD.encode("bob:tok-pass");
+    std::fs::write(
+        cfg.path().join("config.json"),
+        format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, reg.url()),
+    )
+    .unwrap();
+    p.imgraph_env(
+        &["build", "--push"],
+        &[("DOCKER_CONFIG", cfg.path().to_str().unwrap())],
+    )
+    .success();
+    assert!(reg.token_requests() > 0, "the token issuer was never asked");
+}
+
+#[test]
+fn registry_killed_mid_push_then_rerun_completes() {
+    let reg = RegistryGuard::start(Auth::None);
+    let p = project_for(&[("local", &reg)], &["one"]);
+    // A large incompressible file makes the layer upload go in chunks.
+    let mut noise = vec![0u8; 24 << 20];
+    let mut x: u64 = 0x9E3779B97F4A7C15;
+    for b in noise.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    p.file("rootfs/one/amd64/noise", &noise);
+    p.imgraph(&["build"]).success();
+    let killer = std::thread::scope(|s| {
+        let h = s.spawn(|| {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while std::time::Instant::now() < deadline {
+                if reg.request_log().iter().any(|e| e.method == "PATCH") {
+                    reg.kill();
+                    return true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            false
+        });
+        let run = p.imgraph(&["build", "--push"]);
+        (h.join().unwrap(), run)
+    });
+    let (killed, run) = killer;
+    assert!(killed, "the push never reached a chunk upload");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains(&reg.url()), "{}", run.stderr);
+    reg.restart();
+    // No tag may point at incomplete content: the tag does not exist yet.
+    let status = std::process::Command::new("skopeo")
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{}/test/hello:one", reg.url()),
+        ])
+        .output()
+        .unwrap();
+    assert!(!status.status.success(), "a tag exists after a failed push");
+    p.imgraph(&["build", "--push"]).success();
+    let copy = tempfile::tempdir().unwrap();
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            "--all",
+            "--src-tls-verify=false",
+            &format!("docker://{}/test/hello:one", reg.url()),
+            &format!("oci:{}:one", copy.path().display()),
+        ],
+    );
+}
+
+#[test]
+fn verify_pushed_catches_binaries_of_the_wrong_arch() {
+    let reg = RegistryGuard::start(Auth::None);
+    let p = project_for(&[("local", &reg)], &["one"]);
+    // arm64v8 rootfs full of amd64 binaries, with the build-time check off
+    let amd64 = std::fs::read(hello_binary("amd64")).unwrap();
+    p.executable("rootfs/one/arm64v8/hello", &amd64);
+    p.executable("rootfs/one/arm64v8/bin/sh", &amd64);
+    let text = std::fs::read_to_string(p.path("images.toml")).unwrap();
+    p.manifest(&text.replace("rootfs =", "platform_check = false\nrootfs ="));
+    p.imgraph(&["build", "--push"]).success();
+    p.imgraph(&["verify", "--pushed"])
+        .code(1)
+        .stderr_has(&["local", "linux/arm64/v8", "x86-64"]);
+}
