@@ -8,3 +8,4 @@ mod core;
 mod manifest_errors;
 mod push;
 mod registry_client;
+mod rootfs_sources;

@@ -88,8 +88,11 @@ impl Progress {
             Display::Quiet => {}
             Display::Plain => {
                 if let Some(o) = executed {
-                    let note = if o.cut_off { " (output unchanged)" } else { "" };
-                    eprintln!("  built {step} in {:.2}s{note}", o.elapsed.as_secs_f64());
+                    eprintln!(
+                        "  built {step} in {:.2}s{}",
+                        o.elapsed.as_secs_f64(),
+                        cut_off_note(step, o)
+                    );
                 } else if outcome.is_none() {
                     eprintln!("  FAILED {step}");
                 }
@@ -131,5 +134,14 @@ impl Progress {
                 let _ = multi.println(line);
             }
         }
+    }
+}
+
+/// Early cutoff made visible: the step ran but its output is what it was.
+fn cut_off_note(step: &str, o: &Outcome) -> &'static str {
+    match (o.cut_off, step.starts_with("rootfs:")) {
+        (false, _) => "",
+        (true, true) => " (rootfs content unchanged: everything below stays fresh)",
+        (true, false) => " (output unchanged)",
     }
 }
