@@ -47,6 +47,21 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether a cache blob failed its digest check (and was dropped).
+    pub fn is_corrupt_blob(&self) -> bool {
+        use crate::exec::StepError;
+        let corrupt = |e: &CacheError| matches!(e, CacheError::DigestMismatch { .. });
+        match self {
+            Error::Cache(e)
+            | Error::Layout(LayoutError::Cache(e))
+            | Error::Archive(ArchiveError::Cache(e)) => corrupt(e),
+            Error::Steps(failures) => failures
+                .iter()
+                .any(|f| matches!(&f.error, StepError::Cache(e) if corrupt(e))),
+            _ => false,
+        }
+    }
+
     /// 2 for bad input, 1 for everything that went wrong while working.
     pub fn exit_code(&self) -> i32 {
         match self {

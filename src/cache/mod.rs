@@ -11,7 +11,7 @@ mod store;
 
 pub use atomic::write_atomic;
 pub use blob::{BlobWriter, Descriptor};
-pub use store::{ActionRecord, Store};
+pub use store::{ActionFile, ActionRecord, Store};
 
 use std::path::PathBuf;
 

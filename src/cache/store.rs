@@ -28,6 +28,9 @@ pub struct ActionRecord {
     pub blobs: Vec<String>,
 }
 
+/// An action entry's file and what it holds (or why it could not be read).
+pub type ActionFile = (PathBuf, Result<ActionRecord, CacheError>);
+
 /// An open cache folder.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -156,6 +159,10 @@ impl Store {
             format!("sha256:{}", hex::encode(hasher.finalize())),
             &path,
         )?;
+        // Exported files are for people and other tools, not the temp file's 0600.
+        tmp.as_file()
+            .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .map_err(io_err("setting permissions of", dest))?;
         tmp.persist(dest).map_err(|e| CacheError::Io {
             action: "renaming into",
             path: dest.to_path_buf(),
@@ -226,6 +233,74 @@ impl Store {
         self.root.join("tmp")
     }
 
+    /// Every blob in the store: (digest, size).
+    pub fn blobs(&self) -> Result<Vec<(String, u64)>, CacheError> {
+        let dir = self.root.join("blobs/sha256");
+        let mut out = Vec::new();
+        for entry in read_dir(&dir)? {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+            out.push((format!("sha256:{name}"), size));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Every action entry file, parsed where it parses.
+    pub fn actions(&self) -> Result<Vec<ActionFile>, CacheError> {
+        let mut out = Vec::new();
+        for shard in read_dir(&self.root.join("actions"))? {
+            for entry in read_dir(&shard.path())? {
+                let path = entry.path();
+                let record = self.read_json::<ActionRecord>(&path).and_then(|r| {
+                    r.ok_or_else(|| CacheError::Corrupt {
+                        path: path.clone(),
+                        message: "vanished".into(),
+                    })
+                });
+                out.push((path, record));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Files under `steps/`, `state/`, `logs/` and `rootfs/` (for gc): path and size.
+    pub fn side_files(&self) -> Vec<PathBuf> {
+        ["steps", "state", "logs", "rootfs"]
+            .iter()
+            .flat_map(|d| read_dir(&self.root.join(d)).unwrap_or_default())
+            .map(|e| e.path())
+            .collect()
+    }
+
+    /// The file a step's last record lives in.
+    pub fn step_record_path(&self, step: &str) -> PathBuf {
+        self.step_path(step)
+    }
+
+    /// The file a state entry lives in.
+    pub fn state_path(&self, name: &str) -> PathBuf {
+        self.root.join("state").join(name)
+    }
+
+    /// The action entry file of a key.
+    pub fn action_file(&self, key: &str) -> PathBuf {
+        self.action_path(key)
+    }
+
+    /// Removes temp files left by killed builds. Call with the lock held.
+    pub fn clear_tmp(&self) {
+        for entry in read_dir(&self.tmp_dir()).unwrap_or_default() {
+            let path = entry.path();
+            let _ = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+        }
+    }
+
     fn action_path(&self, key: &str) -> PathBuf {
         self.root
             .join("actions")
@@ -261,6 +336,14 @@ impl Store {
             message: e.to_string(),
         })?;
         write_atomic(path, &bytes)
+    }
+}
+
+fn read_dir(dir: &Path) -> Result<Vec<std::fs::DirEntry>, CacheError> {
+    match std::fs::read_dir(dir) {
+        Ok(rd) => Ok(rd.filter_map(Result::ok).collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(io_err("listing", dir)(e)),
     }
 }
 

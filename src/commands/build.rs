@@ -89,6 +89,26 @@ pub(crate) fn build(
     progress: &Progress,
 ) -> Result<BuildReport, Error> {
     let _lock = store.lock()?;
+    // Holding the lock, any temp file is a leftover of a killed build.
+    store.clear_tmp();
+    match build_locked(manifest, selectors, store, opts, progress) {
+        // A blob that failed its digest check when read was dropped, so its entry
+        // is now a miss: one more pass rebuilds it.
+        Err(e) if e.is_corrupt_blob() => {
+            progress.println(&format!("warning: {e}"));
+            build_locked(manifest, selectors, store, opts, progress)
+        }
+        other => other,
+    }
+}
+
+fn build_locked(
+    manifest: &Manifest,
+    selectors: &[Selector],
+    store: &Store,
+    opts: &BuildOptions,
+    progress: &Progress,
+) -> Result<BuildReport, Error> {
     let graph = Graph::build(manifest, selectors);
     let ctx = Ctx::new(
         manifest,

@@ -120,6 +120,9 @@ pub fn write(store: &Store, img: &ArchiveImage<'_>, path: &Path) -> Result<(), A
     let mut out = builder.into_inner().map_err(io_err)?;
     out.flush().map_err(io_err)?;
     let tmp = out.into_inner().map_err(|e| io_err(e.into_error()))?;
+    tmp.as_file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .map_err(io_err)?;
     tmp.as_file().sync_all().map_err(io_err)?;
     tmp.persist(path).map_err(|e| io_err(e.error))?;
     Ok(())

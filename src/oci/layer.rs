@@ -52,12 +52,11 @@ pub enum LayerError {
         path: PathBuf,
     },
     /// Writing the compressed layer failed (the output, or the compressor).
-    #[error("cannot write the layer (at entry {entry})")]
+    #[error("cannot write the layer into the cache (at entry {entry}): {source}")]
     Write {
         /// The entry being written, or `end of archive`.
         entry: String,
         /// The underlying error.
-        #[source]
         source: io::Error,
     },
 }

@@ -187,6 +187,13 @@ fn replace_dir(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    // Leftovers of a build killed half-way through a swap.
+    for entry in std::fs::read_dir(parent).map_err(io(parent))?.flatten() {
+        let n = entry.file_name().to_string_lossy().into_owned();
+        if n.starts_with(&format!(".{name}.new-")) || n.starts_with(&format!(".{name}.old-")) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
     let tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}.new-"))
         .tempdir_in(parent)

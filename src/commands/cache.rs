@@ -1,0 +1,175 @@
+//! `imgraph cache verify` and `imgraph cache gc`.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use crate::cache::{CacheError, Store};
+use crate::cli::CacheCommand;
+use crate::error::Error;
+use crate::exec::{Ctx, Mode, Progress, StepOutput};
+use crate::graph::Graph;
+
+use super::{default_jobs, Globals, Project};
+
+pub(super) fn run(project: &Project, cmd: &CacheCommand, globals: &Globals) -> Result<(), Error> {
+    let store = Store::open(&project.cache_dir)?;
+    let _lock = store.lock()?;
+    match cmd {
+        CacheCommand::Verify => verify(&store, globals),
+        CacheCommand::Gc => gc(project, &store, globals),
+    }
+}
+
+/// Checks every blob by digest and every entry against its blobs; drops what is bad.
+fn verify(store: &Store, globals: &Globals) -> Result<(), Error> {
+    let mut problems = Vec::new();
+    let blobs = store.blobs()?;
+    for (digest, _) in &blobs {
+        if let Err(e) = store.verify_blob(digest) {
+            problems.push(e.to_string());
+        }
+    }
+    let actions = store.actions()?;
+    for (path, record) in &actions {
+        match record {
+            Ok(r) => {
+                if let Some(missing) = r.blobs.iter().find(|b| !store.has_blob(b)) {
+                    problems.push(format!(
+                        "cache entry {} ({}) names blob {missing}, which is missing; removed, the step will rebuild",
+                        path.display(),
+                        r.step
+                    ));
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            Err(e) => {
+                problems.push(format!("{e}; removed"));
+                let _ = std::fs::remove_file(path);
+            }
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Error::Verify(format!(
+            "the cache had {} problem(s), now repaired (the next build rebuilds what was dropped):\n  {}",
+            problems.len(),
+            problems.join("\n  ")
+        )));
+    }
+    if !globals.quiet {
+        eprintln!(
+            "cache ok: {} blobs and {} entries verified",
+            blobs.len(),
+            actions.len()
+        );
+    }
+    Ok(())
+}
+
+/// Deletes blobs, entries and side files that neither the current manifest's steps
+/// nor the last successful build need.
+fn gc(project: &Project, store: &Store, globals: &Globals) -> Result<(), Error> {
+    let graph = Graph::build(&project.manifest, &[]);
+    let progress = Progress::quiet();
+    let ctx = Ctx::new(&project.manifest, &graph, store, Mode::Plan, 1, &progress);
+    let result = ctx.run(default_jobs());
+
+    let mut keys = HashSet::new();
+    let mut keep_files: HashSet<PathBuf> = HashSet::new();
+    let mut keep_blobs: HashSet<String> = HashSet::new();
+    let mut keep_record = |record: &crate::cache::ActionRecord,
+                           keep_files: &mut HashSet<PathBuf>| {
+        keys.insert(record.key.clone());
+        keep_blobs.extend(record.blobs.iter().cloned());
+        if let Ok(StepOutput::Rootfs {
+            kept: Some(kept), ..
+        }) = serde_json::from_value(record.outputs.clone())
+        {
+            keep_files.insert(PathBuf::from(kept));
+        }
+    };
+    for node in graph.order() {
+        let step = graph.step(node);
+        keep_files.insert(store.step_record_path(&step.id));
+        if let Some(record) = store.last_record(&step.id)? {
+            keep_record(&record, &mut keep_files);
+        }
+        if let Some(key) = result.outcomes[node.index()]
+            .as_ref()
+            .and_then(|o| o.key.clone())
+        {
+            if let Some(record) = store.action(&key)? {
+                keep_record(&record, &mut keep_files);
+            }
+        }
+        keep_files.insert(store.log_path(&step.id));
+        keep_files.extend(crate::exec::side_state_files(
+            store,
+            step,
+            &project.manifest,
+        ));
+    }
+    keep_files.insert(store.state_path("last-build.json"));
+
+    let mut freed = 0u64;
+    let mut removed = 0usize;
+    let mut remove = |path: &Path| {
+        let size = tree_size(path);
+        let ok = if path.is_dir() {
+            std::fs::remove_dir_all(path).is_ok()
+        } else {
+            std::fs::remove_file(path).is_ok()
+        };
+        if ok {
+            freed += size;
+            removed += 1;
+        }
+    };
+    for (path, record) in store.actions()? {
+        let needed = record.as_ref().is_ok_and(|r| keys.contains(&r.key));
+        if !needed {
+            remove(&path);
+        }
+    }
+    for (digest, _) in store.blobs()? {
+        if !keep_blobs.contains(&digest) {
+            remove(&store.blob_path(&digest));
+        }
+    }
+    for path in store.side_files() {
+        if !keep_files.contains(&path) {
+            remove(&path);
+        }
+    }
+    store.clear_tmp();
+    if !globals.quiet {
+        eprintln!(
+            "cache gc: removed {removed} files, freed {}",
+            human_bytes(freed)
+        );
+    }
+    let _: Option<CacheError> = None;
+    Ok(())
+}
+
+fn tree_size(path: &Path) -> u64 {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::read_dir(path)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| tree_size(&e.path()))
+                    .sum()
+            })
+            .unwrap_or(0),
+        Ok(m) => m.len(),
+        Err(_) => 0,
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.1} GiB", n as f64 / f64::from(1u32 << 30)),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1u32 << 20)),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
