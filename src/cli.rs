@@ -11,7 +11,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     version,
     about,
     propagate_version = true,
-    arg_required_else_help = true
+    arg_required_else_help = true,
+    after_help = "Examples:\n  imgraph init                      # a starter images.toml\n  imgraph check                     # validate it, every problem at once\n  imgraph plan                      # what would run, and why\n  imgraph build                     # build what changed into out/\n  imgraph explain layer:hello:one/amd64\n\nMore: imgraph help COMMAND, imgraph man"
 )]
 pub struct Cli {
     /// The manifest.
@@ -79,13 +80,115 @@ pub enum Command {
         after_help = "Examples:\n  imgraph export hello:one --format oci -o /tmp/hello-oci\n  imgraph export hello:one/amd64 --format docker-archive -o hello.tar"
     )]
     Export(ExportArgs),
+    /// check, init, explain, schema, completions, man.
+    #[command(flatten)]
+    Edit(EditCommand),
+    /// Check or clean the cache folder.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  imgraph cache verify\n  imgraph cache gc"
+    )]
+    Cache(CacheCommand),
+}
+
+/// `imgraph cache ...`.
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Check every blob against its digest and every entry against its blobs; drop what is corrupt.
+    Verify,
+    /// Delete what the current manifest's steps and the last successful build do not need.
+    Gc,
+}
+
+/// `images.toml` editing and tooling commands (kept apart from the build commands).
+#[derive(Debug, Subcommand)]
+pub enum EditCommand {
+    /// Validate images.toml without building: every problem at once, each with file:line:col and a hint.
+    #[command(
+        after_help = "Exits 0 and prints a one-line summary when the manifest is valid, 2 when it is not.\n\nExamples:\n  imgraph check\n  imgraph check -f examples/minideb/images.toml"
+    )]
+    Check(CheckArgs),
+    /// Write a starter images.toml (with comments, and the schema editors read) and refuse to overwrite one.
+    #[command(
+        after_help = "Examples:\n  imgraph init\n  imgraph -f base/images.toml init\n  mkdir -p rootfs/stable/amd64 && imgraph build"
+    )]
+    Init,
+    /// Show a step's inputs (each with its hash), its key, its cached outputs, and why it is dirty.
+    #[command(
+        after_help = "Step ids are the ones `imgraph plan` prints: KIND:IMAGE:DIST[/ARCH][@REGISTRY].\n\nExamples:\n  imgraph explain rootfs:hello:one/amd64\n  imgraph explain index:minideb:bookworm --json"
+    )]
+    Explain(ExplainArgs),
+    /// Print the JSON schema of images.toml (what schemas/images.schema.json holds).
+    #[command(
+        after_help = "Editors (taplo, Even Better TOML) use it when images.toml starts with\n  #:schema ./schemas/images.schema.json\n\nExamples:\n  imgraph schema > schemas/images.schema.json"
+    )]
+    Schema,
+    /// Print a shell completion script; it completes commands, flags, selectors and step ids.
+    #[command(
+        after_help = "Selectors and step ids are read from the manifest (-f, default ./images.toml) when you press TAB.\n\nExamples:\n  echo 'source <(imgraph completions bash)' >> ~/.bashrc\n  echo 'source <(imgraph completions zsh)' >> ~/.zshrc\n  imgraph completions fish > ~/.config/fish/completions/imgraph.fish"
+    )]
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) of imgraph or of one of its commands.
+    #[command(
+        after_help = "Examples:\n  imgraph man | man -l -\n  imgraph man build > imgraph-build.1"
+    )]
+    Man(ManArgs),
+}
+
+/// `check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Accept uncommitted inputs with created = "git".
+    #[arg(long)]
+    pub allow_dirty: bool,
+}
+
+/// `explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The step id, e.g. layer:minideb:bookworm/arm64v8.
+    #[arg(value_name = "STEP", add = clap_complete::ArgValueCompleter::new(crate::commands::complete_step))]
+    pub step: String,
+    /// One JSON document on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Accept uncommitted inputs with created = "git".
+    #[arg(long)]
+    pub allow_dirty: bool,
+}
+
+/// `completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+/// `completions SHELL`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Shell {
+    /// Bash 4+.
+    Bash,
+    /// Zsh.
+    Zsh,
+    /// Fish.
+    Fish,
+}
+
+/// `man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// A command, for its own page (default: imgraph's).
+    #[arg(value_name = "COMMAND")]
+    pub command: Option<String>,
 }
 
 /// Selection shared by most commands.
 #[derive(Debug, Args, Clone, Default)]
 pub struct Selection {
     /// IMAGE[:DIST[/ARCH]], e.g. minideb, minideb:bookworm, minideb:bookworm/arm64v8 (default: everything).
-    #[arg(value_name = "SELECTOR")]
+    #[arg(value_name = "SELECTOR", add = clap_complete::ArgValueCompleter::new(crate::commands::complete_selector))]
     pub selectors: Vec<String>,
 }
 
@@ -166,7 +269,7 @@ pub enum GraphFormat {
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// IMAGE:DIST (an index, for oci) or IMAGE:DIST/ARCH (one platform).
-    #[arg(value_name = "SELECTOR")]
+    #[arg(value_name = "SELECTOR", add = clap_complete::ArgValueCompleter::new(crate::commands::complete_selector))]
     pub selector: String,
     /// Output format.
     #[arg(long, value_enum)]

@@ -35,6 +35,10 @@ where
     T: Into<std::ffi::OsString> + Clone,
 {
     use clap::Parser;
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    if let Some(code) = commands::complete_from_env(&args) {
+        return code;
+    }
     let cli = match cli::Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {

@@ -5,6 +5,10 @@
 mod support;
 
 mod core;
+mod editing;
+mod examples;
+mod fault_proxy_selftest;
+mod hardening;
 mod manifest_errors;
 mod push;
 mod registry_client;

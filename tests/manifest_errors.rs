@@ -75,15 +75,124 @@ const CASES: &[(&str, &str, &[&str])] = &[
         &["images.toml:2:15", "unknown compression \"lz4\""],
     ),
     ("no images", "[settings]\n", &["declares no images", "imgraph init"]),
+    (
+        "typo in settings",
+        "[settings]\ncach = \"c\"\n[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { dir = \"r\" }\n",
+        &["images.toml:2:1", "did you mean `cache`?"],
+    ),
+    (
+        "typo in rootfs",
+        "[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { dirr = \"r\" }\n",
+        &["images.toml:4:12", "did you mean `dir`?"],
+    ),
+    (
+        "typo in config",
+        "[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { dir = \"r\" }\nconfig = { cmdd = [\"x\"] }\n",
+        &["images.toml:5:12", "did you mean `cmd`?"],
+    ),
+    (
+        "typo at the top",
+        "[imagess.a]\n",
+        &["images.toml:1:2", "did you mean `images`?"],
+    ),
+    (
+        "registry url without host",
+        "[registries.x]\nurl = \"/ns\"\n[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { dir = \"r\" }\n",
+        &["images.toml:2:7", "has no host", "host[:port]/namespace"],
+    ),
+    (
+        "unknown owners",
+        "[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { dir = \"r\", owners = \"nobody\" }\n",
+        &["images.toml:4:32", "unknown owners \"nobody\""],
+    ),
+    (
+        "owners on a tarball",
+        "[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { tar = \"r\", owners = \"root\" }\n",
+        &["images.toml:4:32", "`owners` only applies to a `dir` rootfs"],
+    ),
+    (
+        "inputs on a dir",
+        "[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { dir = \"r\", inputs = [\"x\"] }\n",
+        &["images.toml:4:33", "`inputs` only applies to a `command` rootfs"],
+    ),
+    (
+        "bad timeout",
+        "[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { command = \"true {out}\", timeout = \"soon\" }\n",
+        &["images.toml:4:46", "bad timeout \"soon\"", "30m"],
+    ),
+    (
+        "dist listed twice",
+        "[images.a]\ndists = [\"one\", \"one\"]\narches = [\"amd64\"]\nrootfs = { dir = \"r\" }\n",
+        &["images.toml:2:17", "dist \"one\" is listed twice"],
+    ),
+    (
+        "arch listed twice",
+        "[images.a]\ndists = [\"one\"]\narches = [\"amd64\", \"amd64\"]\nrootfs = { dir = \"r\" }\n",
+        &["images.toml:3:20", "arch \"amd64\" is listed twice"],
+    ),
+    (
+        "uppercase image name",
+        "[images.Hello]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { dir = \"r\" }\n",
+        &["images.toml:1:9", "not a valid repository name"],
+    ),
+    (
+        "invalid tag",
+        "[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\ntags = [\"bad tag!\"]\nrootfs = { dir = \"r\" }\n",
+        &["images.toml:4:9", "tag \"bad tag!\" is not a valid tag"],
+    ),
+    (
+        "per-arch variable in a tag",
+        "[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\ntags = [\"{arch}\"]\nrootfs = { dir = \"r\" }\n",
+        &["images.toml:4:10", "{arch} has no value for a:one"],
+    ),
+    (
+        "missing rootfs",
+        "[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\n",
+        &["images.toml:1:1", "missing field `rootfs`"],
+    ),
+    (
+        "empty dists",
+        "[images.a]\ndists = []\narches = [\"amd64\"]\nrootfs = { dir = \"r\" }\n",
+        &["images.toml:2:9", "lists no dists"],
+    ),
+    (
+        "unclosed template brace",
+        "[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { dir = \"r/{dist\" }\n",
+        &["images.toml:4:21", "unclosed `{`"],
+    ),
+    (
+        "missing tarball",
+        "[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { tar = \"missing.tar\" }\n",
+        &["images.toml:4:18", "rootfs tarball \"missing.tar\" for a:one/amd64 does not exist"],
+    ),
+    (
+        "missing command input",
+        "[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { command = \"true {out}\", inputs = [\"nope\"] }\n",
+        &["images.toml:4:46", "input \"nope\" for a:one/amd64 does not exist"],
+    ),
+    (
+        "source-date-epoch unset",
+        "[settings]\ncreated = \"source-date-epoch\"\n[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { dir = \"r\" }\n",
+        &["images.toml:2:11", "SOURCE_DATE_EPOCH is not set"],
+    ),
+    (
+        "a number where a string goes",
+        "[images.a]\ndists = [1]\narches = [\"amd64\"]\nrootfs = { dir = \"r\" }\n",
+        &["images.toml:2:10", "invalid type: integer `1`, expected a string"],
+    ),
 ];
 
 #[test]
 fn every_bad_manifest_exits_2_with_location_and_hint() {
+    assert!(
+        CASES.len() >= 30,
+        "the hardening issue asks for at least 30 distinct bad manifests"
+    );
     for (what, text, needles) in CASES {
         let p = Project::new();
         std::fs::create_dir_all(p.path("r")).unwrap();
         p.manifest(text);
-        let run = p.imgraph(&["plan"]);
+        let run = p.imgraph_env(&["plan"], &[("SOURCE_DATE_EPOCH", "")]);
         assert_eq!(run.code, 2, "{what}: exit {}\n{}", run.code, run.stderr);
         for n in *needles {
             assert!(

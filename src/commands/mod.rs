@@ -1,18 +1,26 @@
 //! One module per subcommand; they share loading the manifest and the cache.
 
 mod build;
+mod cache;
+mod check;
+mod completions;
+mod explain;
 mod export;
 mod graph;
+mod init;
 mod plan;
+mod schema;
 mod verify;
 
 use std::path::PathBuf;
 
-use crate::cli::{Cli, ColorChoice, Command};
+use crate::cli::{Cli, ColorChoice, Command, EditCommand};
 use crate::error::Error;
 use crate::manifest::{self, LoadOptions, Manifest, Selector};
 
 pub(crate) use build::{build, BuildOptions};
+pub use completions::complete_from_env;
+pub(crate) use completions::{complete_selector, complete_step};
 
 /// What every command starts from.
 pub(crate) struct Project {
@@ -66,6 +74,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         color,
     };
     match &cli.command {
+        Command::Edit(cmd) => edit(&cli, cmd, &globals),
         Command::Plan(args) => plan::run(
             &Project::load(&cli, &args.selection.selectors, args.allow_dirty)?,
             args,
@@ -90,6 +99,21 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             args,
             &globals,
         ),
+        Command::Cache(cmd) => cache::run(&Project::load(&cli, &[], false)?, cmd, &globals),
+    }
+}
+
+/// The commands about editing images.toml (issue 7), dispatched apart to keep `run` short.
+fn edit(cli: &Cli, cmd: &EditCommand, globals: &Globals) -> Result<(), Error> {
+    match cmd {
+        EditCommand::Check(args) => check::run(cli, args, globals),
+        EditCommand::Init => init::run(cli, globals),
+        EditCommand::Explain(args) => {
+            explain::run(&Project::load(cli, &[], args.allow_dirty)?, args, globals)
+        }
+        EditCommand::Schema => schema::run(),
+        EditCommand::Completions(args) => completions::run(args),
+        EditCommand::Man(args) => completions::man(args),
     }
 }
 

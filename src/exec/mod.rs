@@ -68,6 +68,8 @@ pub struct Outcome {
     pub cut_off: bool,
     /// Time spent executing.
     pub elapsed: Duration,
+    /// The key's inputs, when they could be computed (`explain` shows them).
+    pub inputs: Option<StepInputs>,
 }
 
 /// Everything steps share during one run.
@@ -172,6 +174,28 @@ impl<'a> Ctx<'a> {
         RunResult { outcomes, failures }
     }
 
+    /// A step's key inputs as if its upstream steps produced what they produced
+    /// last time: `explain` uses it for a step whose upstream is dirty, to still
+    /// name the manifest values that changed. `None` when an upstream never ran.
+    pub fn inputs_with_last_upstream(&self, node: NodeIndex) -> Option<StepInputs> {
+        let deps = self
+            .graph
+            .deps(node)
+            .into_iter()
+            .map(|d| {
+                let step = self.graph.step(d);
+                let record = self.store.last_record(&step.id).ok().flatten()?;
+                let output: StepOutput = serde_json::from_value(record.outputs).ok()?;
+                Some((step, output))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        let deps: Vec<(&crate::graph::Step, &StepOutput)> =
+            deps.iter().map(|(s, o)| (*s, o)).collect();
+        steps::prepare(self, self.graph.step(node), &deps)
+            .ok()
+            .map(|p| p.inputs)
+    }
+
     fn evaluate(&self, node: NodeIndex, deps: &[Arc<Outcome>]) -> Result<Outcome, StepError> {
         let step = self.graph.step(node);
         let dep_nodes = self.graph.deps(node);
@@ -185,6 +209,7 @@ impl<'a> Ctx<'a> {
                 output: None,
                 cut_off: false,
                 elapsed: Duration::ZERO,
+                inputs: None,
             });
         }
         let dep_outputs: Vec<(&crate::graph::Step, &StepOutput)> = dep_nodes
@@ -231,6 +256,7 @@ impl<'a> Ctx<'a> {
                     output: Some(output),
                     cut_off: false,
                     elapsed: Duration::ZERO,
+                    inputs: Some(prepared.inputs.clone()),
                 });
             }
         }
@@ -258,6 +284,7 @@ impl<'a> Ctx<'a> {
                 output: prepared.known_output,
                 cut_off: false,
                 elapsed: Duration::ZERO,
+                inputs: Some(prepared.inputs.clone()),
             }),
             Mode::Build { push, .. } => {
                 if step.kind == StepKind::Push && !push {
@@ -268,6 +295,7 @@ impl<'a> Ctx<'a> {
                         output: Some(StepOutput::Skipped),
                         cut_off: false,
                         elapsed: Duration::ZERO,
+                        inputs: Some(prepared.inputs.clone()),
                     });
                 }
                 let started = Instant::now();
@@ -294,6 +322,7 @@ impl<'a> Ctx<'a> {
                     output: Some(output),
                     cut_off,
                     elapsed: started.elapsed(),
+                    inputs: Some(prepared.inputs.clone()),
                 })
             }
         }
@@ -358,6 +387,32 @@ impl<'a> Ctx<'a> {
             let _ = self.store.put_state(&stat_cache_name(root), &*cache);
         }
     }
+}
+
+/// Side files under the cache's `state/` that a step's next run reads (its rootfs
+/// file list, the stat caches of its source): what `cache gc` keeps.
+pub fn side_state_files(
+    store: &Store,
+    step: &crate::graph::Step,
+    manifest: &Manifest,
+) -> Vec<PathBuf> {
+    let mut files = vec![store.state_path(&tree_record_name(&step.id))];
+    if let (StepKind::Rootfs, crate::graph::Target::Platform(i)) = (step.kind, step.target) {
+        match &manifest.platforms[i].rootfs {
+            crate::manifest::RootfsSource::Dir { path, .. } => {
+                files.push(store.state_path(&stat_cache_name(path)))
+            }
+            crate::manifest::RootfsSource::Tar { path, .. } => {
+                files.push(store.state_path(&stat_cache_name(path.parent().unwrap_or(path))))
+            }
+            crate::manifest::RootfsSource::Command { inputs, .. } => files.extend(
+                inputs
+                    .iter()
+                    .map(|(p, _)| store.state_path(&stat_cache_name(p))),
+            ),
+        }
+    }
+    files
 }
 
 fn tree_record_name(step: &str) -> String {

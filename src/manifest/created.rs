@@ -13,7 +13,9 @@ pub(crate) fn parse_setting(value: &str) -> Result<CreatedSpec, String> {
         "git" => Ok(CreatedSpec::Git),
         "source-date-epoch" => {
             let raw = std::env::var("SOURCE_DATE_EPOCH")
-                .map_err(|_| "SOURCE_DATE_EPOCH is not set".to_string())?;
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .ok_or_else(|| "SOURCE_DATE_EPOCH is not set".to_string())?;
             raw.trim()
                 .parse()
                 .map(CreatedSpec::Fixed)

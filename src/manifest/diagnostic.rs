@@ -67,9 +67,15 @@ impl SourceFile {
 
     /// Renders a diagnostic with a caret snippet under the offending text.
     pub fn render(&self, diag: &Diagnostic) -> String {
+        // The gutter is as wide as the line number, as rustc draws it.
+        let width = diag
+            .span
+            .as_ref()
+            .map_or(1, |s| self.line_col(s.start).0.to_string().len());
         let mut out = format!(
-            "{}\n  --> {}",
+            "{}\n{}--> {}",
             diag.message,
+            " ".repeat(width),
             self.location(diag.span.as_ref())
         );
         if let Some(span) = &diag.span {
@@ -92,7 +98,7 @@ impl SourceFile {
             ));
         }
         if let Some(hint) = &diag.hint {
-            out.push_str(&format!("\n  = help: {hint}"));
+            out.push_str(&format!("\n{} = help: {hint}", " ".repeat(width)));
         }
         out
     }

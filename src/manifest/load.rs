@@ -80,8 +80,15 @@ pub fn parse(
 }
 
 fn toml_diagnostic(err: &toml::de::Error) -> Diagnostic {
-    let message = err.message().trim().to_string();
+    // serde names the Rust type (`expected struct RawRootfs`); users wrote a table.
+    let message = match err.message().trim().split_once("expected struct ") {
+        Some((before, _)) => format!("{before}expected a table"),
+        None => err.message().trim().to_string(),
+    };
     let mut diag = Diagnostic::at(err.span(), message.clone());
+    if let Some(hint) = type_hint(err.message().trim()).or_else(|| syntax_hint(&message)) {
+        return diag.hint(hint);
+    }
     // serde says: unknown field `dsts`, expected one of `dists`, `arches`
     if let Some(rest) = message.strip_prefix("unknown field `") {
         if let Some((word, expected)) = rest.split_once('`') {
@@ -95,6 +102,62 @@ fn toml_diagnostic(err: &toml::de::Error) -> Diagnostic {
         diag = diag.hint("see the list of accepted values above");
     }
     diag
+}
+
+/// How to fix the TOML syntax errors people make most.
+fn syntax_hint(message: &str) -> Option<String> {
+    let hint = if message.starts_with("invalid basic string") {
+        "close the string with `\"` on the same line; for text over several lines use \"\"\"...\"\"\" or '''...'''"
+    } else if message.starts_with("invalid string") {
+        "quote strings: \"...\" (or '...' for a literal string)"
+    } else if message.starts_with("invalid array") {
+        "close the array with `]`; the missing bracket is at or before this line"
+    } else if message.starts_with("invalid inline table") {
+        "close the inline table with `}` on the same line: { key = \"value\", other = 1 }"
+    } else if message.starts_with("duplicate key") {
+        "a key may appear once per table; remove one of them"
+    } else if message.starts_with("invalid table header") {
+        "a table header stands alone on its line: [settings], [images.NAME] or [registries.NAME]"
+    } else {
+        return None;
+    };
+    Some(hint.to_string())
+}
+
+/// How to fix a wrong type or a missing key, from serde's message.
+fn type_hint(message: &str) -> Option<String> {
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        let field = rest.split('`').next().unwrap_or("");
+        let example = match field {
+            "rootfs" => "rootfs = { dir = \"rootfs/{dist}/{arch}\" } (or { tar = \"...\" }, or { command = \"...\" })",
+            "dists" => "dists = [\"bookworm\"]",
+            "arches" => "arches = [\"amd64\"]",
+            "url" => "url = \"host[:port]/namespace\"",
+            _ => return Some(format!("add `{field}` to this table")),
+        };
+        return Some(format!("add {example} to this table"));
+    }
+    let rest = message.strip_prefix("invalid type: ")?;
+    let (found, expected) = rest.split_once(", expected ")?;
+    let value = found
+        .strip_prefix("string ")
+        .unwrap_or(found)
+        .trim_matches('"');
+    Some(match expected {
+        "a sequence" if found.starts_with("string ") => {
+            format!("write an array: [\"{value}\"]")
+        }
+        "a sequence" => "write an array: [\"...\"]".to_string(),
+        "a boolean" => "write true or false, without quotes".to_string(),
+        "a string" => format!("quote it: \"{value}\""),
+        e if e.starts_with("struct RawRootfs") => {
+            format!("write a table: {{ dir = \"{value}\" }}, {{ tar = \"...\" }} or {{ command = \"...\" }}")
+        }
+        e if e.starts_with("struct ") || e == "a map" => {
+            "write a table: { key = value, ... } or a [section]".to_string()
+        }
+        _ => return None,
+    })
 }
 
 struct Validator<'o> {
@@ -148,9 +211,23 @@ impl Validator<'_> {
     fn settings(&mut self, raw: &RawManifest) -> Settings {
         let s = &raw.settings;
         let created = match &s.created {
-            None => match std::env::var("SOURCE_DATE_EPOCH") {
-                Ok(v) => CreatedSpec::Fixed(v.trim().parse().unwrap_or(0)),
-                Err(_) => CreatedSpec::Fixed(0),
+            // Unset: SOURCE_DATE_EPOCH if the environment has one, else the epoch,
+            // so that a manifest without `created` still builds reproducibly.
+            None => match std::env::var("SOURCE_DATE_EPOCH")
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+            {
+                None => CreatedSpec::Fixed(0),
+                Some(v) => match v.trim().parse() {
+                    Ok(secs) => CreatedSpec::Fixed(secs),
+                    Err(_) => {
+                        self.diags.push(
+                            Diagnostic::at(None, format!("SOURCE_DATE_EPOCH={v:?} is not a whole number of seconds"))
+                                .hint("unset it, or set it to seconds since 1970 (e.g. `git log -1 --format=%ct`)"),
+                        );
+                        CreatedSpec::Fixed(0)
+                    }
+                },
             },
             Some(c) => match created::parse_setting(c.get_ref()) {
                 Ok(spec) => spec,
@@ -612,9 +689,7 @@ impl Validator<'_> {
                     ),
                 }
             }
-            TemplateError::NoValue { .. } => {
-                "remove that arch from the image, or avoid the variable in this template".into()
-            }
+            TemplateError::NoValue { name, context, .. } => no_value_hint(name, context),
             TemplateError::Unclosed { .. } => {
                 "close it with `}`, or write `{{` for a literal brace".into()
             }
@@ -623,6 +698,25 @@ impl Validator<'_> {
         if !self.diags.contains(&diag) {
             self.diags.push(diag);
         }
+    }
+}
+
+/// Why a known variable has no value here, and what to write instead.
+fn no_value_hint(name: &str, context: &str) -> String {
+    if context.contains("tags are per dist") {
+        return format!(
+            "a tag names a dist's whole multi-arch index, so only {{image}} and {{dist}} have values here; remove {{{name}}}"
+        );
+    }
+    let arch = context.rsplit('/').next().unwrap_or(context);
+    match name {
+        "debian_arch" => format!(
+            "{arch} has no Debian arch (Debian has no port for it): remove {arch:?} from `arches`, or use {{arch}} here"
+        ),
+        "variant" => format!(
+            "{arch} has no OCI variant (only arm platforms do): use {{arch}} or {{platform}} here"
+        ),
+        _ => "remove that arch from the image, or avoid the variable in this template".into(),
     }
 }
 

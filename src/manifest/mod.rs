@@ -6,6 +6,7 @@ pub mod diagnostic;
 mod load;
 pub mod model;
 mod raw;
+mod schema;
 pub mod selector;
 pub mod template;
 
@@ -17,6 +18,7 @@ pub use diagnostic::{Diagnostic, Diagnostics, SourceFile};
 pub use load::{load, parse, LoadOptions};
 pub use model::*;
 pub use raw::ConfigTable;
+pub use schema::{schema, schema_text};
 pub use selector::{Selector, SelectorError};
 
 /// Why a manifest could not be used. Always bad input: exit status 2.

@@ -2,101 +2,229 @@
 //!
 //! Unknown keys are rejected here (`deny_unknown_fields`) so a typo never silently
 //! builds a different image than the user meant.
+//!
+//! The same types derive the JSON schema (`schemas/images.schema.json`, `imgraph
+//! schema`): their doc comments are what an editor shows on hover, so they say what
+//! each key does and its default. Checks the schema cannot express (templates,
+//! paths that must exist) stay in `load.rs`.
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
 pub(crate) type S<T> = Spanned<T>;
 
-#[derive(Debug, Deserialize, Default)]
+/// imgraph's manifest: the images to build, for which Debian-style dists and
+/// architectures, from which root filesystems, and where to push them.
+/// Check it with `imgraph check`; see what a step would do with `imgraph explain STEP`.
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(title = "imgraph images.toml")]
 pub(crate) struct RawManifest {
+    /// Settings for the whole manifest. Every key is optional.
     #[serde(default)]
     pub(crate) settings: RawSettings,
+    /// Registries images can be pushed to, by a name of your choice
+    /// (`[registries.local]`); an image lists the names in its `registries`.
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::registries")]
     pub(crate) registries: BTreeMap<S<String>, RawRegistry>,
+    /// The images, by repository name (`[images.minideb]`): lowercase letters,
+    /// digits and `.` `_` `-`, optionally with `/` path components.
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::images")]
     pub(crate) images: BTreeMap<S<String>, S<RawImage>>,
 }
 
-#[derive(Debug, Deserialize, Default)]
+/// Settings for the whole manifest. Every key is optional.
+#[derive(Debug, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Settings")]
 pub(crate) struct RawSettings {
+    /// The `created` time written into every image config, and the time every file
+    /// mtime in the layers is clamped to. An RFC 3339 UTC time
+    /// (`"2024-06-01T00:00:00Z"`), `"source-date-epoch"` (the `SOURCE_DATE_EPOCH`
+    /// environment variable, which must be set) or `"git"` (the commit time of the
+    /// newest commit touching that platform's rootfs inputs, so one arch's change
+    /// does not re-stamp the others). Default: `SOURCE_DATE_EPOCH` if set, else
+    /// 1970-01-01T00:00:00Z.
+    #[serde(default)]
+    #[schemars(schema_with = "super::schema::created")]
     pub(crate) created: Option<S<String>>,
+    /// How layers are compressed: `"gzip"` (every client can pull it) or `"zstd"`
+    /// (smaller and faster; needs containerd 1.5+, podman 3.1+ or Docker 23+).
+    /// Default: `"gzip"`.
+    #[serde(default)]
+    #[schemars(schema_with = "super::schema::compression", extend("default" = "gzip"))]
     pub(crate) compression: Option<S<String>>,
+    /// The export folder, relative to this manifest: `build` writes one OCI layout
+    /// per platform and one per dist's index under it. Default: `"out"`.
+    #[schemars(with = "Option<String>", extend("default" = "out"))]
     pub(crate) out: Option<S<String>>,
+    /// The cache folder (blobs and the action cache), relative to this manifest.
+    /// `--cache DIR` and the `IMGRAPH_CACHE` environment variable take precedence.
+    /// Default: `"cache"`.
+    #[schemars(with = "Option<String>", extend("default" = "cache"))]
     pub(crate) cache: Option<S<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A registry to push to. Credentials come from `$DOCKER_CONFIG/config.json`
+/// (default `~/.docker/config.json`): `auths` entries and credential helpers, as
+/// `docker login` writes them.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Registry")]
 pub(crate) struct RawRegistry {
+    /// `host[:port]/namespace`, e.g. `"registry.example.com/library"` or
+    /// `"127.0.0.1:5000/test"`: an image named `minideb` is pushed to
+    /// `<url>/minideb`. Required.
+    #[schemars(with = "String", extend("examples" = ["127.0.0.1:5000/bitnami"]))]
     pub(crate) url: S<String>,
+    /// Talk plain HTTP instead of HTTPS, for loopback test registries.
+    /// Default: `false`.
     #[serde(default)]
+    #[schemars(extend("default" = false))]
     pub(crate) insecure: bool,
 }
 
-#[derive(Debug, Deserialize)]
+/// One image: built for every dist x arch pair, and indexed per dist into one
+/// multi-platform image.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("x-taplo" = { "initKeys": ["dists", "arches", "rootfs"] }))]
+#[schemars(rename = "Image")]
 pub(crate) struct RawImage {
+    /// The dists (releases) to build, e.g. `["bookworm", "trixie"]`. Each becomes
+    /// one multi-platform index, tagged by `tags`. Names are used in tags and
+    /// paths: letters, digits, `.`, `_` and `-`. Required, at least one.
+    #[schemars(schema_with = "super::schema::dists")]
     pub(crate) dists: S<Vec<S<String>>>,
+    /// The architectures to build every dist for, as bashbrew names (`amd64`,
+    /// `arm64v8`, `arm32v7`, ...). Each maps to one OCI platform (`arm64v8` is
+    /// `linux/arm64/v8`) and one Debian arch (`{debian_arch}`: `arm64`).
+    /// Required, at least one.
+    #[schemars(schema_with = "super::schema::arches")]
     pub(crate) arches: S<Vec<S<String>>>,
-    pub(crate) tags: Option<S<Vec<S<String>>>>,
-    pub(crate) latest: Option<S<String>>,
+    /// Tag templates, resolved per dist: `{image}` and `{dist}` are available
+    /// (not per-arch variables: a tag names the whole index). Default: `["{dist}"]`.
     #[serde(default)]
+    #[schemars(schema_with = "super::schema::tags", extend("default" = ["{dist}"]))]
+    pub(crate) tags: Option<S<Vec<S<String>>>>,
+    /// One of `dists` that is also tagged `latest`. Default: none.
+    #[schemars(with = "Option<String>")]
+    pub(crate) latest: Option<S<String>>,
+    /// Names of `[registries.NAME]` tables to push to with `build --push`. The first
+    /// is canonical; the others are tagged from it. Default: `[]` (build locally only).
+    #[serde(default)]
+    #[schemars(with = "Vec<String>", extend("uniqueItems" = true, "default" = []))]
     pub(crate) registries: Vec<S<String>>,
+    /// Where each platform's root filesystem comes from: exactly one of
+    /// `{ dir = "..." }`, `{ tar = "..." }` or `{ command = "...", inputs = [...] }`.
+    /// Paths are relative to this manifest; all may use templates. Required.
+    #[schemars(with = "RawRootfs")]
     pub(crate) rootfs: S<RawRootfs>,
+    /// The image config: the `cmd`, `entrypoint`, `env`, ... that `docker run` uses.
+    /// Default: empty.
     #[serde(default)]
     pub(crate) config: RawConfig,
+    /// OCI annotations put on every platform manifest and on the index, e.g.
+    /// `{ "org.opencontainers.image.source" = "https://..." }`. Default: none.
     #[serde(default)]
     pub(crate) annotations: BTreeMap<String, String>,
+    /// Fail the layer step when the ELF binaries in a rootfs are mostly for another
+    /// machine than the platform's (an arm64v8 rootfs full of x86-64 binaries).
+    /// Default: `true`.
+    #[schemars(extend("default" = true))]
     pub(crate) platform_check: Option<bool>,
 }
 
-#[derive(Debug, Deserialize)]
+/// Where a platform's root filesystem comes from. Exactly one of `dir`, `tar` and
+/// `command`. Templates: `{image} {dist} {arch} {debian_arch} {os} {architecture}
+/// {variant} {platform}`, and `{out}` in a command; a variable with no value for a
+/// platform (`{debian_arch}` on arm32v6) is an error at load time.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [
+    { "required": ["dir"] },
+    { "required": ["tar"] },
+    { "required": ["command"] },
+]))]
+#[schemars(rename = "Rootfs")]
 pub(crate) struct RawRootfs {
+    /// A folder holding the root filesystem, e.g. `"rootfs/{dist}/{arch}"`. Its
+    /// content (names, modes, bytes, symlinks) is hashed into the key; files are
+    /// owned by 0:0 in the layer unless `owners = "preserve"`.
+    #[schemars(with = "Option<String>", extend("examples" = ["rootfs/{dist}/{arch}"]))]
     pub(crate) dir: Option<S<String>>,
+    /// A tarball holding the root filesystem: `.tar`, `.tar.gz`, `.tar.xz` or
+    /// `.tar.zst`, e.g. `"build/{dist}-{arch}.tar.xz"`. Its entries keep their owners.
+    #[schemars(with = "Option<String>", extend("examples" = ["build/{dist}-{arch}.tar.xz"]))]
     pub(crate) tar: Option<S<String>>,
+    /// A shell command that writes the root filesystem to `{out}` (a folder), or
+    /// to `{out}.tar` (a tarball). It runs only when its key changes: the resolved
+    /// command plus the content of `inputs`.
+    #[schemars(
+        with = "Option<String>",
+        extend("examples" = ["mmdebstrap --variant=minbase --arch={debian_arch} {dist} {out}.tar"])
+    )]
     pub(crate) command: Option<S<String>>,
+    /// Files and folders a `command` reads, relative to this manifest: their content
+    /// is hashed into the key, so editing them reruns the command. Only with
+    /// `command`. Default: `[]`.
     #[serde(default)]
+    #[schemars(with = "Vec<String>", extend("default" = []))]
     pub(crate) inputs: Vec<S<String>>,
+    /// Owners of a `dir` source's files in the layer: `"root"` (0:0) or
+    /// `"preserve"` (the uid/gid on disk). Only with `dir`. Default: `"root"`.
+    #[serde(default)]
+    #[schemars(schema_with = "super::schema::owners", extend("default" = "root"))]
     pub(crate) owners: Option<S<String>>,
+    /// How long a `command` may run before it is stopped, e.g. `"30m"`, `"1h 30m"`.
+    /// Only with `command`. Default: no limit.
+    #[schemars(with = "Option<String>", extend("examples" = ["30m"]))]
     pub(crate) timeout: Option<S<String>>,
 }
 
-/// The image config table; field names are the manifest's, so a change can be
-/// reported as `images.hello.config.cmd`.
-#[derive(Debug, Deserialize, Default, Clone, serde::Serialize, PartialEq)]
+// Field names are the manifest's, so a change can be reported as
+// `images.hello.config.cmd`.
+/// The image config `docker run` uses: command, environment, user, ports, volumes.
+/// Every key is optional.
+#[derive(Debug, Deserialize, Default, Clone, serde::Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "Config")]
 pub struct ConfigTable {
-    /// Default command.
+    /// The default command (OCI `Cmd`), e.g. `["/bin/bash"]`; arguments to
+    /// `entrypoint` when that is set. Default: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cmd: Option<Vec<String>>,
-    /// Entrypoint.
+    /// The program every container runs (OCI `Entrypoint`); `cmd` and `docker run`
+    /// arguments are appended. Default: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entrypoint: Option<Vec<String>>,
-    /// `NAME=value` environment entries.
+    /// Environment, as `"NAME=value"` entries, e.g. `["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]`.
+    /// Default: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub env: Option<Vec<String>>,
-    /// Working directory.
+    /// The working directory of the container's process (OCI `WorkingDir`). Default: `/`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workdir: Option<String>,
-    /// `user[:group]`.
+    /// The user the process runs as: `"user"`, `"uid"`, `"user:group"` or `"uid:gid"`.
+    /// Default: root.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
-    /// Image labels.
+    /// Image labels (OCI `Labels`), shown by `docker inspect`. Default: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
-    /// `80/tcp` style ports.
+    /// Ports the container listens on, as `"80/tcp"`, `"53/udp"` or `"8080"` (tcp).
+    /// Default: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exposed_ports: Option<Vec<String>>,
-    /// Volume paths.
+    /// Paths a container runtime should mount a volume on, e.g. `["/data"]`. Default: none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub volumes: Option<Vec<String>>,
-    /// Signal sent to stop the container.
+    /// The signal `docker stop` sends, e.g. `"SIGQUIT"`. Default: `SIGTERM`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
 }
