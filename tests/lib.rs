@@ -10,6 +10,7 @@ mod examples;
 mod fault_proxy_selftest;
 mod hardening;
 mod manifest_errors;
+mod podman;
 mod push;
 mod registry_client;
 mod rootfs_sources;

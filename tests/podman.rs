@@ -1,0 +1,64 @@
+//! podman, a real container engine, loads, pulls and runs what imgraph builds.
+
+use crate::support::registry::{Auth, RegistryGuard};
+use crate::support::{tool, Project};
+
+/// podman with a private image store, so tests neither share nor pollute one.
+/// `runc` because crun refuses these machines' hybrid cgroup layout.
+fn podman(store: &std::path::Path, args: &[&str]) -> String {
+    let root = store.join("root");
+    let runroot = store.join("run");
+    let mut all = vec![
+        "--root",
+        root.to_str().unwrap(),
+        "--runroot",
+        runroot.to_str().unwrap(),
+        "--storage-driver",
+        "vfs",
+        "--runtime",
+        "runc",
+    ];
+    all.extend_from_slice(args);
+    tool("podman", &all)
+}
+
+#[test]
+fn podman_loads_and_runs_the_docker_archive() {
+    let p = Project::hello(&["amd64", "arm64v8"]);
+    let tar = p.path("hello.tar");
+    p.imgraph(&[
+        "export",
+        "hello:one/amd64",
+        "--format",
+        "docker-archive",
+        "-o",
+        tar.to_str().unwrap(),
+    ])
+    .success();
+    let store = tempfile::tempdir().unwrap();
+    let loaded = podman(store.path(), &["load", "-i", tar.to_str().unwrap()]);
+    assert!(loaded.contains("hello:one"), "{loaded}");
+    let out = podman(
+        store.path(),
+        &["run", "--rm", "--network", "none", "hello:one"],
+    );
+    assert!(out.contains("linux/amd64"), "{out}");
+}
+
+#[test]
+fn podman_pulls_the_pushed_index_and_runs_the_amd64_image() {
+    let reg = RegistryGuard::start(Auth::None);
+    let p = Project::hello(&["amd64", "arm64v8"]);
+    let text = std::fs::read_to_string(p.path("images.toml")).unwrap();
+    p.manifest(&format!(
+        "[registries.local]\nurl = \"{}/lib\"\ninsecure = true\n\n{}",
+        reg.url(),
+        text.replace("[images.hello]", "[images.hello]\nregistries = [\"local\"]")
+    ));
+    p.imgraph(&["build", "--push"]).success();
+    let store = tempfile::tempdir().unwrap();
+    let image = format!("{}/lib/hello:one", reg.url());
+    podman(store.path(), &["pull", "--tls-verify=false", &image]);
+    let out = podman(store.path(), &["run", "--rm", "--network", "none", &image]);
+    assert!(out.contains("linux/amd64 (amd64)"), "{out}");
+}
