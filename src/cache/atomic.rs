@@ -1,4 +1,10 @@
-//! Atomic small-file writes: temp file beside the target, fsync, rename, fsync dir.
+//! Atomic small-file writes: temp file beside the target, then rename.
+//!
+//! Small files are not fsynced: a rename is atomic for every reader and survives
+//! `kill -9`; after a power loss a torn entry fails to parse and counts as a cache
+//! miss (and a torn blob fails its digest check), so the worst case is a rebuild,
+//! never a wrong image. Syncing each of the thousands of small entries of a large
+//! matrix made cold builds spend most of their time in fsync.
 
 use std::io::Write;
 use std::path::Path;
@@ -15,21 +21,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
         .map_err(io_err("creating a temp file in", dir))?;
     tmp.write_all(bytes)
         .map_err(io_err("writing", tmp.path()))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(io_err("syncing", tmp.path()))?;
     tmp.persist(path).map_err(|e| CacheError::Io {
         action: "renaming into",
         path: path.to_path_buf(),
         source: e.error,
     })?;
-    sync_dir(dir);
     Ok(())
-}
-
-/// Makes a rename durable; best effort (not every filesystem allows opening a dir).
-pub(crate) fn sync_dir(dir: &Path) {
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
 }

@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tempfile::NamedTempFile;
 
-use super::atomic::sync_dir;
 use super::{io_err, CacheError};
+
+/// Blobs at least this large are fsynced before the rename.
+const SYNC_THRESHOLD: u64 = 1 << 20;
 
 /// A blob's identity: what OCI descriptors carry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,7 +44,7 @@ impl BlobWriter {
         })
     }
 
-    /// Syncs and renames the blob to `blobs/sha256/<hex>`, returning its descriptor.
+    /// Renames the blob (synced if large) to `blobs/sha256/<hex>`, returning its descriptor.
     pub fn finish(self) -> Result<Descriptor, CacheError> {
         let hex = hex::encode(self.hasher.finalize());
         let file = self.file.into_inner().map_err(|e| CacheError::Io {
@@ -52,15 +54,18 @@ impl BlobWriter {
         })?;
         let target = self.blobs_dir.join(&hex);
         if !target.exists() {
-            file.as_file()
-                .sync_all()
-                .map_err(io_err("syncing", file.path()))?;
+            // Layers are synced before they are named; small JSON blobs are not
+            // (see `atomic`): a torn one fails its digest check and is rebuilt.
+            if self.size >= SYNC_THRESHOLD {
+                file.as_file()
+                    .sync_all()
+                    .map_err(io_err("syncing", file.path()))?;
+            }
             file.persist(&target).map_err(|e| CacheError::Io {
                 action: "renaming into",
                 path: target.clone(),
                 source: e.error,
             })?;
-            sync_dir(&self.blobs_dir);
         }
         Ok(Descriptor {
             digest: format!("sha256:{hex}"),

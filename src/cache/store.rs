@@ -216,6 +216,16 @@ impl Store {
         self.read_json(&self.root.join("state").join(name))
     }
 
+    /// The raw bytes of a state file, if it exists.
+    pub fn state_bytes(&self, name: &str) -> Option<Vec<u8>> {
+        std::fs::read(self.root.join("state").join(name)).ok()
+    }
+
+    /// Writes raw bytes as a state file (atomically).
+    pub fn put_state_bytes(&self, name: &str, bytes: &[u8]) -> Result<(), CacheError> {
+        write_atomic(&self.root.join("state").join(name), bytes)
+    }
+
     /// Writes a JSON file under `state/`.
     pub fn put_state<T: Serialize>(&self, name: &str, value: &T) -> Result<(), CacheError> {
         self.write_json(&self.root.join("state").join(name), value)

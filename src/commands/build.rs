@@ -167,7 +167,9 @@ fn build_locked(
         }
     }
 
-    let mut last: LastBuild = store.state(LAST_BUILD)?.unwrap_or_default();
+    // A torn or unreadable record only means every image counts as changed.
+    let mut last: LastBuild = store.state(LAST_BUILD).ok().flatten().unwrap_or_default();
+    let before = serde_json::to_vec(&last).unwrap_or_default();
     for node in report.graph.order() {
         let step = report.graph.step(node).clone();
         let Some(digest) = report.outcomes[node.index()]
@@ -243,7 +245,9 @@ fn build_locked(
             _ => {}
         }
     }
-    store.put_state(LAST_BUILD, &last)?;
+    if serde_json::to_vec(&last).unwrap_or_default() != before {
+        store.put_state(LAST_BUILD, &last)?;
+    }
     Ok(report)
 }
 

@@ -86,10 +86,20 @@ pub struct Ctx<'a> {
     pub threads: usize,
     /// Progress display.
     pub progress: &'a Progress,
-    stat_caches: Mutex<HashMap<PathBuf, Arc<Mutex<StatCache>>>>,
+    /// Per source folder: the stat cache, and the hash of what was loaded (to skip
+    /// rewriting an unchanged one: a no-op build writes nothing it does not need to).
+    stat_caches: Mutex<HashMap<PathBuf, LoadedStatCache>>,
     key_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     trees: Mutex<HashMap<String, crate::rootfs::TreeFingerprint>>,
+    fingerprints: Mutex<HashMap<FingerprintMemoKey, crate::rootfs::TreeFingerprint>>,
 }
+
+/// A stat cache shared by the steps reading one folder, and the hash of the bytes it
+/// was loaded from.
+type LoadedStatCache = (Arc<Mutex<StatCache>>, Option<blake3::Hash>);
+
+/// A folder fingerprinted with given owners and mtime clamp.
+pub(crate) type FingerprintMemoKey = (PathBuf, crate::rootfs::Owners, u64);
 
 /// A failed step.
 #[derive(Debug)]
@@ -128,6 +138,7 @@ impl<'a> Ctx<'a> {
             stat_caches: Mutex::default(),
             key_locks: Mutex::default(),
             trees: Mutex::default(),
+            fingerprints: Mutex::default(),
         }
     }
 
@@ -223,7 +234,9 @@ impl<'a> Ctx<'a> {
         let key_lock = self.key_lock(&key);
         let _held = key_lock.lock().unwrap_or_else(|p| p.into_inner());
 
-        let last = self.store.last_record(&step.id).ok().flatten();
+        // Read lazily: a fresh step in `plan` never needs it.
+        let last_cell = std::cell::OnceCell::new();
+        let last = || last_cell.get_or_init(|| self.store.last_record(&step.id).ok().flatten());
         // `build --push` always talks to the registries: the cache cannot know
         // what happened to them since the last push.
         let must_push =
@@ -238,7 +251,7 @@ impl<'a> Ctx<'a> {
             if let Ok(output) = serde_json::from_value::<StepOutput>(record.outputs.clone()) {
                 steps::check_cached(self, step, &output)?;
                 if let Mode::Build { .. } = self.mode {
-                    if last.as_ref().is_none_or(|l| l.key != key) {
+                    if last().as_ref().is_none_or(|l| l.key != key) {
                         let mine = ActionRecord {
                             step: step.id.clone(),
                             ..record
@@ -260,7 +273,7 @@ impl<'a> Ctx<'a> {
                 });
             }
         }
-        let reason = match &last {
+        let reason = match last() {
             None => DirtyReason::NotBuiltYet,
             Some(record) => match serde_json::from_value::<StepInputs>(record.inputs.clone()) {
                 Ok(old) => explain(
@@ -312,7 +325,8 @@ impl<'a> Ctx<'a> {
                 };
                 self.store.put_action(&record).map_err(StepError::Cache)?;
                 self.remember_tree(step, true);
-                let cut_off = last
+                let cut_off = last()
+                    .clone()
                     .and_then(|r| serde_json::from_value::<StepOutput>(r.outputs).ok())
                     .is_some_and(|old| old.digest() == output.digest());
                 Ok(Outcome {
@@ -362,15 +376,40 @@ impl<'a> Ctx<'a> {
 
     pub(crate) fn stat_cache(&self, root: &std::path::Path) -> Arc<Mutex<StatCache>> {
         let mut caches = self.stat_caches.lock().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(caches.entry(root.to_path_buf()).or_insert_with(|| {
-            let loaded = self
-                .store
-                .state::<StatCache>(&stat_cache_name(root))
-                .ok()
-                .flatten()
-                .unwrap_or_default();
-            Arc::new(Mutex::new(loaded))
-        }))
+        let entry = caches.entry(root.to_path_buf()).or_insert_with(|| {
+            let bytes = self.store.state_bytes(&stat_cache_name(root));
+            let loaded = bytes
+                .as_deref()
+                .and_then(|b| serde_json::from_slice(b).ok());
+            let hash = bytes
+                .as_deref()
+                .filter(|_| loaded.is_some())
+                .map(blake3::hash);
+            (Arc::new(Mutex::new(loaded.unwrap_or_default())), hash)
+        });
+        Arc::clone(&entry.0)
+    }
+
+    pub(crate) fn memo_fingerprint(
+        &self,
+        key: &FingerprintMemoKey,
+    ) -> Option<crate::rootfs::TreeFingerprint> {
+        self.fingerprints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    pub(crate) fn remember_fingerprint(
+        &self,
+        key: FingerprintMemoKey,
+        tree: &crate::rootfs::TreeFingerprint,
+    ) {
+        self.fingerprints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, tree.clone());
     }
 
     pub(crate) fn keep_tree(&self, step: &str, tree: crate::rootfs::TreeFingerprint) {
@@ -382,9 +421,15 @@ impl<'a> Ctx<'a> {
 
     fn save_stat_caches(&self) {
         let caches = self.stat_caches.lock().unwrap_or_else(|p| p.into_inner());
-        for (root, cache) in caches.iter() {
-            let cache = cache.lock().unwrap_or_else(|p| p.into_inner());
-            let _ = self.store.put_state(&stat_cache_name(root), &*cache);
+        for (root, (cache, loaded)) in caches.iter() {
+            let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+            cache.prune_unused();
+            let Ok(bytes) = serde_json::to_vec(&*cache) else {
+                continue;
+            };
+            if *loaded != Some(blake3::hash(&bytes)) {
+                let _ = self.store.put_state_bytes(&stat_cache_name(root), &bytes);
+            }
         }
     }
 }

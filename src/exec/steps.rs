@@ -208,7 +208,16 @@ fn prepare_rootfs(
                     owners: *owners,
                     clamp_mtime: Some(p.created),
                 };
-                crate::rootfs::fingerprint_dir(path, &opts, &mut cache)?.0
+                // All arches of a dist often share one folder: walk it once per run.
+                let memo_key = (path.clone(), *owners, p.created);
+                match ctx.memo_fingerprint(&memo_key) {
+                    Some(tree) => tree,
+                    None => {
+                        let tree = crate::rootfs::fingerprint_dir(path, &opts, &mut cache)?.0;
+                        ctx.remember_fingerprint(memo_key, &tree);
+                        tree
+                    }
+                }
             };
             let inputs = StepInputs::new("rootfs")
                 .manifest(field, serde_json::json!({ "dir": shown, "owners": owners }))
