@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Bumped when imgraph's output for the same inputs changes, invalidating every key.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// Everything a step's output depends on.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
