@@ -11,6 +11,7 @@ mod fault_proxy_selftest;
 mod hardening;
 mod manifest_errors;
 mod podman;
+mod properties;
 mod push;
 mod registry_client;
 mod rootfs_sources;

@@ -44,9 +44,19 @@ pub struct SourceFile {
 }
 
 impl SourceFile {
+    /// The largest char boundary at or before `offset`: spans computed from decoded
+    /// strings (escapes, multi-byte characters) must never split a character.
+    fn floor(&self, offset: usize) -> usize {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        offset
+    }
+
     /// 1-based line and column of a byte offset.
     pub fn line_col(&self, offset: usize) -> (usize, usize) {
-        let offset = offset.min(self.text.len());
+        let offset = self.floor(offset);
         let before = &self.text[..offset];
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
@@ -79,14 +89,14 @@ impl SourceFile {
             self.location(diag.span.as_ref())
         );
         if let Some(span) = &diag.span {
+            let span = self.floor(span.start)..self.floor(span.end);
             let (line, col) = self.line_col(span.start);
             let line_text = self.text.lines().nth(line - 1).unwrap_or("");
             let width = line.to_string().len();
-            let first_line_end = self.text[span.start.min(self.text.len())..]
+            let first_line_end = self.text[span.start..]
                 .find('\n')
                 .map_or(self.text.len(), |i| span.start + i);
-            let carets = self.text
-                [span.start.min(self.text.len())..span.end.min(first_line_end).max(span.start)]
+            let carets = self.text[span.start..span.end.min(first_line_end).max(span.start)]
                 .chars()
                 .count()
                 .max(1);

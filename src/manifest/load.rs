@@ -67,6 +67,7 @@ pub fn parse(
         root: root.to_path_buf(),
         diags: Vec::new(),
         opts,
+        text,
     };
     let manifest = v.manifest(raw, &source);
     if v.diags.is_empty() {
@@ -164,6 +165,8 @@ struct Validator<'o> {
     root: PathBuf,
     diags: Vec<Diagnostic>,
     opts: &'o LoadOptions,
+    /// The manifest text, to find a template variable inside its TOML string.
+    text: &'o str,
 }
 
 impl Validator<'_> {
@@ -667,13 +670,24 @@ impl Validator<'_> {
     }
 
     fn template_error(&mut self, t: &S<String>, e: &TemplateError) {
-        // +1 skips the opening quote of the TOML string.
-        let start = t.span().start + 1 + e.offset();
-        let len = match e {
+        // Point at the variable inside the TOML string as written. The offset is
+        // in the decoded value, so it only holds where the string has no escapes:
+        // otherwise search the raw text, or fall back to the whole string.
+        let needle = match e {
             TemplateError::Unknown { name, .. } | TemplateError::NoValue { name, .. } => {
-                name.len() + 2
+                format!("{{{name}}}")
             }
-            TemplateError::Unclosed { .. } => 1,
+            TemplateError::Unclosed { .. } => "{".to_string(),
+        };
+        let span = t.span();
+        let raw = self.text.get(span.clone()).unwrap_or("");
+        let guess = 1 + e.offset();
+        let (start, len) = if raw.get(guess..guess + needle.len()) == Some(needle.as_str()) {
+            (span.start + guess, needle.len())
+        } else if let Some(i) = raw.find(&needle) {
+            (span.start + i, needle.len())
+        } else {
+            (span.start, span.len())
         };
         let hint = match e {
             TemplateError::Unknown { name, .. } => {
