@@ -308,6 +308,27 @@ pub(super) fn run(project: &Project, args: &BuildArgs, globals: &Globals) -> Res
                 c.digest
             );
         }
+        for node in report.graph.order() {
+            let step = report.graph.step(node);
+            if step.kind == StepKind::Index {
+                if let Some(index) = report.output(&step.id).and_then(StepOutput::blob) {
+                    let dir = project
+                        .manifest
+                        .settings
+                        .out
+                        .join(&step.image)
+                        .join(&step.dist)
+                        .join("index");
+                    eprintln!(
+                        "index {}:{} {} (oci:{})",
+                        step.image,
+                        step.dist,
+                        index.digest,
+                        dir.display()
+                    );
+                }
+            }
+        }
         for p in &report.pushed {
             eprintln!(
                 "pushed: {} {}",
