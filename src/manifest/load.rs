@@ -150,7 +150,16 @@ fn type_hint(message: &str) -> Option<String> {
         }
         "a sequence" => "write an array: [\"...\"]".to_string(),
         "a boolean" => "write true or false, without quotes".to_string(),
-        "a string" => format!("quote it: \"{value}\""),
+        // Only a scalar can be quoted as it is; an array, table or date needs rewriting.
+        "a string"
+            if found.starts_with("integer")
+                || found.starts_with("floating")
+                || found.starts_with("boolean") =>
+        {
+            let literal = found.split('`').nth(1).unwrap_or(value);
+            format!("quote it: \"{literal}\"")
+        }
+        "a string" => "write a quoted string here, e.g. \"...\"".to_string(),
         e if e.starts_with("struct RawRootfs") => {
             format!("write a table: {{ dir = \"{value}\" }}, {{ tar = \"...\" }} or {{ command = \"...\" }}")
         }

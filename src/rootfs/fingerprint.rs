@@ -14,11 +14,12 @@ use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::rootfs::walk::{walk, StatInfo, WalkError};
+use crate::rootfs::walk::{walk, WalkEntry, WalkError};
 use crate::rootfs::{display_bytes, EntryKind, Owners};
 
 /// Errors of fingerprinting; each names the path it failed on.
@@ -130,17 +131,25 @@ pub struct FingerprintStats {
 }
 
 /// What the stat cache remembers about one file.
+///
+/// The serialised field names are one letter, since the cache holds one entry per file and
+/// is loaded on every run; the long names are still accepted when reading.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatEntry {
     /// Size in bytes.
+    #[serde(rename = "s", alias = "size")]
     pub size: u64,
     /// mtime in nanoseconds since the epoch.
+    #[serde(rename = "m", alias = "mtime_ns")]
     pub mtime_ns: i128,
     /// ctime in nanoseconds since the epoch: catches edits that restore the mtime.
+    #[serde(rename = "c", alias = "ctime_ns")]
     pub ctime_ns: i128,
     /// Inode number: catches files replaced by rename.
+    #[serde(rename = "i", alias = "ino")]
     pub ino: u64,
     /// Hex blake3 of the content.
+    #[serde(rename = "h", alias = "blake3")]
     pub blake3: String,
 }
 
@@ -227,9 +236,9 @@ pub fn fingerprint_dir(
             total.update(&[0]);
         }
     }
+    let contents = file_hashes(root, &entries, cache, &mut stats)?;
     let mut map = BTreeMap::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    for we in &entries {
+    for (we, content) in entries.iter().zip(&contents) {
         let e = &we.entry;
         let mut h = blake3::Hasher::new();
         h.update(&[e.kind.tag()]);
@@ -243,8 +252,6 @@ pub fn fingerprint_dir(
         }
         match &e.kind {
             EntryKind::File => {
-                let path = we.disk_path(root);
-                let content = hash_file_cached(&path, Some(&we.stat), cache, &mut stats, &mut buf)?;
                 h.update(&e.size.to_le_bytes());
                 h.update(content.as_bytes());
             }
@@ -273,6 +280,105 @@ pub fn fingerprint_dir(
     ))
 }
 
+/// Content hashes of the regular files among `entries` (empty strings for the rest), in
+/// the same order: from the stat cache when the walk's stat matches, otherwise read (on
+/// [`HASH_THREADS`] threads when there is enough to read).
+fn file_hashes(
+    root: &Path,
+    entries: &[WalkEntry],
+    cache: &mut StatCache,
+    stats: &mut FingerprintStats,
+) -> Result<Vec<String>, FingerprintError> {
+    let mut out = vec![String::new(); entries.len()];
+    // (index, disk path, cache key, stat seen by the walk) of the files to read.
+    let mut misses: Vec<(usize, PathBuf, Option<String>, StatEntry)> = Vec::new();
+    for (i, we) in entries.iter().enumerate() {
+        if we.entry.kind != EntryKind::File {
+            continue;
+        }
+        let path = we.disk_path(root);
+        let key = path.to_str().map(str::to_owned);
+        let stat = StatEntry {
+            size: we.entry.size,
+            mtime_ns: we.stat.mtime_ns,
+            ctime_ns: we.stat.ctime_ns,
+            ino: we.stat.ino,
+            blake3: String::new(),
+        };
+        if let Some(hash) = key.as_deref().and_then(|k| cache.lookup(k, &stat)) {
+            stats.files_cached += 1;
+            out[i] = hash;
+        } else {
+            misses.push((i, path, key, stat));
+        }
+    }
+    if misses.is_empty() {
+        return Ok(out);
+    }
+
+    let to_read: u64 = misses.iter().map(|m| m.3.size).sum();
+    let threads = if misses.len() > 1 && to_read >= PARALLEL_READ_BYTES {
+        HASH_THREADS
+    } else {
+        1
+    };
+    let next = AtomicUsize::new(0);
+    let read_some = || {
+        let mut buf = Vec::new();
+        let mut done = Vec::new();
+        loop {
+            let j = next.fetch_add(1, Ordering::Relaxed);
+            let Some((_, path, _, stat)) = misses.get(j) else {
+                break;
+            };
+            let res = read_hash(path, stat, &mut buf);
+            let failed = res.is_err();
+            done.push((j, res));
+            if failed {
+                // Later files need not be read: the first error (in path order) wins.
+                next.store(misses.len(), Ordering::Relaxed);
+                break;
+            }
+        }
+        done
+    };
+    let mut done = if threads == 1 {
+        read_some()
+    } else {
+        std::thread::scope(|s| {
+            let workers: Vec<_> = (0..threads).map(|_| s.spawn(read_some)).collect();
+            let mut all = Vec::new();
+            for w in workers {
+                all.extend(w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+            }
+            all
+        })
+    };
+    done.sort_unstable_by_key(|d| d.0);
+    for (j, res) in done {
+        let (hash, n, started) = res?;
+        let (i, _, key, stat) = &mut misses[j];
+        stats.files_read += 1;
+        stats.bytes_read += n;
+        if let Some(key) = key.take() {
+            let mut entry = stat.clone();
+            entry.blake3.clone_from(&hash);
+            cache.store(key, entry, started);
+        }
+        out[*i] = hash;
+    }
+    Ok(out)
+}
+
+/// Threads hashing the files the stat cache cannot vouch for.
+const HASH_THREADS: usize = 2;
+
+/// Below this many bytes to read, a second thread costs more than it saves.
+const PARALLEL_READ_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Size of the read buffer, allocated only when a file is actually read.
+const READ_BUF: usize = 256 * 1024;
+
 /// The mtime a layer records for an entry: never later than `created`, never negative.
 pub fn clamp_mtime(mtime: i64, created: u64) -> u64 {
     u64::try_from(mtime).unwrap_or(0).min(created)
@@ -284,8 +390,24 @@ pub fn fingerprint_file(
     cache: &mut StatCache,
 ) -> Result<(String, FingerprintStats), FingerprintError> {
     let mut stats = FingerprintStats::default();
-    let mut buf = vec![0u8; 256 * 1024];
-    let hash = hash_file_cached(path, None, cache, &mut stats, &mut buf)?;
+    let meta = std::fs::metadata(path).map_err(|source| FingerprintError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let stat = stat_entry(&meta, String::new());
+    let key = path.to_str().map(str::to_owned);
+    if let Some(hash) = key.as_deref().and_then(|k| cache.lookup(k, &stat)) {
+        stats.files_cached += 1;
+        return Ok((hash, stats));
+    }
+    let (hash, n, started) = read_hash(path, &stat, &mut Vec::new())?;
+    stats.files_read += 1;
+    stats.bytes_read += n;
+    if let Some(key) = key {
+        let mut entry = stat;
+        entry.blake3.clone_from(&hash);
+        cache.store(key, entry, started);
+    }
     Ok((hash, stats))
 }
 
@@ -295,37 +417,21 @@ fn now_ns() -> i128 {
         .map_or(0, |d| d.as_nanos() as i128)
 }
 
-/// Hashes one file, or takes its hash from the cache when its stat is unchanged.
+/// Reads and hashes one file that `stat` (from the walk or a `stat`) describes; returns
+/// the hex hash, the bytes read and when the read started (for the racy-clean check).
 ///
-/// `walked` is the stat the walker saw; the file is re-stat'ed after opening so that a file
-/// swapped in between is an error, not a silently wrong fingerprint.
-fn hash_file_cached(
+/// The file is re-stat'ed after opening and after reading, so that a file swapped in or
+/// written meanwhile is an error, not a silently wrong fingerprint. `buf` is grown to the
+/// read size on first use and reused.
+fn read_hash(
     path: &Path,
-    walked: Option<&StatInfo>,
-    cache: &mut StatCache,
-    stats: &mut FingerprintStats,
-    buf: &mut [u8],
-) -> Result<String, FingerprintError> {
+    stat: &StatEntry,
+    buf: &mut Vec<u8>,
+) -> Result<(String, u64, i128), FingerprintError> {
     let read_err = |source| FingerprintError::Read {
         path: path.to_path_buf(),
         source,
     };
-    let key = path.to_str().map(str::to_owned);
-    let meta = std::fs::metadata(path).map_err(read_err)?;
-    let stat = stat_entry(&meta, String::new());
-    if let Some(w) = walked {
-        if w.ino != stat.ino || w.mtime_ns != stat.mtime_ns || w.ctime_ns != stat.ctime_ns {
-            return Err(FingerprintError::Changed {
-                path: path.to_path_buf(),
-            });
-        }
-    }
-    if let Some(key) = &key {
-        if let Some(hash) = cache.lookup(key, &stat) {
-            stats.files_cached += 1;
-            return Ok(hash);
-        }
-    }
     let started = now_ns();
     let mut file = File::open(path).map_err(read_err)?;
     let opened = file.metadata().map_err(read_err)?;
@@ -333,6 +439,9 @@ fn hash_file_cached(
         return Err(FingerprintError::Changed {
             path: path.to_path_buf(),
         });
+    }
+    if buf.len() < READ_BUF {
+        buf.resize(READ_BUF, 0);
     }
     let mut hasher = blake3::Hasher::new();
     let mut n_total = 0u64;
@@ -348,18 +457,17 @@ fn hash_file_cached(
     }
     let after = file.metadata().map_err(read_err)?;
     let after = stat_entry(&after, String::new());
-    if after != stat || n_total != stat.size {
+    if after.size != stat.size
+        || after.mtime_ns != stat.mtime_ns
+        || after.ctime_ns != stat.ctime_ns
+        || after.ino != stat.ino
+        || n_total != stat.size
+    {
         return Err(FingerprintError::Changed {
             path: path.to_path_buf(),
         });
     }
-    stats.files_read += 1;
-    stats.bytes_read += n_total;
-    let hash = hasher.finalize().to_hex().to_string();
-    if let Some(key) = key {
-        cache.store(key, stat_entry(&meta, hash.clone()), started);
-    }
-    Ok(hash)
+    Ok((hasher.finalize().to_hex().to_string(), n_total, started))
 }
 
 fn stat_entry(meta: &std::fs::Metadata, blake3: String) -> StatEntry {

@@ -6,9 +6,10 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex};
 
 use crate::rootfs::{Entry, EntryKind};
 
@@ -93,88 +94,174 @@ pub fn walk(root: &Path) -> Result<Vec<WalkEntry>, WalkError> {
         });
     }
 
+    // Directories still to list, as paths relative to the root, shared by the workers.
+    let queue = WorkQueue {
+        state: Mutex::new(QueueState {
+            dirs: vec![Vec::new()],
+            busy: 0,
+            failed: false,
+        }),
+        ready: Condvar::new(),
+    };
+    let results: Vec<Result<Vec<WalkEntry>, WalkError>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..WALK_THREADS)
+            .map(|_| s.spawn(|| walk_worker(root, &queue)))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
     let mut entries = Vec::new();
-    // Directories still to list, as paths relative to the root.
-    let mut stack: Vec<Vec<u8>> = vec![Vec::new()];
-    while let Some(rel_dir) = stack.pop() {
-        let dir = root.join(std::ffi::OsStr::from_bytes(&rel_dir));
-        let read = fs::read_dir(&dir).map_err(|source| WalkError::ReadDir {
-            path: dir.clone(),
-            source,
-        })?;
-        for child in read {
-            let child = child.map_err(|source| WalkError::ReadDir {
-                path: dir.clone(),
-                source,
-            })?;
-            let name = child.file_name();
-            let mut rel = rel_dir.clone();
-            if !rel.is_empty() {
-                rel.push(b'/');
+    for r in results {
+        entries.append(&mut r?);
+    }
+
+    entries.sort_unstable_by(|a, b| a.entry.path.cmp(&b.entry.path));
+    mark_hardlinks(&mut entries);
+    Ok(entries)
+}
+
+/// Threads listing directories: two hide most of the `getdents`/`statx` latency; more
+/// contend on the directory inodes' locks without helping.
+const WALK_THREADS: usize = 2;
+
+struct QueueState {
+    dirs: Vec<Vec<u8>>,
+    /// Directories taken from `dirs` and still being listed (they may push more).
+    busy: usize,
+    /// A worker failed: the others stop.
+    failed: bool,
+}
+
+struct WorkQueue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+}
+
+impl WorkQueue {
+    /// The next directory to list, or `None` once every directory has been listed.
+    fn next(&self) -> Option<Vec<u8>> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if st.failed {
+                return None;
             }
-            rel.extend_from_slice(name.as_bytes());
-            let disk = child.path();
-            let meta = fs::symlink_metadata(&disk).map_err(|source| WalkError::Stat {
-                path: disk.clone(),
-                source,
-            })?;
-            let ft = meta.file_type();
-            let kind = if ft.is_file() {
-                EntryKind::File
-            } else if ft.is_dir() {
-                stack.push(rel.clone());
-                EntryKind::Dir
-            } else if ft.is_symlink() {
-                let target = fs::read_link(&disk).map_err(|source| WalkError::Stat {
-                    path: disk.clone(),
-                    source,
-                })?;
-                EntryKind::Symlink {
-                    target: target.as_os_str().as_bytes().to_vec(),
-                }
-            } else if ft.is_char_device() {
-                let (major, minor) = split_dev(meta.rdev());
-                EntryKind::CharDevice { major, minor }
-            } else if ft.is_block_device() {
-                let (major, minor) = split_dev(meta.rdev());
-                EntryKind::BlockDevice { major, minor }
-            } else if ft.is_fifo() {
-                EntryKind::Fifo
-            } else {
-                // Sockets (and anything unknown) are not part of an image.
-                continue;
-            };
-            let size = if kind == EntryKind::File {
-                meta.size()
-            } else {
-                0
-            };
-            entries.push(WalkEntry {
-                entry: Entry {
-                    path: rel,
-                    kind,
-                    mode: meta.mode() & 0o7777,
-                    uid: u64::from(meta.uid()),
-                    gid: u64::from(meta.gid()),
-                    size,
-                    mtime: meta.mtime(),
-                },
-                stat: StatInfo {
-                    dev: meta.dev(),
-                    ino: meta.ino(),
-                    mtime_ns: i128::from(meta.mtime()) * 1_000_000_000
-                        + i128::from(meta.mtime_nsec()),
-                    ctime_ns: i128::from(meta.ctime()) * 1_000_000_000
-                        + i128::from(meta.ctime_nsec()),
-                    nlink: meta.nlink(),
-                },
-            });
+            if let Some(d) = st.dirs.pop() {
+                st.busy += 1;
+                return Some(d);
+            }
+            if st.busy == 0 {
+                return None;
+            }
+            st = self.ready.wait(st).unwrap_or_else(|p| p.into_inner());
         }
     }
 
-    entries.sort_by(|a, b| a.entry.path.cmp(&b.entry.path));
-    mark_hardlinks(&mut entries);
+    /// Hands over the subdirectories found in one directory and marks it done.
+    fn finish(&self, found: &mut Vec<Vec<u8>>, failed: bool) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        st.dirs.append(found);
+        st.busy -= 1;
+        st.failed |= failed;
+        drop(st);
+        self.ready.notify_all();
+    }
+}
+
+fn walk_worker(root: &Path, queue: &WorkQueue) -> Result<Vec<WalkEntry>, WalkError> {
+    let mut entries = Vec::new();
+    let mut found = Vec::new();
+    while let Some(rel_dir) = queue.next() {
+        let res = list_dir(root, &rel_dir, &mut entries, &mut found);
+        queue.finish(&mut found, res.is_err());
+        res?;
+    }
     Ok(entries)
+}
+
+/// Lists one directory into `entries`, pushing its subdirectories onto `subdirs`.
+fn list_dir(
+    root: &Path,
+    rel_dir: &[u8],
+    entries: &mut Vec<WalkEntry>,
+    subdirs: &mut Vec<Vec<u8>>,
+) -> Result<(), WalkError> {
+    let dir = root.join(std::ffi::OsStr::from_bytes(rel_dir));
+    let read = fs::read_dir(&dir).map_err(|source| WalkError::ReadDir {
+        path: dir.clone(),
+        source,
+    })?;
+    for child in read {
+        let child = child.map_err(|source| WalkError::ReadDir {
+            path: dir.clone(),
+            source,
+        })?;
+        let name = child.file_name();
+        let mut rel = Vec::with_capacity(rel_dir.len() + 1 + name.len());
+        rel.extend_from_slice(rel_dir);
+        if !rel.is_empty() {
+            rel.push(b'/');
+        }
+        rel.extend_from_slice(name.as_bytes());
+        // `DirEntry::metadata` is an `lstat` relative to the open directory (fstatat), so
+        // the kernel does not resolve the whole path again for every entry.
+        let meta = child.metadata().map_err(|source| WalkError::Stat {
+            path: child.path(),
+            source,
+        })?;
+        let ft = meta.file_type();
+        let kind = if ft.is_file() {
+            EntryKind::File
+        } else if ft.is_dir() {
+            subdirs.push(rel.clone());
+            EntryKind::Dir
+        } else if ft.is_symlink() {
+            let disk = child.path();
+            let target = fs::read_link(&disk).map_err(|source| WalkError::Stat {
+                path: disk.clone(),
+                source,
+            })?;
+            EntryKind::Symlink {
+                target: target.into_os_string().into_vec(),
+            }
+        } else if ft.is_char_device() {
+            let (major, minor) = split_dev(meta.rdev());
+            EntryKind::CharDevice { major, minor }
+        } else if ft.is_block_device() {
+            let (major, minor) = split_dev(meta.rdev());
+            EntryKind::BlockDevice { major, minor }
+        } else if ft.is_fifo() {
+            EntryKind::Fifo
+        } else {
+            // Sockets (and anything unknown) are not part of an image.
+            continue;
+        };
+        let size = if kind == EntryKind::File {
+            meta.size()
+        } else {
+            0
+        };
+        entries.push(WalkEntry {
+            entry: Entry {
+                path: rel,
+                kind,
+                mode: meta.mode() & 0o7777,
+                uid: u64::from(meta.uid()),
+                gid: u64::from(meta.gid()),
+                size,
+                mtime: meta.mtime(),
+            },
+            stat: StatInfo {
+                dev: meta.dev(),
+                ino: meta.ino(),
+                mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+                ctime_ns: i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec()),
+                nlink: meta.nlink(),
+            },
+        });
+    }
+    Ok(())
 }
 
 /// Turns later names of multiply-linked regular files into hardlink entries.
