@@ -68,6 +68,14 @@ pub enum TarSourceError {
         /// The tarball.
         path: PathBuf,
     },
+    /// A non-directory entry that names the root itself (`/`, `.`, an empty name).
+    #[error("{path}: entry {entry:?} names the root folder but is not a directory; refusing it")]
+    RootNotDir {
+        /// The tarball.
+        path: PathBuf,
+        /// The entry as stored.
+        entry: String,
+    },
     /// A path with a `..` component could write outside the root.
     #[error("{path}: entry {entry} has a `..` component; refusing it")]
     ParentDir {
@@ -494,7 +502,7 @@ impl Reader {
                 if kind == EntryKind::Dir {
                     continue;
                 }
-                return Err(TarSourceError::ParentDir {
+                return Err(TarSourceError::RootNotDir {
                     path: self.path.clone(),
                     entry: name,
                 });
