@@ -170,12 +170,7 @@ fn plan(
 pub(crate) fn verify_pushed(project: &Project, globals: &Globals) -> Result<(), Error> {
     let store = Store::open(&project.cache_dir)?;
     let progress = Progress::new(globals.quiet, globals.verbose, globals.color);
-    let opts = BuildOptions {
-        jobs: crate::commands::default_jobs(),
-        push: false,
-        changed_only: false,
-        export: false,
-    };
+    let opts = BuildOptions::cache_only();
     let report = build(
         &project.manifest,
         &project.selectors,

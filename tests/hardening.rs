@@ -72,6 +72,18 @@ fn kill_9_at_any_moment_then_a_rebuild_is_identical_to_a_clean_build() {
         0,
         "temp files left behind"
     );
+    for shard in std::fs::read_dir(p.path("cache/actions"))
+        .unwrap()
+        .flatten()
+    {
+        for entry in std::fs::read_dir(shard.path()).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            assert!(
+                name.ends_with(".json") && !name.starts_with('.'),
+                "stray file among entries: {name}"
+            );
+        }
+    }
 }
 
 fn layer_blob(p: &Project, arch: &str) -> std::path::PathBuf {

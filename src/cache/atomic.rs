@@ -12,13 +12,15 @@ use std::path::Path;
 use super::{io_err, CacheError};
 
 /// Replaces `path` with `bytes` so that readers see the old or the new file, never a part.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+/// The temp file is made in `tmp_dir` (same filesystem), where a build killed half-way
+/// leaves it for the next build to clear, instead of beside the entries.
+pub fn write_atomic(path: &Path, bytes: &[u8], tmp_dir: &Path) -> Result<(), CacheError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(io_err("creating a temp file in", dir))?;
+        .tempfile_in(tmp_dir)
+        .map_err(io_err("creating a temp file in", tmp_dir))?;
     tmp.write_all(bytes)
         .map_err(io_err("writing", tmp.path()))?;
     tmp.persist(path).map_err(|e| CacheError::Io {

@@ -110,6 +110,17 @@ impl Store {
 
     /// Streams a blob through sha256 to check it, without holding it in memory.
     pub fn verify_blob(&self, digest: &str) -> Result<u64, CacheError> {
+        self.stream_verified(digest, &mut io::sink(), Path::new("/dev/null"))
+    }
+
+    /// Copies a blob's bytes to `out` while hashing them; fails (and drops the blob)
+    /// when they do not match its digest.
+    fn stream_verified(
+        &self,
+        digest: &str,
+        out: &mut dyn io::Write,
+        out_path: &Path,
+    ) -> Result<u64, CacheError> {
         let path = self.blob_path(digest);
         let mut file = File::open(&path).map_err(|e| missing_or_io(e, digest, &path))?;
         let mut hasher = Sha256::new();
@@ -121,6 +132,8 @@ impl Store {
                 break;
             }
             hasher.update(&buf[..n]);
+            out.write_all(&buf[..n])
+                .map_err(io_err("writing", out_path))?;
             size += n as u64;
         }
         self.check(
@@ -134,31 +147,13 @@ impl Store {
     /// Copies a blob to `dest` (atomically), checking its digest on the way:
     /// a corrupt cache blob is never exported.
     pub fn copy_blob_to(&self, digest: &str, dest: &Path) -> Result<u64, CacheError> {
-        let path = self.blob_path(digest);
-        let mut file = File::open(&path).map_err(|e| missing_or_io(e, digest, &path))?;
         let dir = dest.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
         let mut tmp = tempfile::Builder::new()
             .prefix(".tmp-")
             .tempfile_in(dir)
             .map_err(io_err("creating a temp file in", dir))?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut size = 0u64;
-        loop {
-            let n = file.read(&mut buf).map_err(io_err("reading", &path))?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            io::Write::write_all(&mut tmp, &buf[..n]).map_err(io_err("writing", dest))?;
-            size += n as u64;
-        }
-        self.check(
-            digest,
-            format!("sha256:{}", hex::encode(hasher.finalize())),
-            &path,
-        )?;
+        let size = self.stream_verified(digest, &mut tmp, dest)?;
         // Exported files are for people and other tools, not the temp file's 0600.
         tmp.as_file()
             .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
@@ -223,7 +218,7 @@ impl Store {
 
     /// Writes raw bytes as a state file (atomically).
     pub fn put_state_bytes(&self, name: &str, bytes: &[u8]) -> Result<(), CacheError> {
-        write_atomic(&self.root.join("state").join(name), bytes)
+        write_atomic(&self.root.join("state").join(name), bytes, &self.tmp_dir())
     }
 
     /// Writes a JSON file under `state/`.
@@ -262,6 +257,10 @@ impl Store {
         for shard in read_dir(&self.root.join("actions"))? {
             for entry in read_dir(&shard.path())? {
                 let path = entry.path();
+                // Entries are `<key>.json`; anything else (a stray dotfile) is not one.
+                if entry.file_name().to_string_lossy().starts_with('.') {
+                    continue;
+                }
                 let record = self.read_json::<ActionRecord>(&path).and_then(|r| {
                     r.ok_or_else(|| CacheError::Corrupt {
                         path: path.clone(),
@@ -345,7 +344,7 @@ impl Store {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-        write_atomic(path, &bytes)
+        write_atomic(path, &bytes, &self.tmp_dir())
     }
 }
 

@@ -26,6 +26,19 @@ pub(crate) struct BuildOptions {
     pub(crate) export: bool,
 }
 
+impl BuildOptions {
+    /// Bring the cache up to date and nothing else: what `verify`, `export` and
+    /// `verify --pushed` need before they read the outputs.
+    pub(crate) fn cache_only() -> Self {
+        BuildOptions {
+            jobs: super::default_jobs(),
+            push: false,
+            changed_only: false,
+            export: false,
+        }
+    }
+}
+
 /// A platform image or index whose digest differs from the last successful build.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Changed {

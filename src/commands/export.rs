@@ -9,7 +9,7 @@ use crate::exec::{Progress, StepOutput};
 use crate::oci::docker_archive::{self, ArchiveImage};
 use crate::oci::layout::export_portable;
 
-use super::{build, default_jobs, BuildOptions, Globals, Project};
+use super::{build, BuildOptions, Globals, Project};
 
 pub(super) fn run(project: &Project, args: &ExportArgs, globals: &Globals) -> Result<(), Error> {
     let sel = &project.selectors[0];
@@ -40,12 +40,7 @@ pub(super) fn run(project: &Project, args: &ExportArgs, globals: &Globals) -> Re
     };
     let store = Store::open(&project.cache_dir)?;
     let progress = Progress::new(globals.quiet, globals.verbose, globals.color);
-    let opts = BuildOptions {
-        jobs: default_jobs(),
-        push: false,
-        changed_only: false,
-        export: false,
-    };
+    let opts = BuildOptions::cache_only();
     let report = build(m, &project.selectors, &store, &opts, &progress)?;
     let label = |a: &str| format!("{}/{a}", dist.label());
     match (args.format, arch) {

@@ -11,7 +11,7 @@ use crate::exec::{Progress, StepOutput};
 use crate::graph::StepKind;
 use crate::manifest::Compression;
 
-use super::{build, default_jobs, BuildOptions, Globals, Project};
+use super::{build, BuildOptions, Globals, Project};
 
 pub(super) fn run(project: &Project, args: &VerifyArgs, globals: &Globals) -> Result<(), Error> {
     if !args.reproducible && !args.pushed {
@@ -31,12 +31,7 @@ pub(super) fn run(project: &Project, args: &VerifyArgs, globals: &Globals) -> Re
 fn reproducible(project: &Project, globals: &Globals) -> Result<(), Error> {
     let progress = Progress::new(globals.quiet, globals.verbose, globals.color);
     let store = Store::open(&project.cache_dir)?;
-    let opts = BuildOptions {
-        jobs: default_jobs(),
-        push: false,
-        changed_only: false,
-        export: false,
-    };
+    let opts = BuildOptions::cache_only();
     let first = build(
         &project.manifest,
         &project.selectors,
