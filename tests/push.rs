@@ -1,7 +1,7 @@
 //! `build --push`, `--changed` and `verify --pushed` against real registries.
 
 use crate::support::registry::{Auth, RegistryGuard};
-use crate::support::{hello_binary, sha256, tool, Project};
+use crate::support::{hello_binary, sha256, skopeo_copy_all, tool, Project};
 
 fn project_for(registries: &[(&str, &RegistryGuard)], dists: &[&str]) -> Project {
     let p = Project::new();
@@ -35,16 +35,7 @@ fn project_for(registries: &[(&str, &RegistryGuard)], dists: &[&str]) -> Project
 }
 
 fn remote_digest(reg: &RegistryGuard, reference: &str) -> String {
-    let raw = tool(
-        "skopeo",
-        &[
-            "inspect",
-            "--raw",
-            "--tls-verify=false",
-            &format!("docker://{}/test/{reference}", reg.url()),
-        ],
-    );
-    sha256(raw.as_bytes())
+    crate::support::remote_digest(&format!("{}/test/{reference}", reg.url()))
 }
 
 fn writes(reg: &RegistryGuard) -> Vec<String> {
@@ -69,17 +60,7 @@ fn push_to_two_registries_then_nothing_when_unchanged() {
         assert_eq!(remote_digest(reg, "hello:one"), index);
         assert_eq!(remote_digest(reg, "hello:latest"), index);
     }
-    let copy = tempfile::tempdir().unwrap();
-    tool(
-        "skopeo",
-        &[
-            "copy",
-            "--all",
-            "--src-tls-verify=false",
-            &format!("docker://{}/test/hello:one", a.url()),
-            &format!("oci:{}:one", copy.path().display()),
-        ],
-    );
+    skopeo_copy_all(&format!("{}/test/hello:one", a.url()));
 
     // A plain re-push uploads no blob (HEAD first).
     a.clear_log();
@@ -312,17 +293,7 @@ fn registry_killed_mid_push_then_rerun_completes() {
         .unwrap();
     assert!(!status.status.success(), "a tag exists after a failed push");
     p.imgraph(&["build", "--push"]).success();
-    let copy = tempfile::tempdir().unwrap();
-    tool(
-        "skopeo",
-        &[
-            "copy",
-            "--all",
-            "--src-tls-verify=false",
-            &format!("docker://{}/test/hello:one", reg.url()),
-            &format!("oci:{}:one", copy.path().display()),
-        ],
-    );
+    skopeo_copy_all(&format!("{}/test/hello:one", reg.url()));
 }
 
 #[test]

@@ -264,6 +264,38 @@ pub fn tool(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The digest of what a loopback registry serves for `host/repo:tag`, read with skopeo.
+#[track_caller]
+pub fn remote_digest(reference: &str) -> String {
+    let raw = tool(
+        "skopeo",
+        &[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{reference}"),
+        ],
+    );
+    sha256(raw.as_bytes())
+}
+
+/// `skopeo copy --all` from a loopback registry into a scratch OCI layout: every
+/// platform and blob must be complete and readable.
+#[track_caller]
+pub fn skopeo_copy_all(reference: &str) {
+    let copy = tempfile::tempdir().unwrap();
+    tool(
+        "skopeo",
+        &[
+            "copy",
+            "--all",
+            "--src-tls-verify=false",
+            &format!("docker://{reference}"),
+            &format!("oci:{}:x", copy.path().display()),
+        ],
+    );
+}
+
 /// sha256 of bytes as `sha256:<hex>`.
 pub fn sha256(bytes: &[u8]) -> String {
     use sha2::Digest;
