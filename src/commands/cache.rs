@@ -3,13 +3,13 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use crate::cache::{CacheError, Store};
+use crate::cache::Store;
 use crate::cli::CacheCommand;
 use crate::error::Error;
-use crate::exec::{Ctx, Mode, Progress, StepOutput};
+use crate::exec::StepOutput;
 use crate::graph::Graph;
 
-use super::{default_jobs, Globals, Project};
+use super::{Globals, Project};
 
 pub(super) fn run(project: &Project, cmd: &CacheCommand, globals: &Globals) -> Result<(), Error> {
     let store = Store::open(&project.cache_dir)?;
@@ -69,9 +69,7 @@ fn verify(store: &Store, globals: &Globals) -> Result<(), Error> {
 /// nor the last successful build need.
 fn gc(project: &Project, store: &Store, globals: &Globals) -> Result<(), Error> {
     let graph = Graph::build(&project.manifest, &[]);
-    let progress = Progress::quiet();
-    let ctx = Ctx::new(&project.manifest, &graph, store, Mode::Plan, 1, &progress);
-    let result = ctx.run(default_jobs());
+    let result = crate::exec::plan(&project.manifest, &graph, store);
 
     let mut keys = HashSet::new();
     let mut keep_files: HashSet<PathBuf> = HashSet::new();
@@ -147,7 +145,6 @@ fn gc(project: &Project, store: &Store, globals: &Globals) -> Result<(), Error> 
             human_bytes(freed)
         );
     }
-    let _: Option<CacheError> = None;
     Ok(())
 }
 

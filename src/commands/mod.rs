@@ -117,7 +117,4 @@ fn edit(cli: &Cli, cmd: &EditCommand, globals: &Globals) -> Result<(), Error> {
     }
 }
 
-/// Default parallelism: the machine's cores.
-pub(crate) fn default_jobs() -> usize {
-    std::thread::available_parallelism().map_or(2, |n| n.get())
-}
+pub(crate) use crate::exec::default_jobs;

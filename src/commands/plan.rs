@@ -5,17 +5,15 @@ use serde_json::json;
 use crate::cache::Store;
 use crate::cli::PlanArgs;
 use crate::error::Error;
-use crate::exec::{Ctx, Mode, Progress, Status};
+use crate::exec::Status;
 use crate::graph::Graph;
 
-use super::{default_jobs, Globals, Project};
+use super::{Globals, Project};
 
 pub(super) fn run(project: &Project, args: &PlanArgs, globals: &Globals) -> Result<(), Error> {
     let graph = Graph::build(&project.manifest, &project.selectors);
     let store = Store::open_read_only(&project.cache_dir);
-    let progress = Progress::quiet();
-    let ctx = Ctx::new(&project.manifest, &graph, &store, Mode::Plan, 1, &progress);
-    let result = ctx.run(default_jobs());
+    let result = crate::exec::plan(&project.manifest, &graph, &store);
     if !result.failures.is_empty() {
         return Err(Error::Steps(result.failures));
     }

@@ -118,6 +118,18 @@ pub struct RunResult {
     pub failures: Vec<StepFailure>,
 }
 
+/// Evaluates every step without executing any: what `plan`, `explain` and `cache gc`
+/// read. Writes nothing.
+pub fn plan(manifest: &Manifest, graph: &Graph, store: &Store) -> RunResult {
+    let progress = Progress::quiet();
+    Ctx::new(manifest, graph, store, Mode::Plan, 1, &progress).run(default_jobs())
+}
+
+/// Default parallelism: the machine's cores.
+pub fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
 impl<'a> Ctx<'a> {
     /// Prepares a run.
     pub fn new(
@@ -314,7 +326,7 @@ impl<'a> Ctx<'a> {
                 let started = Instant::now();
                 let output = match prepared.known_output.clone() {
                     Some(out) => out,
-                    None => steps::execute(self, step, &dep_outputs, &prepared)?,
+                    None => steps::execute(self, step, &dep_outputs)?,
                 };
                 let record = ActionRecord {
                     step: step.id.clone(),

@@ -303,7 +303,6 @@ pub(super) fn execute(
     ctx: &Ctx<'_>,
     step: &Step,
     deps: &[(&Step, &StepOutput)],
-    prepared: &Prepared,
 ) -> Result<StepOutput, StepError> {
     let store = ctx.store;
     let out = match step.kind {
@@ -441,6 +440,5 @@ pub(super) fn execute(
             }
         }
     };
-    let _ = prepared;
     Ok(out)
 }
