@@ -358,7 +358,17 @@ fn hostile_tarballs_fail_naming_the_entry_and_write_nothing_outside() {
         p.manifest("[images.e]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { tar = \"evil.tar\" }\n");
         let run = p.imgraph(&["build"]).code(1);
         assert!(run.stderr.contains(needle), "{what}: {}", run.stderr);
-        assert!(!p.path("cache/blobs").read_dir().unwrap().any(|_| false));
+        // Nothing of the refused layer was stored, and nothing landed beside the project.
+        let stored = std::fs::read_dir(p.path("cache/blobs/sha256"))
+            .unwrap()
+            .count();
+        assert_eq!(stored, 0, "{what}: a blob of a refused layer was stored");
+        for name in ["evil", "link"] {
+            assert!(
+                !p.root().parent().unwrap().join(name).exists(),
+                "{what}: {name} written outside"
+            );
+        }
     }
     // Device nodes are a normal part of a rootfs: kept as headers, never created.
     let p = Project::new();
