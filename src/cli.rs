@@ -271,10 +271,11 @@ pub struct ExportArgs {
     /// IMAGE:DIST (an index, for oci) or IMAGE:DIST/ARCH (one platform).
     #[arg(value_name = "SELECTOR", add = clap_complete::ArgValueCompleter::new(crate::commands::complete_selector))]
     pub selector: String,
-    /// Output format.
+    /// Output format (default: docker-archive for `-o -` or a name ending in .tar, else oci).
     #[arg(long, value_enum)]
-    pub format: ExportFormat,
-    /// Where to write: a folder for oci, a file for docker-archive.
+    pub format: Option<ExportFormat>,
+    /// Where to write: a folder for oci (a new one, an empty one, or an OCI layout to add
+    /// to), a file for docker-archive (`-` for standard output).
     #[arg(short = 'o', long = "output", value_name = "PATH")]
     pub output: PathBuf,
 }

@@ -66,6 +66,8 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Manifest(_) | Error::Selector(_) | Error::Usage(_) => 2,
+            Error::Layout(e) if e.is_bad_input() => 2,
+            Error::Archive(ArchiveError::IsAFolder { .. }) => 2,
             _ => 1,
         }
     }

@@ -5,6 +5,7 @@
 mod support;
 
 mod core;
+mod edges;
 mod editing;
 mod examples;
 mod fault_proxy_selftest;

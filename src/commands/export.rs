@@ -6,12 +6,40 @@ use crate::cache::Store;
 use crate::cli::{ExportArgs, ExportFormat};
 use crate::error::Error;
 use crate::exec::{Progress, StepOutput};
-use crate::oci::docker_archive::{self, ArchiveImage};
+use crate::oci::docker_archive::{self, ArchiveImage, Destination};
 use crate::oci::layout::export_portable;
 
 use super::{build, BuildOptions, Globals, Project};
 
+/// `--format`, or what the output's name says: `-` and `*.tar` are docker archives.
+fn format_of(args: &ExportArgs) -> Result<ExportFormat, Error> {
+    let stdout = args.output.as_os_str() == "-";
+    let format = args.format.unwrap_or_else(|| {
+        let tar = args
+            .output
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("tar"));
+        if stdout || tar {
+            ExportFormat::DockerArchive
+        } else {
+            ExportFormat::Oci
+        }
+    });
+    if stdout && format == ExportFormat::Oci {
+        return Err(Error::Usage(
+            "an OCI layout is a folder and cannot go to standard output: name a folder with -o, or use --format docker-archive".into(),
+        ));
+    }
+    if stdout && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        return Err(Error::Usage(
+            "refusing to write a tarball to a terminal: redirect standard output (`> image.tar`, `| podman load`) or name a file with -o".into(),
+        ));
+    }
+    Ok(format)
+}
+
 pub(super) fn run(project: &Project, args: &ExportArgs, globals: &Globals) -> Result<(), Error> {
+    let format = format_of(args)?;
     let sel = &project.selectors[0];
     let m = &project.manifest;
     let Some(dist_name) = &sel.dist else {
@@ -25,7 +53,7 @@ pub(super) fn run(project: &Project, args: &ExportArgs, globals: &Globals) -> Re
         .iter()
         .find(|d| d.image == sel.image && &d.dist == dist_name)
         .expect("selector was checked against the manifest");
-    let arch = match (&sel.arch, args.format) {
+    let arch = match (&sel.arch, format) {
         (Some(a), _) => Some(a.clone()),
         (None, ExportFormat::DockerArchive) if dist.arches.len() == 1 => {
             Some(dist.arches[0].name.to_string())
@@ -43,7 +71,8 @@ pub(super) fn run(project: &Project, args: &ExportArgs, globals: &Globals) -> Re
     let opts = BuildOptions::cache_only();
     let report = build(m, &project.selectors, &store, &opts, &progress)?;
     let label = |a: &str| format!("{}/{a}", dist.label());
-    match (args.format, arch) {
+    let mut replaced = false;
+    match (format, arch) {
         (ExportFormat::Oci, None) => {
             let index = report
                 .output(&format!("index:{}", dist.label()))
@@ -93,7 +122,12 @@ pub(super) fn run(project: &Project, args: &ExportArgs, globals: &Globals) -> Re
                 .iter()
                 .map(|t| format!("{}:{t}", dist.image))
                 .collect();
-            docker_archive::write(
+            let dest = if args.output.as_os_str() == "-" {
+                Destination::Stdout
+            } else {
+                Destination::Path(&args.output)
+            };
+            replaced = docker_archive::write(
                 &store,
                 &ArchiveImage {
                     config,
@@ -103,13 +137,17 @@ pub(super) fn run(project: &Project, args: &ExportArgs, globals: &Globals) -> Re
                     uncompressed_size: layer.uncompressed_size,
                     repo_tags: &repo_tags,
                 },
-                &args.output,
+                dest,
             )?;
         }
         (ExportFormat::DockerArchive, None) => unreachable!("arch resolved above"),
     }
     if !globals.quiet {
-        eprintln!("exported {} to {}", sel, args.output.display());
+        let what = if replaced { "replaced" } else { "to" };
+        match args.output.as_os_str() == "-" {
+            true => eprintln!("exported {sel} to standard output"),
+            false => eprintln!("exported {sel} {what} {}", args.output.display()),
+        }
     }
     Ok(())
 }

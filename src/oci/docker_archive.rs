@@ -22,6 +22,12 @@ pub enum ArchiveError {
         /// The OS error.
         source: io::Error,
     },
+    /// `-o` names a folder.
+    #[error("{} is a folder: a docker archive is one file; name a file (e.g. image.tar) or use --format oci for a layout folder", path.display())]
+    IsAFolder {
+        /// The folder.
+        path: std::path::PathBuf,
+    },
     /// Reading a blob.
     #[error(transparent)]
     Cache(#[from] crate::cache::CacheError),
@@ -61,12 +67,57 @@ pub struct ArchiveImage<'a> {
     pub repo_tags: &'a [String],
 }
 
-/// Writes the archive to `path` (atomically).
-pub fn write(store: &Store, img: &ArchiveImage<'_>, path: &Path) -> Result<(), ArchiveError> {
+/// Where `export --format docker-archive` writes.
+#[derive(Debug, Clone, Copy)]
+pub enum Destination<'a> {
+    /// Standard output (`-o -`), as `docker save` does.
+    Stdout,
+    /// A path: a new or regular file is replaced atomically; a fifo or device
+    /// (`/dev/stdout`) is written in place; a folder is refused.
+    Path(&'a Path),
+}
+
+/// Writes the archive to `dest`. Returns whether an existing regular file was
+/// replaced, so the caller can say so.
+pub fn write(
+    store: &Store,
+    img: &ArchiveImage<'_>,
+    dest: Destination<'_>,
+) -> Result<bool, ArchiveError> {
+    let path = match dest {
+        Destination::Stdout => {
+            let stdout = io::stdout().lock();
+            let _stdout = write_to(store, img, stdout, Path::new("<stdout>"))?;
+            return Ok(false);
+        }
+        Destination::Path(p) => p,
+    };
     let io_err = |source| ArchiveError::Io {
         path: path.to_path_buf(),
         source,
     };
+    let existing = match std::fs::metadata(path) {
+        Ok(m) => Some(m),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(io_err(e)),
+    };
+    match existing {
+        Some(m) if m.is_dir() => {
+            return Err(ArchiveError::IsAFolder {
+                path: path.to_path_buf(),
+            })
+        }
+        Some(m) if !m.is_file() => {
+            // A fifo or a device: there is nothing to replace atomically.
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .map_err(io_err)?;
+            write_to(store, img, file, path)?;
+            return Ok(false);
+        }
+        _ => {}
+    }
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -75,7 +126,27 @@ pub fn write(store: &Store, img: &ArchiveImage<'_>, path: &Path) -> Result<(), A
         .prefix(".tmp-")
         .tempfile_in(dir)
         .map_err(io_err)?;
-    let mut builder = tar::Builder::new(io::BufWriter::new(tmp));
+    let tmp = write_to(store, img, tmp, path)?;
+    tmp.as_file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .map_err(io_err)?;
+    tmp.as_file().sync_all().map_err(io_err)?;
+    tmp.persist(path).map_err(|e| io_err(e.error))?;
+    Ok(existing.is_some())
+}
+
+/// Streams the archive into `sink`; `path` names it in errors.
+fn write_to<W: Write>(
+    store: &Store,
+    img: &ArchiveImage<'_>,
+    sink: W,
+    path: &Path,
+) -> Result<W, ArchiveError> {
+    let io_err = |source| ArchiveError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut builder = tar::Builder::new(io::BufWriter::new(sink));
     let config_name = format!("{}.json", img.config.digest.trim_start_matches("sha256:"));
     let layer_name = format!("{}/layer.tar", img.diff_id.trim_start_matches("sha256:"));
     let manifest = canonical_json(&[Entry {
@@ -119,13 +190,7 @@ pub fn write(store: &Store, img: &ArchiveImage<'_>, path: &Path) -> Result<(), A
     }
     let mut out = builder.into_inner().map_err(io_err)?;
     out.flush().map_err(io_err)?;
-    let tmp = out.into_inner().map_err(|e| io_err(e.into_error()))?;
-    tmp.as_file()
-        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .map_err(io_err)?;
-    tmp.as_file().sync_all().map_err(io_err)?;
-    tmp.persist(path).map_err(|e| io_err(e.error))?;
-    Ok(())
+    out.into_inner().map_err(|e| io_err(e.into_error()))
 }
 
 fn append<W: Write>(

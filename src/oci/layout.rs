@@ -25,12 +25,46 @@ pub enum LayoutError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// `export -o DIR` where DIR holds something other than an OCI layout.
+    #[error("{} is not empty and is not an OCI layout (no oci-layout file): refusing to write into it; choose a new or empty folder", path.display())]
+    NotALayout {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// `export -o PATH` where PATH exists and is not a folder.
+    #[error("{} is {kind}, not a folder: an OCI layout is a folder; choose another path or --format docker-archive", path.display())]
+    NotAFolder {
+        /// The path.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+    },
+    /// The existing layout's `index.json` cannot be merged into.
+    #[error("{} is not a valid OCI index ({reason}): fix or remove it, or export to a new folder", path.display())]
+    BadIndex {
+        /// The `index.json`.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// Reading from the cache.
     #[error(transparent)]
     Cache(#[from] CacheError),
     /// Building `index.json`.
     #[error(transparent)]
     Document(#[from] DocumentError),
+}
+
+impl LayoutError {
+    /// The user pointed the export at a path it must not write: bad input (exit 2).
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            LayoutError::NotALayout { .. }
+                | LayoutError::NotAFolder { .. }
+                | LayoutError::BadIndex { .. }
+        )
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LayoutError + '_ {
@@ -121,6 +155,13 @@ pub fn export_index(
 }
 
 /// A self-contained layout with real blob files, for `imgraph export --format oci`.
+///
+/// Like `skopeo copy` to `oci:DIR:REF`, it adds to what is there and never
+/// removes a file it did not write: a missing or empty folder becomes a new layout;
+/// an existing layout gets the blobs it lacks, then an `index.json` in which this
+/// image's ref names replace entries of the same name and every other entry stays.
+/// A folder that holds anything but an OCI layout is refused, untouched. Blobs land
+/// before `index.json` is swapped in, so a reader never sees a dangling entry.
 pub fn export_portable(
     store: &Store,
     dir: &Path,
@@ -128,16 +169,112 @@ pub fn export_portable(
     blobs: &[&Descriptor],
     ref_names: &[String],
 ) -> Result<(), LayoutError> {
-    let index = layout_index(root.0.clone(), root.1, root.2, ref_names)?;
-    replace_dir(dir, |tmp| {
-        for blob in blobs.iter().copied().chain([root.1]) {
-            let dest = tmp.join("blobs/sha256").join(hex_of(blob));
-            if !dest.exists() {
-                store.copy_blob_to(&blob.digest, &dest)?;
-            }
+    let ours = layout_index(root.0.clone(), root.1, root.2, ref_names)?;
+    let existing = existing_layout(dir)?;
+    let index = match &existing {
+        Some(old) => merge_index(dir, old, &ours, ref_names)?,
+        None => ours,
+    };
+    std::fs::create_dir_all(dir.join("blobs/sha256")).map_err(io(dir))?;
+    for blob in blobs.iter().copied().chain([root.1]) {
+        let dest = dir.join("blobs/sha256").join(hex_of(blob));
+        // Content-addressed: a file of the right size under this name is this blob.
+        if std::fs::metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == blob.size) {
+            continue;
         }
-        finish_layout(tmp, &index)
-    })
+        store.copy_blob_to(&blob.digest, &dest)?;
+    }
+    if existing.is_none() {
+        write_file_atomic(&dir.join("oci-layout"), OCI_LAYOUT)?;
+    }
+    write_file_atomic(&dir.join("index.json"), &index)
+}
+
+/// What `dir` holds now: `None` when it is missing or empty (a new layout), the
+/// bytes of its `index.json` when it is an OCI layout, an error otherwise.
+fn existing_layout(dir: &Path) -> Result<Option<Vec<u8>>, LayoutError> {
+    let meta = match dir.symlink_metadata() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io(dir)(e)),
+        Ok(m) => m,
+    };
+    if !dir.is_dir() {
+        return Err(LayoutError::NotAFolder {
+            path: dir.to_path_buf(),
+            kind: file_kind(&meta),
+        });
+    }
+    let mut entries = std::fs::read_dir(dir).map_err(io(dir))?;
+    if entries.next().is_none() {
+        return Ok(None);
+    }
+    if !dir.join("oci-layout").is_file() {
+        return Err(LayoutError::NotALayout {
+            path: dir.to_path_buf(),
+        });
+    }
+    let index = dir.join("index.json");
+    std::fs::read(&index).map(Some).map_err(io(&index))
+}
+
+/// `old`'s entries, less those named like one of ours, followed by ours.
+fn merge_index(
+    dir: &Path,
+    old: &[u8],
+    ours: &[u8],
+    ref_names: &[String],
+) -> Result<Vec<u8>, LayoutError> {
+    let bad = |reason: String| LayoutError::BadIndex {
+        path: dir.join("index.json"),
+        reason,
+    };
+    let mut old: serde_json::Value = serde_json::from_slice(old).map_err(|e| bad(e.to_string()))?;
+    let ours: serde_json::Value =
+        serde_json::from_slice(ours).expect("layout_index writes valid JSON");
+    let Some(entries) = old.get_mut("manifests").and_then(|m| m.as_array_mut()) else {
+        return Err(bad("it has no \"manifests\" list".into()));
+    };
+    entries.retain(|e| {
+        let name = e
+            .pointer("/annotations/org.opencontainers.image.ref.name")
+            .and_then(|n| n.as_str());
+        !name.is_some_and(|n| ref_names.iter().any(|r| r == n))
+    });
+    entries.extend(ours["manifests"].as_array().into_iter().flatten().cloned());
+    Ok(super::image::canonical_json(&old))
+}
+
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_file() {
+        "a file"
+    } else if t.is_symlink() {
+        "a symlink"
+    } else if t.is_fifo() || t.is_char_device() || t.is_block_device() || t.is_socket() {
+        "a special file"
+    } else {
+        "not a folder"
+    }
+}
+
+/// Replaces `path` atomically (temp file beside it, then rename), mode 0644.
+fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(dir)
+        .map_err(io(path))?;
+    tmp.write_all(bytes).map_err(io(path))?;
+    tmp.as_file()
+        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .map_err(io(path))?;
+    tmp.persist(path).map_err(|e| io(path)(e.error))?;
+    Ok(())
 }
 
 fn hex_of(blob: &Descriptor) -> &str {
@@ -181,7 +318,10 @@ fn replace_dir(
     dir: &Path,
     fill: impl FnOnce(&Path) -> Result<(), LayoutError>,
 ) -> Result<(), LayoutError> {
-    let parent = dir.parent().unwrap_or(Path::new("."));
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(io(parent))?;
     let name = dir
         .file_name()

@@ -121,15 +121,18 @@ pub fn run(spec: &CommandSpec<'_>) -> Result<CommandRun, CommandError> {
         std::fs::create_dir(&out_base).map_err(spawn_err)?;
         out_base.clone()
     };
-    let command = spec
-        .command
-        .replace("{out}", &out_base.display().to_string());
+    // The command as the user wrote it names failures; the shell gets `{out}` as a
+    // reference to $IMGRAPH_OUT, so no path (a project folder with a space, a
+    // `--cache` with a `;`) can split into words or run as shell code.
+    let command = spec.command.to_string();
+    let script = out_as_shell_variable(spec.command);
 
     let log = Arc::new(Mutex::new(File::create(spec.log).map_err(spawn_err)?));
     let mut child = Command::new("sh")
         .arg("-c")
-        .arg(&command)
+        .arg(&script)
         .current_dir(spec.cwd)
+        .env(OUT_VARIABLE, &out_base)
         .env("SOURCE_DATE_EPOCH", spec.created.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -238,6 +241,56 @@ pub fn run(spec: &CommandSpec<'_>) -> Result<CommandRun, CommandError> {
     Ok(CommandRun { tree, files, kept })
 }
 
+/// The environment variable that holds the `{out}` path while the command runs.
+pub const OUT_VARIABLE: &str = "IMGRAPH_OUT";
+
+/// Rewrites every `{out}` in a `sh -c` script into a reference to
+/// [`OUT_VARIABLE`] that expands to exactly one word in the quoting context where
+/// it stands: `"${IMGRAPH_OUT}"` unquoted, `${IMGRAPH_OUT}` inside double quotes,
+/// and `'"${IMGRAPH_OUT}"'` inside single quotes (close, expand, reopen). The
+/// braces keep `{out}_x` from naming another variable.
+pub fn out_as_shell_variable(command: &str) -> String {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Quote {
+        None,
+        Single,
+        Double,
+    }
+    let var = format!("${{{OUT_VARIABLE}}}");
+    let mut out = String::with_capacity(command.len() + 16);
+    let mut quote = Quote::None;
+    let mut rest = command;
+    while let Some(c) = rest.chars().next() {
+        if let Some(after) = rest.strip_prefix("{out}") {
+            match quote {
+                Quote::None => out.push_str(&format!("\"{var}\"")),
+                Quote::Double => out.push_str(&var),
+                Quote::Single => out.push_str(&format!("'\"{var}\"'")),
+            }
+            rest = after;
+            continue;
+        }
+        let len = c.len_utf8();
+        match (quote, c) {
+            // A backslash outside single quotes escapes the next character.
+            (Quote::None | Quote::Double, '\\') => {
+                let next = rest[len..].chars().next().map_or(0, char::len_utf8);
+                out.push_str(&rest[..len + next]);
+                rest = &rest[len + next..];
+                continue;
+            }
+            (Quote::None, '\'') => quote = Quote::Single,
+            (Quote::Single, '\'') => quote = Quote::None,
+            (Quote::None, '"') => quote = Quote::Double,
+            (Quote::Double, '"') => quote = Quote::None,
+            _ => {}
+        }
+        out.push(c);
+        rest = &rest[len..];
+    }
+    out
+}
+
 fn kill_group(pid: u32) {
     let _ = Command::new("kill")
         .args(["-KILL", "--", &format!("-{pid}")])
@@ -257,4 +310,44 @@ fn tail(log: &Path) -> String {
         .map(|l| format!("  | {l}"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::out_as_shell_variable as q;
+
+    #[test]
+    fn out_becomes_one_word_in_every_quoting_context() {
+        assert_eq!(
+            q("tar -cf {out}.tar ."),
+            r#"tar -cf "${IMGRAPH_OUT}".tar ."#
+        );
+        assert_eq!(q(r#"cp x "{out}/y""#), r#"cp x "${IMGRAPH_OUT}/y""#);
+        assert_eq!(q("echo '{out}'"), r#"echo ''"${IMGRAPH_OUT}"''"#);
+        assert_eq!(q(r"echo \{out}"), r"echo \{out}");
+        assert_eq!(q("a {out}_x"), r#"a "${IMGRAPH_OUT}"_x"#);
+        assert_eq!(q("no placeholder é"), "no placeholder é");
+    }
+
+    /// The rewritten script, run by a real shell with a hostile path, sees that
+    /// path as one argument in each context and runs nothing from it.
+    #[test]
+    fn a_hostile_path_reaches_sh_as_one_word() {
+        let path = "/tmp/My Proj/x; touch /tmp/imgraph-pwned-$$ `id` $(id) 'q\" *";
+        for (script, want) in [
+            ("printf '%s|' {out}", format!("{path}|")),
+            (r#"printf '%s|' "{out}/a""#, format!("{path}/a|")),
+            ("printf '%s|' 'pre {out} post'", format!("pre {path} post|")),
+            ("printf '%s|' {out}.tar", format!("{path}.tar|")),
+        ] {
+            let got = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(q(script))
+                .env(super::OUT_VARIABLE, path)
+                .output()
+                .expect("sh runs");
+            assert!(got.status.success(), "{script}");
+            assert_eq!(String::from_utf8_lossy(&got.stdout), want, "{script}");
+        }
+    }
 }

@@ -41,6 +41,17 @@ impl Project {
         }
     }
 
+    /// An empty project in a folder whose name has spaces and shell metacharacters
+    /// (`My Proj; $(x) 'q'`), for the paths imgraph hands to shells and tools.
+    pub fn in_awkward_folder() -> Self {
+        Project {
+            dir: tempfile::Builder::new()
+                .prefix("My Proj; $(touch pwned) 'q' ")
+                .tempdir()
+                .expect("temp dir"),
+        }
+    }
+
     /// A `hello` image with one dist `one` and a rootfs per arch holding the real
     /// hello binary for that arch and an `/etc/hostname`.
     pub fn hello(arches: &[&str]) -> Self {
