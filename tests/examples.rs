@@ -5,7 +5,9 @@ use crate::support::{tool, Project};
 
 #[test]
 fn busybox_example_builds_two_arches_and_each_binary_reports_its_arch() {
-    let p = Project::new();
+    // In a folder whose name has spaces and shell syntax: `{out}` and the
+    // project path must reach mmdebstrap whole.
+    let p = Project::in_awkward_folder();
     let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/busybox");
     let script = std::fs::read(example.join("mkrootfs")).unwrap();
     p.executable("mkrootfs", &script);
