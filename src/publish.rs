@@ -12,7 +12,6 @@ use crate::error::Error;
 use crate::exec::{Ctx, Mode, Progress, StepError, StepOutput};
 use crate::graph::{Step, StepKind, Target};
 use crate::manifest::{DistSpec, Manifest, Registry};
-use crate::oci::elf::ElfMachine;
 use crate::registry::{
     BlobSource, Client, CredentialSource, ManifestBlob, PushEvent, PushPlan, Registry as Endpoint,
 };
@@ -260,9 +259,7 @@ fn verify_one(
             .map_err(|e| format!("{platform}: {e}"))?;
         let image: ManifestJson = serde_json::from_slice(&bytes)
             .map_err(|e| format!("{platform}: manifest is not JSON: {e}"))?;
-        let Some(machine) = ElfMachine::for_arch(arch.name) else {
-            continue;
-        };
+        let machine = arch.elf;
         for layer in &image.layers {
             let tmp =
                 tempfile::NamedTempFile::new_in(store.tmp_dir()).map_err(|e| e.to_string())?;

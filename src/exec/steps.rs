@@ -4,7 +4,7 @@ use crate::cache::{CacheError, Descriptor};
 use crate::graph::{Step, StepKind, Target};
 use crate::key::StepInputs;
 use crate::manifest::{rfc3339, DistSpec, Owners, PlatformSpec, RootfsSource};
-use crate::oci::elf::{ElfMachine, PlatformMismatch};
+use crate::oci::elf::PlatformMismatch;
 use crate::oci::image::{self, DocumentError};
 use crate::oci::layer::{self, LayerError, LayerOptions, LayerSource};
 use crate::rootfs::{FingerprintError, FingerprintOptions};
@@ -288,11 +288,9 @@ pub(super) fn check_cached(
     if let (StepKind::Layer, StepOutput::Layer(l)) = (step.kind, output) {
         let p = platform(ctx, step);
         if p.platform_check && ctx.mode != super::Mode::Plan {
-            if let Some(machine) = ElfMachine::for_arch(p.arch.name) {
-                l.elf
-                    .check(machine)
-                    .map_err(|e| e.for_platform(&p.label(), &p.arch.platform()))?;
-            }
+            l.elf
+                .check(p.arch.elf)
+                .map_err(|e| e.for_platform(&p.label(), &p.arch.platform()))?;
         }
     }
     Ok(())

@@ -1,7 +1,10 @@
 //! The bashbrew arch names users write, and everything each one implies.
 //!
-//! One table, so the OCI platform, the Debian arch and the ELF machine can never
-//! disagree: an image tagged arm64 is built, checked and indexed as arm64 everywhere.
+//! One table, so the OCI platform, the Debian arch, the ELF machine and the
+//! template variables can never disagree: an image tagged arm64 is built, checked
+//! and indexed as arm64 everywhere.
+
+use serde::{Deserialize, Serialize};
 
 /// One row of the contract's arch table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -16,32 +19,100 @@ pub struct Arch {
     pub variant: Option<&'static str>,
     /// Debian's name for the arch, where Debian ships one (`{debian_arch}`).
     pub debian_arch: Option<&'static str>,
+    /// What its binaries' ELF headers say.
+    pub elf: ElfMachine,
+}
+
+/// ELF word size (`EI_CLASS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ElfClass {
+    /// `ELFCLASS32`.
+    Elf32,
+    /// `ELFCLASS64`.
+    Elf64,
+}
+
+/// ELF byte order (`EI_DATA`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Endian {
+    /// `ELFDATA2LSB`.
+    Little,
+    /// `ELFDATA2MSB`.
+    Big,
+}
+
+/// The platform an ELF file is built for: machine, class and byte order together, since
+/// e.g. `EM_MIPS` alone does not tell mips64el from 32-bit big-endian mips.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ElfMachine {
+    /// `e_machine`.
+    pub machine: u16,
+    /// `EI_CLASS`.
+    pub class: ElfClass,
+    /// `EI_DATA`.
+    pub endian: Endian,
+}
+
+/// `e_machine` values of the arch table.
+pub mod em {
+    /// Intel 80386.
+    pub const I386: u16 = 3;
+    /// MIPS.
+    pub const MIPS: u16 = 8;
+    /// 64-bit PowerPC.
+    pub const PPC64: u16 = 21;
+    /// IBM S/390.
+    pub const S390: u16 = 22;
+    /// 32-bit ARM.
+    pub const ARM: u16 = 40;
+    /// AMD x86-64.
+    pub const X86_64: u16 = 62;
+    /// 64-bit ARM.
+    pub const AARCH64: u16 = 183;
+    /// RISC-V.
+    pub const RISCV: u16 = 243;
 }
 
 macro_rules! arch {
-    ($name:literal, $arch:literal, $variant:expr, $deb:expr) => {
+    ($name:literal, $arch:literal, $variant:expr, $deb:expr, $em:ident, $class:ident, $endian:ident) => {
         Arch {
             name: $name,
             os: "linux",
             architecture: $arch,
             variant: $variant,
             debian_arch: $deb,
+            elf: ElfMachine {
+                machine: em::$em,
+                class: ElfClass::$class,
+                endian: Endian::$endian,
+            },
         }
     };
 }
 
 /// Every arch imgraph knows, in the contract's order.
 pub const ARCHES: &[Arch] = &[
-    arch!("amd64", "amd64", None, Some("amd64")),
-    arch!("arm32v5", "arm", Some("v5"), Some("armel")),
-    arch!("arm32v6", "arm", Some("v6"), None),
-    arch!("arm32v7", "arm", Some("v7"), Some("armhf")),
-    arch!("arm64v8", "arm64", Some("v8"), Some("arm64")),
-    arch!("i386", "386", None, Some("i386")),
-    arch!("mips64le", "mips64le", None, Some("mips64el")),
-    arch!("ppc64le", "ppc64le", None, Some("ppc64el")),
-    arch!("riscv64", "riscv64", None, Some("riscv64")),
-    arch!("s390x", "s390x", None, Some("s390x")),
+    arch!("amd64", "amd64", None, Some("amd64"), X86_64, Elf64, Little),
+    arch!("arm32v5", "arm", Some("v5"), Some("armel"), ARM, Elf32, Little),
+    arch!("arm32v6", "arm", Some("v6"), None, ARM, Elf32, Little),
+    arch!("arm32v7", "arm", Some("v7"), Some("armhf"), ARM, Elf32, Little),
+    arch!("arm64v8", "arm64", Some("v8"), Some("arm64"), AARCH64, Elf64, Little),
+    arch!("i386", "386", None, Some("i386"), I386, Elf32, Little),
+    arch!("mips64le", "mips64le", None, Some("mips64el"), MIPS, Elf64, Little),
+    arch!("ppc64le", "ppc64le", None, Some("ppc64el"), PPC64, Elf64, Little),
+    arch!("riscv64", "riscv64", None, Some("riscv64"), RISCV, Elf64, Little),
+    arch!("s390x", "s390x", None, Some("s390x"), S390, Elf64, Big),
+];
+
+/// The template variables each arch gives a value (or, as `None`, none), in the
+/// order the README lists them.
+pub const ARCH_VARIABLES: &[&str] = &[
+    "arch",
+    "debian_arch",
+    "os",
+    "architecture",
+    "variant",
+    "platform",
 ];
 
 impl Arch {
@@ -56,6 +127,18 @@ impl Arch {
             Some(v) => format!("{}/{}/{}", self.os, self.architecture, v),
             None => format!("{}/{}", self.os, self.architecture),
         }
+    }
+
+    /// This arch's values for [`ARCH_VARIABLES`], in that order.
+    pub fn variables(&self) -> [(&'static str, Option<String>); 6] {
+        [
+            ("arch", Some(self.name.to_string())),
+            ("debian_arch", self.debian_arch.map(str::to_string)),
+            ("os", Some(self.os.to_string())),
+            ("architecture", Some(self.architecture.to_string())),
+            ("variant", self.variant.map(str::to_string)),
+            ("platform", Some(self.platform())),
+        ]
     }
 
     /// All known names, for "did you mean" hints and error messages.
@@ -77,5 +160,13 @@ mod tests {
         assert_eq!(Arch::by_name("i386").unwrap().platform(), "linux/386");
         assert_eq!(Arch::by_name("arm32v6").unwrap().debian_arch, None);
         assert!(Arch::by_name("amd46").is_none());
+    }
+
+    #[test]
+    fn every_arch_gives_every_arch_variable() {
+        for a in ARCHES {
+            let names: Vec<_> = a.variables().iter().map(|(n, _)| *n).collect();
+            assert_eq!(names, ARCH_VARIABLES, "{}", a.name);
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::arch::Arch;
+use super::arch::{self, Arch};
 use super::created;
 use super::diagnostic::{did_you_mean, Diagnostic, Diagnostics, SourceFile};
 use super::model::*;
@@ -447,15 +447,7 @@ impl Validator<'_> {
         for dist in &dists {
             let dist_name = dist.get_ref();
             let mut vars = Vars::new();
-            for k in [
-                "arch",
-                "debian_arch",
-                "os",
-                "architecture",
-                "variant",
-                "platform",
-                "out",
-            ] {
+            for k in arch::ARCH_VARIABLES.iter().chain(&["out"]) {
                 vars.insert(k, None);
             }
             vars.insert("image", Some(image.to_string()));
@@ -499,12 +491,7 @@ impl Validator<'_> {
 
             for arch in &arches {
                 let mut vars = vars.clone();
-                vars.insert("arch", Some(arch.name.to_string()));
-                vars.insert("debian_arch", arch.debian_arch.map(str::to_string));
-                vars.insert("os", Some(arch.os.to_string()));
-                vars.insert("architecture", Some(arch.architecture.to_string()));
-                vars.insert("variant", arch.variant.map(str::to_string));
-                vars.insert("platform", Some(arch.platform()));
+                vars.extend(arch.variables());
                 let label = format!("{image}:{dist_name}/{}", arch.name);
                 let Some(source) = self.rootfs_source(rootfs, &vars, &label) else {
                     continue;
@@ -700,12 +687,11 @@ impl Validator<'_> {
         };
         let hint = match e {
             TemplateError::Unknown { name, .. } => {
-                match did_you_mean(name, template::VARIABLES.iter().copied()) {
+                match did_you_mean(name, template::variables()) {
                     Some(best) => format!("did you mean {{{best}}}?"),
                     None => format!(
                         "known variables: {}",
-                        template::VARIABLES
-                            .iter()
+                        template::variables()
                             .map(|v| format!("{{{v}}}"))
                             .collect::<Vec<_>>()
                             .join(" ")

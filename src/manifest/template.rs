@@ -4,18 +4,16 @@
 
 use std::collections::BTreeMap;
 
-/// Every variable a template may name.
-pub const VARIABLES: &[&str] = &[
-    "image",
-    "dist",
-    "arch",
-    "debian_arch",
-    "os",
-    "architecture",
-    "variant",
-    "platform",
-    "out",
-];
+use super::arch::ARCH_VARIABLES;
+
+/// Every variable a template may name: the image's, the arch table's
+/// ([`ARCH_VARIABLES`]) and a command's `{out}`.
+pub fn variables() -> impl Iterator<Item = &'static str> {
+    ["image", "dist"]
+        .into_iter()
+        .chain(ARCH_VARIABLES.iter().copied())
+        .chain(["out"])
+}
 
 /// Values for one platform (or one dist, for tags); `None` means "known, but no value here".
 pub type Vars<'a> = BTreeMap<&'static str, Option<String>>;

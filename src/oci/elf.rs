@@ -9,83 +9,13 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+
 /// Bytes of a file needed to classify it: `e_ident` (16) and `e_type`/`e_machine` (4).
 pub const ELF_PEEK: usize = 20;
 
-/// ELF word size (`EI_CLASS`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum ElfClass {
-    /// `ELFCLASS32`.
-    Elf32,
-    /// `ELFCLASS64`.
-    Elf64,
-}
-
-/// ELF byte order (`EI_DATA`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Endian {
-    /// `ELFDATA2LSB`.
-    Little,
-    /// `ELFDATA2MSB`.
-    Big,
-}
-
-/// The platform an ELF file is built for: machine, class and byte order together, since
-/// e.g. `EM_MIPS` alone does not tell mips64el from 32-bit big-endian mips.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct ElfMachine {
-    /// `e_machine`.
-    pub machine: u16,
-    /// `EI_CLASS`.
-    pub class: ElfClass,
-    /// `EI_DATA`.
-    pub endian: Endian,
-}
-
-/// `e_machine` values used by the contract's arch table.
-pub mod em {
-    /// Intel 80386.
-    pub const I386: u16 = 3;
-    /// MIPS.
-    pub const MIPS: u16 = 8;
-    /// 64-bit PowerPC.
-    pub const PPC64: u16 = 21;
-    /// IBM S/390.
-    pub const S390: u16 = 22;
-    /// 32-bit ARM.
-    pub const ARM: u16 = 40;
-    /// AMD x86-64.
-    pub const X86_64: u16 = 62;
-    /// 64-bit ARM.
-    pub const AARCH64: u16 = 183;
-    /// RISC-V.
-    pub const RISCV: u16 = 243;
-}
+pub use crate::manifest::arch::{em, ElfClass, ElfMachine, Endian};
 
 impl ElfMachine {
-    /// The machine an image's binaries must be for, from its bashbrew arch name (the
-    /// contract's arch table); `None` for an unknown arch.
-    pub fn for_arch(arch: &str) -> Option<ElfMachine> {
-        use ElfClass::{Elf32, Elf64};
-        use Endian::{Big, Little};
-        let (machine, class, endian) = match arch {
-            "amd64" => (em::X86_64, Elf64, Little),
-            "arm32v5" | "arm32v6" | "arm32v7" => (em::ARM, Elf32, Little),
-            "arm64v8" => (em::AARCH64, Elf64, Little),
-            "i386" => (em::I386, Elf32, Little),
-            "mips64le" => (em::MIPS, Elf64, Little),
-            "ppc64le" => (em::PPC64, Elf64, Little),
-            "riscv64" => (em::RISCV, Elf64, Little),
-            "s390x" => (em::S390, Elf64, Big),
-            _ => return None,
-        };
-        Some(ElfMachine {
-            machine,
-            class,
-            endian,
-        })
-    }
-
     /// Classifies the first bytes of a file; `None` when it is not an ELF file.
     pub fn from_header(head: &[u8]) -> Option<ElfMachine> {
         if head.len() < ELF_PEEK || &head[..4] != b"\x7fELF" {
@@ -283,6 +213,11 @@ impl ElfCensus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::Arch;
+
+    fn elf_of(arch: &str) -> Option<ElfMachine> {
+        Arch::by_name(arch).map(|a| a.elf)
+    }
 
     fn header(class: u8, data: u8, machine: u16) -> Vec<u8> {
         let mut h = vec![0u8; 64];
@@ -309,8 +244,8 @@ mod tests {
         c.record("etc/passwd", b"root:x:0:0:root:/root:/bin/bash\n");
         c.record("short", b"\x7fELF");
         assert_eq!(c.total(), 6);
-        let amd64 = ElfMachine::for_arch("amd64").unwrap();
-        let arm64 = ElfMachine::for_arch("arm64v8").unwrap();
+        let amd64 = elf_of("amd64").unwrap();
+        let arm64 = elf_of("arm64v8").unwrap();
         c.check(amd64).unwrap();
         let err = c.check(arm64).unwrap_err();
         let msg = err.to_string();
@@ -322,23 +257,23 @@ mod tests {
     #[test]
     fn empty_census_passes_and_class_matters() {
         let c = ElfCensus::default();
-        c.check(ElfMachine::for_arch("s390x").unwrap()).unwrap();
+        c.check(elf_of("s390x").unwrap()).unwrap();
 
         let mut c = ElfCensus::default();
         // 32-bit big-endian MIPS is not mips64le.
         c.record("bin/sh", &header(1, 2, em::MIPS));
-        assert!(c.check(ElfMachine::for_arch("mips64le").unwrap()).is_err());
+        assert!(c.check(elf_of("mips64le").unwrap()).is_err());
         let s390 = header(2, 2, em::S390);
         assert_eq!(
             ElfMachine::from_header(&s390),
-            ElfMachine::for_arch("s390x")
+            elf_of("s390x")
         );
-        assert_eq!(ElfMachine::for_arch("s390x").unwrap().to_string(), "s390x");
+        assert_eq!(elf_of("s390x").unwrap().to_string(), "s390x");
         assert_eq!(
-            ElfMachine::for_arch("riscv64").unwrap().to_string(),
+            elf_of("riscv64").unwrap().to_string(),
             "riscv64"
         );
-        assert!(ElfMachine::for_arch("sparc").is_none());
+        assert!(elf_of("sparc").is_none());
     }
 
     #[test]
@@ -346,7 +281,7 @@ mod tests {
         let mut c = ElfCensus::default();
         c.record("a", &header(2, 1, em::X86_64));
         c.record("b", &header(2, 1, em::AARCH64));
-        c.check(ElfMachine::for_arch("arm64v8").unwrap()).unwrap();
-        c.check(ElfMachine::for_arch("amd64").unwrap()).unwrap();
+        c.check(elf_of("arm64v8").unwrap()).unwrap();
+        c.check(elf_of("amd64").unwrap()).unwrap();
     }
 }

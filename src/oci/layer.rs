@@ -619,11 +619,11 @@ mod tests {
         // The ELF census saw the fake x86-64 binary once (its alias is a link).
         assert_eq!(info.elf.total(), 1);
         info.elf
-            .check(ElfMachine::for_arch("amd64").unwrap())
+            .check(crate::manifest::Arch::by_name("amd64").unwrap().elf)
             .unwrap();
         assert!(info
             .elf
-            .check(ElfMachine::for_arch("arm64v8").unwrap())
+            .check(crate::manifest::Arch::by_name("arm64v8").unwrap().elf)
             .is_err());
     }
 
