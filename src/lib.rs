@@ -11,6 +11,9 @@ pub mod graph;
 
 pub mod key;
 
+pub mod decompress;
+pub mod digest;
+
 pub mod rootfs;
 
 pub mod cache;

@@ -5,10 +5,10 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tempfile::NamedTempFile;
 
 use super::{io_err, CacheError};
+use crate::digest::HashingWriter;
 
 /// Blobs at least this large are fsynced before the rename.
 const SYNC_THRESHOLD: u64 = 1 << 20;
@@ -24,9 +24,7 @@ pub struct Descriptor {
 
 /// An `io::Write` into the blob store.
 pub struct BlobWriter {
-    file: io::BufWriter<NamedTempFile>,
-    hasher: Sha256,
-    size: u64,
+    file: HashingWriter<io::BufWriter<NamedTempFile>>,
     blobs_dir: PathBuf,
 }
 
@@ -37,26 +35,25 @@ impl BlobWriter {
             .tempfile_in(tmp_dir)
             .map_err(io_err("creating a temp file in", tmp_dir))?;
         Ok(BlobWriter {
-            file: io::BufWriter::with_capacity(1 << 20, file),
-            hasher: Sha256::new(),
-            size: 0,
+            file: HashingWriter::new(io::BufWriter::with_capacity(1 << 20, file)),
             blobs_dir: blobs_dir.to_path_buf(),
         })
     }
 
     /// Renames the blob (synced if large) to `blobs/sha256/<hex>`, returning its descriptor.
     pub fn finish(self) -> Result<Descriptor, CacheError> {
-        let hex = hex::encode(self.hasher.finalize());
-        let file = self.file.into_inner().map_err(|e| CacheError::Io {
+        let (file, digest, size) = self.file.finish();
+        let hex = digest.trim_start_matches("sha256:");
+        let file = file.into_inner().map_err(|e| CacheError::Io {
             action: "writing",
             path: PathBuf::from("blob temp file"),
             source: e.into_error(),
         })?;
-        let target = self.blobs_dir.join(&hex);
+        let target = self.blobs_dir.join(hex);
         if !target.exists() {
             // Layers are synced before they are named; small JSON blobs are not
             // (see `atomic`): a torn one fails its digest check and is rebuilt.
-            if self.size >= SYNC_THRESHOLD {
+            if size >= SYNC_THRESHOLD {
                 file.as_file()
                     .sync_all()
                     .map_err(io_err("syncing", file.path()))?;
@@ -67,19 +64,13 @@ impl BlobWriter {
                 source: e.error,
             })?;
         }
-        Ok(Descriptor {
-            digest: format!("sha256:{hex}"),
-            size: self.size,
-        })
+        Ok(Descriptor { digest, size })
     }
 }
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
+        self.file.write(buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -6,10 +6,13 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::atomic::write_atomic;
 use super::blob::{BlobWriter, Descriptor};
+use std::io::Write as _;
+
+use crate::digest::HashingWriter;
+
 use super::{io_err, CacheError};
 
 /// What a step produced, stored under its key, and as the step's last record.
@@ -103,8 +106,7 @@ impl Store {
     pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>, CacheError> {
         let path = self.blob_path(digest);
         let bytes = std::fs::read(&path).map_err(|e| missing_or_io(e, digest, &path))?;
-        let found = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
-        self.check(digest, found, &path)?;
+        self.check(digest, crate::digest::sha256(&bytes), &path)?;
         Ok(bytes)
     }
 
@@ -123,24 +125,18 @@ impl Store {
     ) -> Result<u64, CacheError> {
         let path = self.blob_path(digest);
         let mut file = File::open(&path).map_err(|e| missing_or_io(e, digest, &path))?;
-        let mut hasher = Sha256::new();
+        let mut out = HashingWriter::new(out);
         let mut buf = vec![0u8; 1 << 20];
-        let mut size = 0u64;
         loop {
             let n = file.read(&mut buf).map_err(io_err("reading", &path))?;
             if n == 0 {
                 break;
             }
-            hasher.update(&buf[..n]);
             out.write_all(&buf[..n])
                 .map_err(io_err("writing", out_path))?;
-            size += n as u64;
         }
-        self.check(
-            digest,
-            format!("sha256:{}", hex::encode(hasher.finalize())),
-            &path,
-        )?;
+        let (_, found, size) = out.finish();
+        self.check(digest, found, &path)?;
         Ok(size)
     }
 

@@ -132,7 +132,6 @@ pub(super) fn run(project: &Project, args: &ExportArgs, globals: &Globals) -> Re
                 &ArchiveImage {
                     config,
                     layer: &layer.blob,
-                    compression: m.settings.compression,
                     diff_id: &layer.diff_id,
                     uncompressed_size: layer.uncompressed_size,
                     repo_tags: &repo_tags,

@@ -2,14 +2,12 @@
 //! every digest; `--pushed` reads pushed indexes back by digest.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 
 use crate::cache::Store;
 use crate::cli::VerifyArgs;
 use crate::error::Error;
 use crate::exec::{Progress, StepOutput};
 use crate::graph::StepKind;
-use crate::manifest::Compression;
 
 use super::{build, BuildOptions, Globals, Project};
 
@@ -75,13 +73,7 @@ fn reproducible(project: &Project, globals: &Globals) -> Result<(), Error> {
         }
         let mut line = format!("{}: {} != {}", step.id, a.digest(), b.digest());
         if let (StepOutput::Layer(la), StepOutput::Layer(lb)) = (a, b) {
-            let files = layer_differences(
-                &store,
-                &la.blob.digest,
-                &scratch,
-                &lb.blob.digest,
-                project.manifest.settings.compression,
-            );
+            let files = layer_differences(&store, &la.blob.digest, &scratch, &lb.blob.digest);
             line.push_str(&format!("\n    differing files: {}", files.join(", ")));
         }
         differences.push(line);
@@ -108,14 +100,8 @@ fn reproducible(project: &Project, globals: &Globals) -> Result<(), Error> {
 }
 
 /// Entry-by-entry comparison of two layers: header fields and content hashes.
-fn layer_differences(
-    a: &Store,
-    da: &str,
-    b: &Store,
-    db: &str,
-    compression: Compression,
-) -> Vec<String> {
-    let (Ok(ea), Ok(eb)) = (entries(a, da, compression), entries(b, db, compression)) else {
+fn layer_differences(a: &Store, da: &str, b: &Store, db: &str) -> Vec<String> {
+    let (Ok(ea), Ok(eb)) = (entries(a, da), entries(b, db)) else {
         return vec!["(a layer could not be read back)".into()];
     };
     let mut out: Vec<String> = ea
@@ -131,19 +117,8 @@ fn layer_differences(
     out
 }
 
-fn entries(
-    store: &Store,
-    digest: &str,
-    compression: Compression,
-) -> std::io::Result<BTreeMap<String, String>> {
-    let file = std::fs::File::open(store.blob_path(digest))?;
-    let reader: Box<dyn Read> = match compression {
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
-            file,
-        ))),
-        Compression::Zstd => Box::new(zstd::Decoder::new(file)?),
-    };
-    let mut archive = tar::Archive::new(reader);
+fn entries(store: &Store, digest: &str) -> std::io::Result<BTreeMap<String, String>> {
+    let mut archive = tar::Archive::new(crate::decompress::open(&store.blob_path(digest))?);
     let mut map = BTreeMap::new();
     for entry in archive.entries()? {
         let mut entry = entry?;

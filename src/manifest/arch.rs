@@ -93,14 +93,62 @@ macro_rules! arch {
 /// Every arch imgraph knows, in the contract's order.
 pub const ARCHES: &[Arch] = &[
     arch!("amd64", "amd64", None, Some("amd64"), X86_64, Elf64, Little),
-    arch!("arm32v5", "arm", Some("v5"), Some("armel"), ARM, Elf32, Little),
+    arch!(
+        "arm32v5",
+        "arm",
+        Some("v5"),
+        Some("armel"),
+        ARM,
+        Elf32,
+        Little
+    ),
     arch!("arm32v6", "arm", Some("v6"), None, ARM, Elf32, Little),
-    arch!("arm32v7", "arm", Some("v7"), Some("armhf"), ARM, Elf32, Little),
-    arch!("arm64v8", "arm64", Some("v8"), Some("arm64"), AARCH64, Elf64, Little),
+    arch!(
+        "arm32v7",
+        "arm",
+        Some("v7"),
+        Some("armhf"),
+        ARM,
+        Elf32,
+        Little
+    ),
+    arch!(
+        "arm64v8",
+        "arm64",
+        Some("v8"),
+        Some("arm64"),
+        AARCH64,
+        Elf64,
+        Little
+    ),
     arch!("i386", "386", None, Some("i386"), I386, Elf32, Little),
-    arch!("mips64le", "mips64le", None, Some("mips64el"), MIPS, Elf64, Little),
-    arch!("ppc64le", "ppc64le", None, Some("ppc64el"), PPC64, Elf64, Little),
-    arch!("riscv64", "riscv64", None, Some("riscv64"), RISCV, Elf64, Little),
+    arch!(
+        "mips64le",
+        "mips64le",
+        None,
+        Some("mips64el"),
+        MIPS,
+        Elf64,
+        Little
+    ),
+    arch!(
+        "ppc64le",
+        "ppc64le",
+        None,
+        Some("ppc64el"),
+        PPC64,
+        Elf64,
+        Little
+    ),
+    arch!(
+        "riscv64",
+        "riscv64",
+        None,
+        Some("riscv64"),
+        RISCV,
+        Elf64,
+        Little
+    ),
     arch!("s390x", "s390x", None, Some("s390x"), S390, Elf64, Big),
 ];
 

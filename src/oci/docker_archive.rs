@@ -1,7 +1,6 @@
 //! `docker load` tarballs: `manifest.json` with `Config`, `RepoTags`, `Layers`
 //! (the format nixpkgs' dockerTools moved to), written deterministically.
 
-use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
@@ -9,7 +8,6 @@ use serde::Serialize;
 
 use super::image::canonical_json;
 use crate::cache::{Descriptor, Store};
-use crate::manifest::Compression;
 
 /// Writing the archive failed.
 #[derive(Debug, thiserror::Error)]
@@ -57,8 +55,6 @@ pub struct ArchiveImage<'a> {
     pub config: &'a Descriptor,
     /// Compressed layer blob.
     pub layer: &'a Descriptor,
-    /// Its compression.
-    pub compression: Compression,
     /// sha256 of the uncompressed layer.
     pub diff_id: &'a str,
     /// Uncompressed size.
@@ -165,11 +161,7 @@ fn write_to<W: Write>(
     append(&mut builder, &config_name, config.len() as u64, &config[..]).map_err(io_err)?;
 
     store.verify_blob(&img.layer.digest)?;
-    let file = File::open(store.blob_path(&img.layer.digest)).map_err(io_err)?;
-    let reader: Box<dyn Read> = match img.compression {
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(file))),
-        Compression::Zstd => Box::new(zstd::Decoder::new(file).map_err(io_err)?),
-    };
+    let reader = crate::decompress::open(&store.blob_path(&img.layer.digest)).map_err(io_err)?;
     let mut counted = Counted {
         inner: reader.take(img.uncompressed_size),
         n: 0,

@@ -9,7 +9,6 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-
 /// Bytes of a file needed to classify it: `e_ident` (16) and `e_type`/`e_machine` (4).
 pub const ELF_PEEK: usize = 20;
 
@@ -138,23 +137,11 @@ impl PlatformMismatch {
     }
 }
 
-/// Counts the ELF machines in a compressed layer file (gzip or zstd, by magic),
+/// Counts the ELF machines in a layer file (compressed or not, told by its magic),
 /// for checking layers read back from a registry.
 pub fn census_of_layer(path: &std::path::Path) -> std::io::Result<ElfCensus> {
     use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    let mut magic = [0u8; 4];
-    let n = file.read(&mut magic)?;
-    let file = std::io::Read::chain(std::io::Cursor::new(magic[..n].to_vec()), file);
-    let reader: Box<dyn Read> = if magic[..2] == [0x1f, 0x8b] {
-        Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
-            file,
-        )))
-    } else if magic == [0x28, 0xb5, 0x2f, 0xfd] {
-        Box::new(zstd::Decoder::new(file)?)
-    } else {
-        Box::new(file)
-    };
+    let reader = crate::decompress::open(path)?;
     let mut census = ElfCensus::default();
     for entry in tar::Archive::new(reader).entries()? {
         let mut entry = entry?;
@@ -264,15 +251,9 @@ mod tests {
         c.record("bin/sh", &header(1, 2, em::MIPS));
         assert!(c.check(elf_of("mips64le").unwrap()).is_err());
         let s390 = header(2, 2, em::S390);
-        assert_eq!(
-            ElfMachine::from_header(&s390),
-            elf_of("s390x")
-        );
+        assert_eq!(ElfMachine::from_header(&s390), elf_of("s390x"));
         assert_eq!(elf_of("s390x").unwrap().to_string(), "s390x");
-        assert_eq!(
-            elf_of("riscv64").unwrap().to_string(),
-            "riscv64"
-        );
+        assert_eq!(elf_of("riscv64").unwrap().to_string(), "riscv64");
         assert!(elf_of("sparc").is_none());
     }
 

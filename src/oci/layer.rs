@@ -16,7 +16,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::oci::compress::{self, GzipEncoder};
 use crate::oci::elf::{ElfCensus, ELF_PEEK};
@@ -111,35 +110,7 @@ pub struct LayerOutput {
     pub elf: ElfCensus,
 }
 
-/// Hashes and counts the bytes passing through to `inner`.
-struct HashCount<W> {
-    inner: W,
-    sha: Sha256,
-    count: u64,
-}
-
-impl<W: Write> Write for HashCount<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.sha.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-impl<W> HashCount<W> {
-    fn new(inner: W) -> Self {
-        HashCount {
-            inner,
-            sha: Sha256::new(),
-            count: 0,
-        }
-    }
-}
+use crate::digest::HashingWriter as HashCount;
 
 type Sink<'a> = HashCount<&'a mut dyn Write>;
 
@@ -403,21 +374,18 @@ pub fn write_layer(
     let TarWriter {
         w, entries, census, ..
     } = tw;
-    let HashCount {
-        inner: encoder,
-        sha: tar_sha,
-        count: tar_len,
-    } = w;
+    let (encoder, diff_id, tar_len) = w.finish();
     let end_err = |source| LayerError::Write {
         entry: "end of archive".into(),
         source,
     };
     let mut sink = encoder.finish().map_err(end_err)?;
     sink.flush().map_err(end_err)?;
+    let (_, digest, size) = sink.finish();
     Ok(LayerOutput {
-        diff_id: format!("sha256:{}", hex::encode(tar_sha.finalize())),
-        digest: format!("sha256:{}", hex::encode(sink.sha.finalize())),
-        size: sink.count,
+        diff_id,
+        digest,
+        size,
         uncompressed_size: tar_len,
         files: entries,
         elf: census,
@@ -463,7 +431,6 @@ fn write_dir(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oci::elf::ElfMachine;
     use crate::rootfs::test_fixture::{make_rootfs, set_all_mtimes, LONG_DIR, LONG_FILE};
     use std::process::Command;
 
@@ -519,20 +486,14 @@ mod tests {
         assert!(a == c, "threads=1 and threads=4 differ");
         assert_eq!(info, info4);
         assert_eq!(info.size, a.len() as u64);
-        assert_eq!(
-            info.digest,
-            format!("sha256:{}", hex::encode(Sha256::digest(&a)))
-        );
+        assert_eq!(info.digest, crate::digest::sha256(&a));
         // diff_id is the sha256 of the decompressed stream.
         let mut tar = Vec::new();
         flate2::read::GzDecoder::new(&a[..])
             .read_to_end(&mut tar)
             .unwrap();
         assert_eq!(info.uncompressed_size, tar.len() as u64);
-        assert_eq!(
-            info.diff_id,
-            format!("sha256:{}", hex::encode(Sha256::digest(&tar)))
-        );
+        assert_eq!(info.diff_id, crate::digest::sha256(&tar));
 
         let file = dir.path().join("layer.tar.gz");
         std::fs::write(&file, &a).unwrap();

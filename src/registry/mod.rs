@@ -73,11 +73,7 @@ pub const MANIFEST_MEDIA_TYPES: [&str; 4] = [
     "application/vnd.docker.distribution.manifest.v2+json",
 ];
 
-/// `sha256:<hex>` of `bytes`.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
-}
+pub use crate::digest::sha256 as sha256_digest;
 
 #[cfg(test)]
 mod tests {

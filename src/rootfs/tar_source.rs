@@ -138,54 +138,21 @@ pub enum TarSourceError {
 }
 
 /// How a tarball is compressed, detected from its first bytes (extensions lie).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceCompression {
-    /// A plain tar.
-    None,
-    /// gzip (any number of members).
-    Gzip,
-    /// xz (any number of streams).
-    Xz,
-    /// zstd (any number of frames).
-    Zstd,
-}
+pub use crate::decompress::Format as SourceCompression;
 
 /// Detects the compression from magic bytes.
 pub fn detect_compression(path: &Path) -> Result<SourceCompression, TarSourceError> {
-    let mut file = File::open(path).map_err(|source| TarSourceError::Open {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mut magic = [0u8; 6];
-    let mut n = 0;
-    while n < magic.len() {
-        match file.read(&mut magic[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(source) => {
-                return Err(TarSourceError::Open {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
-        }
-    }
-    let m = &magic[..n];
-    Ok(if m.starts_with(&[0x1f, 0x8b]) {
-        SourceCompression::Gzip
-    } else if m.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
-        SourceCompression::Xz
-    } else if m.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        SourceCompression::Zstd
-    } else if m.starts_with(b"BZh") {
-        return Err(TarSourceError::UnsupportedCompression {
+    match SourceCompression::of_file(path) {
+        Ok(SourceCompression::Bzip2) => Err(TarSourceError::UnsupportedCompression {
             path: path.to_path_buf(),
             format: "bzip2",
-        });
-    } else {
-        SourceCompression::None
-    })
+        }),
+        Ok(format) => Ok(format),
+        Err(source) => Err(TarSourceError::Open {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -274,26 +241,17 @@ impl TarSource {
             live: HashMap::new(),
         };
         match compression {
-            SourceCompression::None => {
+            SourceCompression::Plain => {
                 let file = source.try_clone().map_err(open_err)?;
                 let mut archive = tar::Archive::new(BufReader::with_capacity(64 * 1024, file));
                 let entries = archive.entries_with_seek().map_err(open_err)?;
                 reader.read_all(entries, Some(&source))?;
             }
-            SourceCompression::Gzip => {
+            SourceCompression::Bzip2 => unreachable!("refused by detect_compression"),
+            format => {
                 let file =
                     BufReader::with_capacity(256 * 1024, source.try_clone().map_err(open_err)?);
-                reader.read_stream(flate2::read::MultiGzDecoder::new(file))?;
-            }
-            SourceCompression::Xz => {
-                let file =
-                    BufReader::with_capacity(256 * 1024, source.try_clone().map_err(open_err)?);
-                reader.read_stream(xz2::read::XzDecoder::new_multi_decoder(file))?;
-            }
-            SourceCompression::Zstd => {
-                let file = source.try_clone().map_err(open_err)?;
-                let dec = zstd::stream::read::Decoder::new(file).map_err(open_err)?;
-                reader.read_stream(dec)?;
+                reader.read_stream(crate::decompress::decoder(format, file).map_err(open_err)?)?;
             }
         }
         let spool = reader.spool.take();
