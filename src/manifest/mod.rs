@@ -8,6 +8,7 @@ pub mod model;
 mod raw;
 mod schema;
 pub mod selector;
+mod structure;
 pub mod template;
 
 use std::path::PathBuf;
