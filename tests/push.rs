@@ -311,3 +311,88 @@ fn verify_pushed_catches_binaries_of_the_wrong_arch() {
         .code(1)
         .stderr_has(&["local", "linux/arm64/v8", "x86-64"]);
 }
+
+/// The secret of a URL with userinfo, and every place it could end up.
+const URL_SECRET: &str = "s3cret-in-url";
+
+#[test]
+fn credentials_in_a_registry_url_are_refused_and_never_printed_or_stored() {
+    let reg = RegistryGuard::start(Auth::Htpasswd {
+        user: "alice".into(),
+        pass: URL_SECRET.into(),
+    });
+    let p = project_for(&[("private", &reg)], &["one"]);
+    reg.clear_log();
+    let good = std::fs::read_to_string(p.path("images.toml")).unwrap();
+    let url = format!("{}/test", reg.url());
+    let bad = good.replace(
+        &format!("url = \"{url}\""),
+        &format!("url = \"alice:{URL_SECRET}@{url}\""),
+    );
+    assert_ne!(good, bad);
+    p.manifest(&bad);
+    let line = bad
+        .lines()
+        .position(|l| l.starts_with("url = "))
+        .map(|i| i + 1)
+        .unwrap();
+    let run = p.imgraph(&["check"]).code(2).stderr_has(&[
+        &format!("images.toml:{line}:8"),
+        "credentials",
+        "~/.docker/config.json",
+        &format!("docker login {}", reg.url()),
+    ]);
+    let mut outputs = vec![run];
+    for args in [
+        &["plan"][..],
+        &["build"],
+        &["build", "--push", "--json", "-v"],
+        &["verify", "--pushed"],
+        &["explain", "index:hello:one"],
+        &["graph"],
+    ] {
+        outputs.push(p.imgraph(args).code(2));
+    }
+    for run in &outputs {
+        assert!(
+            !run.stdout.contains(URL_SECRET) && !run.stderr.contains(URL_SECRET),
+            "`{}` printed the secret:\n{}\n{}",
+            run.what,
+            run.stdout,
+            run.stderr
+        );
+    }
+    assert!(
+        !grep_tree(&p.path("cache"), URL_SECRET),
+        "secret in the cache"
+    );
+    assert!(!grep_tree(&p.path("out"), URL_SECRET), "secret in out/");
+    assert!(
+        reg.request_log().is_empty(),
+        "the registry was contacted: {:?}",
+        reg.request_log()
+    );
+}
+
+/// A project pushing to `reg` with this `[registries.local]` body.
+fn project_with_registry(reg_table: &str) -> Project {
+    let p = project_for(&[], &["one"]);
+    let text = std::fs::read_to_string(p.path("images.toml")).unwrap();
+    p.manifest(&format!(
+        "{}\n[registries.local]\n{reg_table}\n",
+        text.replace("registries = []", "registries = [\"local\"]")
+    ));
+    p
+}
+
+#[test]
+fn an_http_scheme_means_plain_http_and_pushes() {
+    let reg = RegistryGuard::start(Auth::None);
+    let p = project_with_registry(&format!("url = \"http://{}/test\"", reg.url()));
+    p.imgraph(&["build", "--push"]).success();
+    assert_eq!(
+        remote_digest(&reg, "hello:one"),
+        p.index_digest("hello", "one")
+    );
+    p.imgraph(&["verify", "--pushed"]).success();
+}
