@@ -374,6 +374,36 @@ fn credentials_in_a_registry_url_are_refused_and_never_printed_or_stored() {
     );
 }
 
+#[test]
+fn no_docker_config_says_no_credentials_were_found() {
+    let reg = RegistryGuard::start(Auth::Htpasswd {
+        user: "alice".into(),
+        pass: "s3cret-pa55".into(),
+    });
+    let p = project_for(&[("private", &reg)], &["one"]);
+    let empty = tempfile::tempdir().unwrap();
+    let config = empty.path().join("config.json");
+    let run = p
+        .imgraph_env(
+            &["build", "--push"],
+            &[("DOCKER_CONFIG", empty.path().to_str().unwrap())],
+        )
+        .code(1)
+        .stderr_has(&[
+            &format!(
+                "{} asks for credentials and none were found in {}",
+                reg.url(),
+                config.display()
+            ),
+            &format!("run `docker login {}`", reg.url()),
+        ]);
+    assert!(
+        !run.stderr.contains("rejected the credentials"),
+        "{}",
+        run.stderr
+    );
+}
+
 /// A project pushing to `reg` with this `[registries.local]` body.
 fn project_with_registry(reg_table: &str) -> Project {
     let p = project_for(&[], &["one"]);
@@ -383,6 +413,17 @@ fn project_with_registry(reg_table: &str) -> Project {
         text.replace("registries = []", "registries = [\"local\"]")
     ));
     p
+}
+
+#[test]
+fn tls_to_a_plain_http_registry_says_set_insecure() {
+    let reg = RegistryGuard::start(Auth::None);
+    let p = project_with_registry(&format!("url = \"{}/test\"", reg.url()));
+    let run = p.imgraph(&["build", "--push"]).code(1).stderr_has(&[
+        &reg.url(),
+        "server speaks plain HTTP: set insecure = true for this registry",
+    ]);
+    assert!(!run.stderr.contains("InvalidContentType"), "{}", run.stderr);
 }
 
 #[test]
