@@ -312,6 +312,80 @@ fn verify_pushed_catches_binaries_of_the_wrong_arch() {
         .stderr_has(&["local", "linux/arm64/v8", "x86-64"]);
 }
 
+#[test]
+fn verify_pushed_reports_every_moved_or_missing_tag() {
+    let a = RegistryGuard::start(Auth::None);
+    let b = RegistryGuard::start(Auth::None);
+    let p = project_for(&[("a", &a), ("b", &b)], &["one", "two"]);
+    p.file("rootfs/two/amd64/etc/hostname", b"two\n");
+    p.imgraph(&["build", "--push"]).success();
+    let one = p.index_digest("hello", "one");
+    let two = p.index_digest("hello", "two");
+    assert_ne!(one, two);
+    p.imgraph(&["verify", "--pushed"]).success();
+
+    // Another image copied over a tag, on each registry a different one.
+    let copy_over = |reg: &RegistryGuard, tag: &str| {
+        tool(
+            "skopeo",
+            &[
+                "copy",
+                "--all",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+                &format!("docker://{}/test/hello:two", reg.url()),
+                &format!("docker://{}/test/hello:{tag}", reg.url()),
+            ],
+        );
+        assert_eq!(remote_digest(reg, &format!("hello:{tag}")), two);
+    };
+    copy_over(&a, "one");
+    copy_over(&b, "latest");
+    // A tag the manifest now asks for that was never pushed (tags are not part
+    // of the index, so the build is still a cache hit).
+    let text = std::fs::read_to_string(p.path("images.toml")).unwrap();
+    p.manifest(&text.replace(
+        "latest = \"one\"",
+        "latest = \"one\"\ntags = [\"{dist}\", \"{dist}-extra\"]",
+    ));
+
+    let run = p.imgraph(&["verify", "--pushed"]).code(1);
+    let moved_a = format!("{}/test/hello:one points at {two}, expected {one}", a.url());
+    let moved_b = format!(
+        "{}/test/hello:latest points at {two}, expected {one}",
+        b.url()
+    );
+    let mut needles = vec![moved_a, moved_b];
+    for reg in [&a, &b] {
+        for dist in ["one", "two"] {
+            let expected = if dist == "one" { &one } else { &two };
+            needles.push(format!(
+                "{}/test/hello:{dist}-extra is missing, expected {expected}",
+                reg.url()
+            ));
+        }
+    }
+    for n in &needles {
+        assert!(
+            run.stderr.contains(n.as_str()),
+            "lacks {n:?}:\n{}",
+            run.stderr
+        );
+    }
+    // Tags that are right are not reported.
+    for ok in [
+        format!("{}/test/hello:latest points", a.url()),
+        format!("{}/test/hello:one points", b.url()),
+        format!("{}/test/hello:two points", a.url()),
+    ] {
+        assert!(
+            !run.stderr.contains(&ok),
+            "reported {ok:?}:\n{}",
+            run.stderr
+        );
+    }
+}
+
 /// The secret of a URL with userinfo, and every place it could end up.
 const URL_SECRET: &str = "s3cret-in-url";
 
