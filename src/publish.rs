@@ -165,7 +165,8 @@ fn plan(
 }
 
 /// `imgraph verify --pushed`: fetch every pushed index by digest and check its
-/// platforms and the machine of the binaries in each layer.
+/// platforms and the machine of the binaries in each layer, and resolve every
+/// tag, which must point at that index.
 pub(crate) fn verify_pushed(project: &Project, globals: &Globals) -> Result<(), Error> {
     let store = Store::open(&project.cache_dir)?;
     let progress = Progress::new(globals.quiet, globals.verbose, globals.color);
@@ -190,20 +191,34 @@ pub(crate) fn verify_pushed(project: &Project, globals: &Globals) -> Result<(), 
         };
         for reg_name in &d.registries {
             let reg = &project.manifest.registries[reg_name];
+            let mut found = Vec::new();
+            let mut platforms = 0;
             match verify_one(&store, reg, d, &index.digest) {
                 Ok(n) => {
                     checked += n;
-                    if !globals.quiet {
-                        eprintln!(
-                            "verified {}/{}@{} on {}: {n} platforms",
-                            reg.host,
-                            reg.repository(&d.image),
-                            index.digest,
-                            reg.name
-                        );
-                    }
+                    platforms = n;
                 }
-                Err(p) => problems.push(format!("{} ({}): {p}", reg.name, reg.host)),
+                Err(p) => found.push(p),
+            }
+            found.extend(verify_tags(reg, d, &index.digest));
+            if found.is_empty() {
+                if !globals.quiet {
+                    eprintln!(
+                        "verified {}/{}@{} on {}: {} platforms, tags {}",
+                        reg.host,
+                        reg.repository(&d.image),
+                        index.digest,
+                        reg.name,
+                        platforms,
+                        d.tags.join(", ")
+                    );
+                }
+            } else {
+                problems.extend(
+                    found
+                        .into_iter()
+                        .map(|p| format!("{} ({}): {p}", reg.name, reg.host)),
+                );
             }
         }
     }
@@ -219,6 +234,30 @@ pub(crate) fn verify_pushed(project: &Project, globals: &Globals) -> Result<(), 
         ));
     }
     Ok(())
+}
+
+/// Every tag of `d` on `reg` must point at the built index: reading by digest
+/// alone would miss a tag that another push moved. One line per wrong tag.
+fn verify_tags(reg: &Registry, d: &DistSpec, index_digest: &str) -> Vec<String> {
+    let client = match client(reg) {
+        Ok(c) => c,
+        Err(e) => return vec![e.to_string()],
+    };
+    let repo = reg.repository(&d.image);
+    d.tags
+        .iter()
+        .filter_map(|tag| {
+            let reference = format!("{}/{repo}:{tag}", reg.host);
+            match client.head_manifest(&repo, tag) {
+                Ok(Some(digest)) if digest == index_digest => None,
+                Ok(Some(digest)) => Some(format!(
+                    "{reference} points at {digest}, expected {index_digest}"
+                )),
+                Ok(None) => Some(format!("{reference} is missing, expected {index_digest}")),
+                Err(e) => Some(format!("{reference}: {e}")),
+            }
+        })
+        .collect()
 }
 
 fn verify_one(

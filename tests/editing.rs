@@ -181,6 +181,10 @@ const CHECK_CASES: &[(&str, &str)] = &[
         "[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = \"r\"\n",
     ),
     (
+        "credentials-in-registry-url",
+        "[registries.x]\nurl = \"alice:s3cret@127.0.0.1:5000/lib\"\n\n[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nregistries = [\"x\"]\nrootfs = { dir = \"r\" }\n",
+    ),
+    (
         "missing-rootfs",
         "[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\n",
     ),

@@ -101,6 +101,36 @@ const CASES: &[(&str, &str, &[&str])] = &[
         &["images.toml:2:7", "has no host", "host[:port]/namespace"],
     ),
     (
+        "credentials in a registry url",
+        "[registries.x]\nurl = \"bob:hunter2@reg.example/ns\"\n[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { dir = \"r\" }\n",
+        &["images.toml:2:8", "credentials", "~/.docker/config.json", "docker login reg.example", "url = \"bob:*******@reg.example/ns\""],
+    ),
+    (
+        "https scheme with insecure = true",
+        "[registries.x]\nurl = \"https://reg.example/ns\"\ninsecure = true\n[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { dir = \"r\" }\n",
+        &["images.toml:2:8", "`https://` and `insecure = true` disagree", "http://"],
+    ),
+    (
+        "http scheme with insecure = false",
+        "[registries.x]\nurl = \"http://127.0.0.1:5000/ns\"\ninsecure = false\n[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { dir = \"r\" }\n",
+        &["images.toml:2:8", "`http://` and `insecure = false` disagree"],
+    ),
+    (
+        "unknown url scheme",
+        "[registries.x]\nurl = \"docker://reg.example/ns\"\n[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { dir = \"r\" }\n",
+        &["images.toml:2:8", "scheme `docker://`", "https://"],
+    ),
+    (
+        "registry port out of range",
+        "[registries.x]\nurl = \"127.0.0.1:99999/ns\"\n[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { dir = \"r\" }\n",
+        &["images.toml:2:18", "port 99999 is out of range", "1-65535"],
+    ),
+    (
+        "registry port zero",
+        "[registries.x]\nurl = \"reg.example:0\"\n[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { dir = \"r\" }\n",
+        &["images.toml:2:20", "port 0 is out of range"],
+    ),
+    (
         "unknown owners",
         "[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { dir = \"r\", owners = \"nobody\" }\n",
         &["images.toml:4:32", "unknown owners \"nobody\""],
@@ -201,6 +231,11 @@ fn every_bad_manifest_exits_2_with_location_and_hint() {
                 run.stderr
             );
         }
+        assert!(
+            !run.stderr.contains("hunter2"),
+            "{what}: secret printed:\n{}",
+            run.stderr
+        );
     }
 }
 

@@ -311,3 +311,203 @@ fn verify_pushed_catches_binaries_of_the_wrong_arch() {
         .code(1)
         .stderr_has(&["local", "linux/arm64/v8", "x86-64"]);
 }
+
+#[test]
+fn verify_pushed_reports_every_moved_or_missing_tag() {
+    let a = RegistryGuard::start(Auth::None);
+    let b = RegistryGuard::start(Auth::None);
+    let p = project_for(&[("a", &a), ("b", &b)], &["one", "two"]);
+    p.file("rootfs/two/amd64/etc/hostname", b"two\n");
+    p.imgraph(&["build", "--push"]).success();
+    let one = p.index_digest("hello", "one");
+    let two = p.index_digest("hello", "two");
+    assert_ne!(one, two);
+    p.imgraph(&["verify", "--pushed"]).success();
+
+    // Another image copied over a tag, on each registry a different one.
+    let copy_over = |reg: &RegistryGuard, tag: &str| {
+        tool(
+            "skopeo",
+            &[
+                "copy",
+                "--all",
+                "--src-tls-verify=false",
+                "--dest-tls-verify=false",
+                &format!("docker://{}/test/hello:two", reg.url()),
+                &format!("docker://{}/test/hello:{tag}", reg.url()),
+            ],
+        );
+        assert_eq!(remote_digest(reg, &format!("hello:{tag}")), two);
+    };
+    copy_over(&a, "one");
+    copy_over(&b, "latest");
+    // A tag the manifest now asks for that was never pushed (tags are not part
+    // of the index, so the build is still a cache hit).
+    let text = std::fs::read_to_string(p.path("images.toml")).unwrap();
+    p.manifest(&text.replace(
+        "latest = \"one\"",
+        "latest = \"one\"\ntags = [\"{dist}\", \"{dist}-extra\"]",
+    ));
+
+    let run = p.imgraph(&["verify", "--pushed"]).code(1);
+    let moved_a = format!("{}/test/hello:one points at {two}, expected {one}", a.url());
+    let moved_b = format!(
+        "{}/test/hello:latest points at {two}, expected {one}",
+        b.url()
+    );
+    let mut needles = vec![moved_a, moved_b];
+    for reg in [&a, &b] {
+        for dist in ["one", "two"] {
+            let expected = if dist == "one" { &one } else { &two };
+            needles.push(format!(
+                "{}/test/hello:{dist}-extra is missing, expected {expected}",
+                reg.url()
+            ));
+        }
+    }
+    for n in &needles {
+        assert!(
+            run.stderr.contains(n.as_str()),
+            "lacks {n:?}:\n{}",
+            run.stderr
+        );
+    }
+    // Tags that are right are not reported.
+    for ok in [
+        format!("{}/test/hello:latest points", a.url()),
+        format!("{}/test/hello:one points", b.url()),
+        format!("{}/test/hello:two points", a.url()),
+    ] {
+        assert!(
+            !run.stderr.contains(&ok),
+            "reported {ok:?}:\n{}",
+            run.stderr
+        );
+    }
+}
+
+/// The secret of a URL with userinfo, and every place it could end up.
+const URL_SECRET: &str = "s3cret-in-url";
+
+#[test]
+fn credentials_in_a_registry_url_are_refused_and_never_printed_or_stored() {
+    let reg = RegistryGuard::start(Auth::Htpasswd {
+        user: "alice".into(),
+        pass: URL_SECRET.into(),
+    });
+    let p = project_for(&[("private", &reg)], &["one"]);
+    reg.clear_log();
+    let good = std::fs::read_to_string(p.path("images.toml")).unwrap();
+    let url = format!("{}/test", reg.url());
+    let bad = good.replace(
+        &format!("url = \"{url}\""),
+        &format!("url = \"alice:{URL_SECRET}@{url}\""),
+    );
+    assert_ne!(good, bad);
+    p.manifest(&bad);
+    let line = bad
+        .lines()
+        .position(|l| l.starts_with("url = "))
+        .map(|i| i + 1)
+        .unwrap();
+    let run = p.imgraph(&["check"]).code(2).stderr_has(&[
+        &format!("images.toml:{line}:8"),
+        "credentials",
+        "~/.docker/config.json",
+        &format!("docker login {}", reg.url()),
+    ]);
+    let mut outputs = vec![run];
+    for args in [
+        &["plan"][..],
+        &["build"],
+        &["build", "--push", "--json", "-v"],
+        &["verify", "--pushed"],
+        &["explain", "index:hello:one"],
+        &["graph"],
+    ] {
+        outputs.push(p.imgraph(args).code(2));
+    }
+    for run in &outputs {
+        assert!(
+            !run.stdout.contains(URL_SECRET) && !run.stderr.contains(URL_SECRET),
+            "`{}` printed the secret:\n{}\n{}",
+            run.what,
+            run.stdout,
+            run.stderr
+        );
+    }
+    assert!(
+        !grep_tree(&p.path("cache"), URL_SECRET),
+        "secret in the cache"
+    );
+    assert!(!grep_tree(&p.path("out"), URL_SECRET), "secret in out/");
+    assert!(
+        reg.request_log().is_empty(),
+        "the registry was contacted: {:?}",
+        reg.request_log()
+    );
+}
+
+#[test]
+fn no_docker_config_says_no_credentials_were_found() {
+    let reg = RegistryGuard::start(Auth::Htpasswd {
+        user: "alice".into(),
+        pass: "s3cret-pa55".into(),
+    });
+    let p = project_for(&[("private", &reg)], &["one"]);
+    let empty = tempfile::tempdir().unwrap();
+    let config = empty.path().join("config.json");
+    let run = p
+        .imgraph_env(
+            &["build", "--push"],
+            &[("DOCKER_CONFIG", empty.path().to_str().unwrap())],
+        )
+        .code(1)
+        .stderr_has(&[
+            &format!(
+                "{} asks for credentials and none were found in {}",
+                reg.url(),
+                config.display()
+            ),
+            &format!("run `docker login {}`", reg.url()),
+        ]);
+    assert!(
+        !run.stderr.contains("rejected the credentials"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// A project pushing to `reg` with this `[registries.local]` body.
+fn project_with_registry(reg_table: &str) -> Project {
+    let p = project_for(&[], &["one"]);
+    let text = std::fs::read_to_string(p.path("images.toml")).unwrap();
+    p.manifest(&format!(
+        "{}\n[registries.local]\n{reg_table}\n",
+        text.replace("registries = []", "registries = [\"local\"]")
+    ));
+    p
+}
+
+#[test]
+fn tls_to_a_plain_http_registry_says_set_insecure() {
+    let reg = RegistryGuard::start(Auth::None);
+    let p = project_with_registry(&format!("url = \"{}/test\"", reg.url()));
+    let run = p.imgraph(&["build", "--push"]).code(1).stderr_has(&[
+        &reg.url(),
+        "server speaks plain HTTP: set insecure = true for this registry",
+    ]);
+    assert!(!run.stderr.contains("InvalidContentType"), "{}", run.stderr);
+}
+
+#[test]
+fn an_http_scheme_means_plain_http_and_pushes() {
+    let reg = RegistryGuard::start(Auth::None);
+    let p = project_with_registry(&format!("url = \"http://{}/test\"", reg.url()));
+    p.imgraph(&["build", "--push"]).success();
+    assert_eq!(
+        remote_digest(&reg, "hello:one"),
+        p.index_digest("hello", "one")
+    );
+    p.imgraph(&["verify", "--pushed"]).success();
+}

@@ -1,5 +1,6 @@
 //! `imgraph verify`: `--reproducible` rebuilds in a scratch cache and compares
-//! every digest; `--pushed` reads pushed indexes back by digest.
+//! every digest; `--pushed` reads pushed indexes back by digest and checks that
+//! every tag points at them.
 
 use std::collections::BTreeMap;
 

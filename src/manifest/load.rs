@@ -9,9 +9,10 @@ use super::arch::{self, Arch};
 use super::created;
 use super::diagnostic::{did_you_mean, Diagnostic, Diagnostics, SourceFile};
 use super::model::*;
-use super::raw::{RawImage, RawManifest, RawRootfs, S};
+use super::raw::{RawImage, RawManifest, RawRegistry, RawRootfs, S};
 use super::template::{self, TemplateError, Vars};
 use super::ManifestError;
+use crate::registry::{ReferenceError, RegistryUrl};
 
 /// Knobs that come from the command line rather than the manifest.
 #[derive(Debug, Clone, Default)]
@@ -66,6 +67,7 @@ pub fn parse(
     let mut v = Validator {
         root: root.to_path_buf(),
         diags: Vec::new(),
+        secrets: Vec::new(),
         opts,
         text,
     };
@@ -74,9 +76,28 @@ pub fn parse(
         Ok(manifest)
     } else {
         Err(ManifestError::Invalid(Diagnostics {
-            source,
+            source: mask(source, &v.secrets),
             items: v.diags,
         }))
+    }
+}
+
+/// The source with every byte of `secrets` replaced by `*` (so offsets, lines
+/// and columns stay the same).
+fn mask(source: SourceFile, secrets: &[std::ops::Range<usize>]) -> SourceFile {
+    if secrets.is_empty() {
+        return source;
+    }
+    let mut text = source.text.to_string();
+    for r in secrets {
+        if let Some(part) = text.get(r.clone()) {
+            let stars = "*".repeat(part.len());
+            text.replace_range(r.clone(), &stars);
+        }
+    }
+    SourceFile {
+        path: source.path,
+        text: Arc::from(text),
     }
 }
 
@@ -173,6 +194,9 @@ fn type_hint(message: &str) -> Option<String> {
 struct Validator<'o> {
     root: PathBuf,
     diags: Vec<Diagnostic>,
+    /// Byte ranges of the text that must never be shown (a password in a
+    /// registry url): masked with `*` in the snippets of the errors.
+    secrets: Vec<std::ops::Range<usize>>,
     opts: &'o LoadOptions,
     /// The manifest text, to find a template variable inside its TOML string.
     text: &'o str,
@@ -281,42 +305,165 @@ impl Validator<'_> {
         }
     }
 
+    /// One validator for registry urls: [`RegistryUrl::parse`], which the push
+    /// code's rules come from; here its errors get a place in the text.
     fn registries(&mut self, raw: &RawManifest) -> BTreeMap<String, Registry> {
         let mut out = BTreeMap::new();
         for (name, reg) in &raw.registries {
-            let url = reg.url.get_ref().trim_end_matches('/');
-            let url = url
-                .strip_prefix("https://")
-                .or_else(|| url.strip_prefix("http://"))
-                .unwrap_or(url);
-            let (host, namespace) = url.split_once('/').unwrap_or((url, ""));
-            if host.is_empty() || host.contains(char::is_whitespace) {
-                self.error(
-                    reg.url.span(),
-                    format!("registry url {:?} has no host", reg.url.get_ref()),
-                    "write it as host[:port]/namespace, e.g. \"127.0.0.1:5000/bitnami\"",
-                );
-                continue;
-            }
-            if !namespace.is_empty() && !valid_repository(namespace) {
-                self.error(
-                    reg.url.span(),
-                    format!("registry namespace {namespace:?} is not a valid repository path"),
-                    "use lowercase letters, digits and . _ - separated by /",
-                );
-            }
-            out.insert(
-                name.get_ref().clone(),
-                Registry {
+            // A bad url still declares the name, so images listing it get no
+            // second, misleading "not declared" error (the load fails anyway).
+            let registry = self
+                .registry(name.get_ref(), reg)
+                .unwrap_or_else(|| Registry {
                     name: name.get_ref().clone(),
-                    host: host.to_string(),
-                    namespace: namespace.to_string(),
-                    insecure: reg.insecure,
-                    url: reg.url.get_ref().clone(),
-                },
-            );
+                    host: String::new(),
+                    namespace: String::new(),
+                    insecure: false,
+                    url: String::new(),
+                });
+            out.insert(name.get_ref().clone(), registry);
         }
         out
+    }
+
+    fn registry(&mut self, name: &str, reg: &RawRegistry) -> Option<Registry> {
+        let url = match RegistryUrl::parse(reg.url.get_ref()) {
+            Ok(url) => url,
+            Err(e) => {
+                self.url_error(&reg.url, &e);
+                return None;
+            }
+        };
+        // `http://` means plain HTTP and `https://` means TLS; `insecure`
+        // may repeat what the scheme says, never contradict it.
+        let insecure = match (url.plain_http, reg.insecure) {
+            (Some(false), Some(true)) => {
+                let span = self.sub_span(&reg.url, "https://");
+                self.error(
+                    span,
+                    "`https://` and `insecure = true` disagree: one says TLS, the other plain HTTP",
+                    "for a plain-HTTP registry write http://, else remove `insecure = true`",
+                );
+                return None;
+            }
+            (Some(true), Some(false)) => {
+                let span = self.sub_span(&reg.url, "http://");
+                self.error(
+                    span,
+                    "`http://` and `insecure = false` disagree: one says plain HTTP, the other TLS",
+                    "for a TLS registry write https://, else remove `insecure = false`",
+                );
+                return None;
+            }
+            (Some(plain), _) => plain,
+            (None, insecure) => insecure.unwrap_or(false),
+        };
+        Some(Registry {
+            name: name.to_owned(),
+            host: url.host,
+            namespace: url.namespace.unwrap_or_default(),
+            insecure,
+            url: reg.url.get_ref().clone(),
+        })
+    }
+
+    /// The range of `needle` inside the TOML string `s` as written, or the
+    /// whole string when escapes make the written text differ from the value.
+    fn sub_span(&self, s: &S<String>, needle: &str) -> std::ops::Range<usize> {
+        let span = s.span();
+        match self.text.get(span.clone()).and_then(|raw| raw.find(needle)) {
+            Some(i) if !needle.is_empty() => span.start + i..span.start + i + needle.len(),
+            _ => span,
+        }
+    }
+
+    fn url_error(&mut self, url: &S<String>, e: &ReferenceError) {
+        let example = "write it as host[:port]/namespace, e.g. \"127.0.0.1:5000/bitnami\"";
+        match e {
+            ReferenceError::Empty { .. } => {
+                self.error(url.span(), "registry url is empty", example)
+            }
+            ReferenceError::Host { host, .. } if host.is_empty() => self.error(
+                url.span(),
+                format!("registry url {:?} has no host", url.get_ref()),
+                example,
+            ),
+            ReferenceError::Host { host, .. } => {
+                let span = self.sub_span(url, host);
+                self.error(span, e.to_string(), example);
+            }
+            ReferenceError::Port { port, .. } => {
+                let span = self.sub_span(url, &format!(":{port}"));
+                let span = if span.len() == port.len() + 1 {
+                    span.start + 1..span.end
+                } else {
+                    span
+                };
+                self.error(
+                    span,
+                    format!("registry port {port} is out of range"),
+                    "use a port from 1-65535, or none for the scheme's default",
+                );
+            }
+            ReferenceError::Scheme { scheme } => {
+                let span = self.sub_span(url, &format!("{scheme}://"));
+                self.error(
+                    span,
+                    e.to_string(),
+                    "https:// (the default) talks TLS; http:// talks plain HTTP, like insecure = true",
+                );
+            }
+            ReferenceError::Credentials { host } => {
+                // Point at the userinfo, and keep the password out of the
+                // snippet: `parse` masks every range in `secrets`.
+                let raw_value = url.get_ref();
+                let after_scheme = raw_value
+                    .split_once("://")
+                    .map_or(raw_value.as_str(), |(_, r)| r);
+                let userinfo = after_scheme.rsplit_once('@').map_or("", |(u, _)| u);
+                // Found as `user:password@` (the `@` keeps it from matching
+                // inside the scheme by chance), shown without the `@`.
+                let with_at = self.sub_span(url, &format!("{userinfo}@"));
+                let span = if with_at.len() == userinfo.len() + 1 {
+                    with_at.start..with_at.end - 1
+                } else {
+                    with_at
+                };
+                let secret = match userinfo.split_once(':') {
+                    Some((_, password)) if span.len() == userinfo.len() => {
+                        span.end - password.len()..span.end
+                    }
+                    _ if span.len() == userinfo.len() => span.clone(),
+                    // Escapes: mask the whole string, quotes aside.
+                    _ => span.start + 1..span.end.saturating_sub(1).max(span.start + 1),
+                };
+                self.secrets.push(secret);
+                self.error(
+                    span,
+                    "registry url has credentials in it; imgraph never reads them from images.toml",
+                    format!(
+                        "put credentials in ~/.docker/config.json (run `docker login {host}`) and remove `user:password@` from the url"
+                    ),
+                );
+            }
+            ReferenceError::Repository { .. }
+            | ReferenceError::Tag { .. }
+            | ReferenceError::Digest { .. } => {
+                let (_, path) = url
+                    .get_ref()
+                    .split_once("://")
+                    .unwrap_or(("", url.get_ref()));
+                let namespace = path
+                    .split_once('/')
+                    .map_or("", |(_, ns)| ns.trim_end_matches('/'));
+                let span = self.sub_span(url, namespace);
+                self.error(
+                    span,
+                    format!("registry namespace {namespace:?} is not a valid repository path"),
+                    "use lowercase letters and digits, separated by `.`, `_`, `__` or `-`, and `/` between components",
+                );
+            }
+        }
     }
 
     fn image(

@@ -84,11 +84,12 @@ impl Compression {
 pub struct Registry {
     /// The table name (`local`).
     pub name: String,
-    /// `host[:port]`.
+    /// `host[:port]` the API is served on (Docker Hub's names become
+    /// `registry-1.docker.io`), without scheme.
     pub host: String,
     /// Path under the host (`bitnami`), possibly empty.
     pub namespace: String,
-    /// Plain HTTP, for loopback test registries.
+    /// Plain HTTP (`insecure = true` or an `http://` url), for loopback test registries.
     pub insecure: bool,
     /// The url exactly as written, part of push keys.
     pub url: String,

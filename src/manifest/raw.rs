@@ -72,21 +72,25 @@ pub(crate) struct RawSettings {
 
 /// A registry to push to. Credentials come from `$DOCKER_CONFIG/config.json`
 /// (default `~/.docker/config.json`): `auths` entries and credential helpers, as
-/// `docker login` writes them.
+/// `docker login` writes them. Never in the url: `user:password@` is refused.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(rename = "Registry")]
 pub(crate) struct RawRegistry {
-    /// `host[:port]/namespace`, e.g. `"registry.example.com/library"` or
-    /// `"127.0.0.1:5000/test"`: an image named `minideb` is pushed to
-    /// `<url>/minideb`. Required.
+    /// `[https://|http://]host[:port]/namespace`, e.g.
+    /// `"registry.example.com/library"` or `"127.0.0.1:5000/test"`: an image
+    /// named `minideb` is pushed to `<url>/minideb`. Without a scheme, HTTPS
+    /// unless `insecure = true`; `http://` means plain HTTP (as `insecure = true`
+    /// does) and `https://` means TLS, and `insecure` may not say otherwise.
+    /// Ports are 1-65535. Required.
     #[schemars(with = "String", extend("examples" = ["127.0.0.1:5000/bitnami"]))]
     pub(crate) url: S<String>,
-    /// Talk plain HTTP instead of HTTPS, for loopback test registries.
-    /// Default: `false`.
+    /// Talk plain HTTP instead of HTTPS, for loopback test registries (the same
+    /// as writing the url with `http://`). Default: `false`, or what the url's
+    /// scheme says.
     #[serde(default)]
-    #[schemars(extend("default" = false))]
-    pub(crate) insecure: bool,
+    #[schemars(with = "bool", extend("default" = false))]
+    pub(crate) insecure: Option<bool>,
 }
 
 /// One image: built for every dist x arch pair, and indexed per dist into one

@@ -231,6 +231,17 @@ impl Authenticator {
         Ok(c)
     }
 
+    /// Whether a credential is configured for this host (an unreadable config
+    /// counts as none: that error has been reported on the way here).
+    pub(crate) fn has_credential(&self) -> bool {
+        matches!(self.credential(), Ok(Some(_)))
+    }
+
+    /// The config file credentials are looked up in, for messages.
+    pub(crate) fn config_location(&self) -> String {
+        self.source.location()
+    }
+
     /// The `Authorization` value for a request needing `scopes`, once a
     /// challenge is known; `None` before (the first request is anonymous).
     pub(crate) fn authorization(

@@ -31,6 +31,22 @@ pub struct Registry {
 pub enum RegistryError {
     #[error("registry {host} rejected the credentials for {repository} (401 Unauthorized); check `docker login {host}` or the `auths`/credential helpers of $DOCKER_CONFIG/config.json")]
     Unauthorized { host: String, repository: String },
+    /// A 401 when no credential is configured for the host: the fix is a
+    /// login, not a different password.
+    #[error("registry {host} asks for credentials and none were found in {config}: run `docker login {host}`")]
+    NoCredentials {
+        host: String,
+        /// The config file looked at (it may not exist).
+        config: String,
+    },
+    /// TLS was sent and plain HTTP came back (rustls: `InvalidContentType`).
+    /// Not transient: every retry would meet the same server.
+    #[error("cannot reach registry {host} over TLS ({request}): server speaks plain HTTP: set insecure = true for this registry (or write its url as http://{host}/...)")]
+    PlainHttp {
+        host: String,
+        /// `METHOD /path`, without the query.
+        request: String,
+    },
     #[error("registry {host} denied access to {repository} (403 Forbidden); the account may lack push rights")]
     Denied { host: String, repository: String },
     #[error("cannot reach registry {host} ({request}): {source}")]
@@ -321,10 +337,18 @@ impl Client {
                 builder = builder.header("Authorization", value);
             }
         }
-        let transport = |source: ureq::Error| RegistryError::Transport {
-            host: self.registry.host.clone(),
-            request: request_line(&req.method, &req.url),
-            source: Box::new(source),
+        let transport = |source: ureq::Error| {
+            if !self.registry.insecure && is_plain_http_reply(&source) {
+                return RegistryError::PlainHttp {
+                    host: self.registry.host.clone(),
+                    request: request_line(&req.method, &req.url),
+                };
+            }
+            RegistryError::Transport {
+                host: self.registry.host.clone(),
+                request: request_line(&req.method, &req.url),
+                source: Box::new(source),
+            }
         };
         let redirects = if req.follow_redirects { 5 } else { 0 };
         let result = match req.body {
@@ -379,7 +403,15 @@ impl Client {
         result.map_err(transport)
     }
 
+    /// A 401 that one more try cannot fix: `NoCredentials` when none are
+    /// configured for this host, else `Unauthorized`.
     fn unauthorized(&self, repository: &str) -> RegistryError {
+        if !self.auth.has_credential() {
+            return RegistryError::NoCredentials {
+                host: self.registry.host.clone(),
+                config: self.auth.config_location(),
+            };
+        }
         RegistryError::Unauthorized {
             host: self.registry.host.clone(),
             repository: repository.to_owned(),
@@ -673,6 +705,25 @@ impl Client {
         }
         Ok(total)
     }
+}
+
+/// Whether a transport error is rustls reading a plain-HTTP answer to its TLS
+/// hello (the first byte, `H` of `HTTP/1.1 400`, is no TLS record type). ureq
+/// passes it on either directly or inside the `io::Error` of the TLS stream.
+fn is_plain_http_reply(e: &ureq::Error) -> bool {
+    let tls = match e {
+        ureq::Error::Rustls(e) => Some(e),
+        ureq::Error::Io(io) => io
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    matches!(
+        tls,
+        Some(rustls::Error::InvalidMessage(
+            rustls::InvalidMessage::InvalidContentType
+        ))
+    )
 }
 
 /// Read and drop a response's (small) body so the connection can be reused.

@@ -152,7 +152,14 @@ impl CredentialSource {
     pub fn from_file(path: &Path) -> Result<Self, CredentialError> {
         let text = match std::fs::read(path) {
             Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::anonymous()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Anonymous, but remembering where it looked, for "no credentials
+                // were found in PATH".
+                return Ok(CredentialSource {
+                    path: Some(path.to_owned()),
+                    ..Self::default()
+                });
+            }
             Err(source) => {
                 return Err(CredentialError::Read {
                     path: path.to_owned(),
@@ -177,6 +184,15 @@ impl CredentialSource {
             config: Some(std::sync::Arc::new(config)),
             ..Self::default()
         })
+    }
+
+    /// The config file this source reads (or would read, had it existed), for
+    /// messages; `$DOCKER_CONFIG/config.json` when it reads none.
+    pub fn location(&self) -> String {
+        match &self.path {
+            Some(p) => p.display().to_string(),
+            None => "$DOCKER_CONFIG/config.json".to_owned(),
+        }
     }
 
     /// Search these directories (`PATH` syntax) for `docker-credential-*`

@@ -1,4 +1,4 @@
-//! Registry URLs (`host[:port]/namespace`, as in `[registries.NAME] url`) and the
+//! Registry URLs (`[https://|http://]host[:port]/namespace`, as in `[registries.NAME] url`) and the
 //! names the distribution spec allows for repositories, tags and digests.
 
 /// A registry URL from `images.toml` could not be used.
@@ -6,10 +6,17 @@
 pub enum ReferenceError {
     #[error("registry url `{url}` is empty; write `host[:port]/namespace`, e.g. `127.0.0.1:5000/bitnami`")]
     Empty { url: String },
-    #[error("registry url `{url}` has a scheme; write `host[:port]/namespace` without `{scheme}://` (set `insecure = true` for plain HTTP)")]
-    Scheme { url: String, scheme: String },
+    /// Not `https://` or `http://`. The url is left out: it may hold anything.
+    #[error("registry url has scheme `{scheme}://`; write `https://`, `http://` (plain HTTP) or no scheme")]
+    Scheme { scheme: String },
+    /// `user:password@` before the host. Neither the url nor the userinfo is
+    /// kept, so the error can be printed anywhere.
+    #[error("registry url has credentials before `@{host}`; put credentials in ~/.docker/config.json (run `docker login {host}`), not in images.toml")]
+    Credentials { host: String },
     #[error("registry url `{url}`: `{host}` is not a valid host[:port]")]
     Host { url: String, host: String },
+    #[error("registry url `{url}`: port {port} is out of range; use 1-65535")]
+    Port { url: String, port: String },
     #[error("repository `{repository}` on {host} is not valid: path components are lowercase letters and digits, separated by `.`, `_`, `__` or dashes")]
     Repository { host: String, repository: String },
     #[error("tag `{tag}` is not valid: up to 128 of letters, digits, `_`, `.` and `-`, not starting with `.` or `-`")]
@@ -28,13 +35,16 @@ pub fn is_docker_hub(host: &str) -> bool {
     DOCKER_HUB_ALIASES.contains(&host)
 }
 
-/// A parsed `[registries.NAME] url`: `host[:port]` and an optional namespace.
+/// A parsed `[registries.NAME] url`: `[scheme://]host[:port]` and an optional namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistryUrl {
     /// `host[:port]` the API is served on (Docker Hub aliases map to `registry-1.docker.io`).
     pub host: String,
     /// Path prefix of every repository, e.g. `bitnami`, or `None`.
     pub namespace: Option<String>,
+    /// What the scheme says: `Some(true)` for `http://` (plain HTTP), `Some(false)`
+    /// for `https://`, `None` without one (the registry's `insecure` decides).
+    pub plain_http: Option<bool>,
 }
 
 /// Where one image goes: the registry host and the repository in it.
@@ -45,7 +55,7 @@ pub struct ImageRepository {
 }
 
 impl RegistryUrl {
-    /// Parse `host[:port][/namespace]`.
+    /// Parse `[https://|http://]host[:port][/namespace]`.
     pub fn parse(url: &str) -> Result<Self, ReferenceError> {
         let trimmed = url.trim().trim_end_matches('/');
         if trimmed.is_empty() {
@@ -53,22 +63,33 @@ impl RegistryUrl {
                 url: url.to_owned(),
             });
         }
-        if let Some((scheme, _)) = trimmed.split_once("://") {
-            return Err(ReferenceError::Scheme {
-                url: url.to_owned(),
-                scheme: scheme.to_owned(),
-            });
-        }
-        let (host, namespace) = match trimmed.split_once('/') {
-            Some((h, ns)) => (h, Some(ns)),
-            None => (trimmed, None),
+        let (scheme, rest) = match trimmed.split_once("://") {
+            Some((scheme, rest)) => (Some(scheme), rest),
+            None => (None, trimmed),
         };
-        if !valid_host(host) {
-            return Err(ReferenceError::Host {
-                url: url.to_owned(),
-                host: host.to_owned(),
+        // Userinfo first, before any error that would quote the url: `@` is
+        // valid in neither a host nor a repository, so any `@` means credentials
+        // (a password may itself hold `/` or `@`).
+        if let Some((_, after)) = rest.rsplit_once('@') {
+            return Err(ReferenceError::Credentials {
+                host: after.split('/').next().unwrap_or("").to_owned(),
             });
         }
+        let plain_http = match scheme {
+            None => None,
+            Some(s) if s.eq_ignore_ascii_case("https") => Some(false),
+            Some(s) if s.eq_ignore_ascii_case("http") => Some(true),
+            Some(s) => {
+                return Err(ReferenceError::Scheme {
+                    scheme: s.to_owned(),
+                })
+            }
+        };
+        let (host, namespace) = match rest.split_once('/') {
+            Some((h, ns)) => (h, Some(ns)),
+            None => (rest, None),
+        };
+        check_host(url, host)?;
         let host = if is_docker_hub(host) {
             DOCKER_HUB_API.to_owned()
         } else {
@@ -80,6 +101,7 @@ impl RegistryUrl {
         Ok(RegistryUrl {
             host,
             namespace: namespace.map(str::to_owned),
+            plain_http,
         })
     }
 
@@ -99,37 +121,43 @@ impl RegistryUrl {
     }
 }
 
-fn valid_host(host: &str) -> bool {
+/// `host[:port]` or `[v6]:port`; a numeric port must be 1-65535.
+fn check_host(url: &str, host: &str) -> Result<(), ReferenceError> {
+    let bad = || ReferenceError::Host {
+        url: url.to_owned(),
+        host: host.to_owned(),
+    };
     let (name, port) = if let Some(rest) = host.strip_prefix('[') {
         // [v6]:port
-        match rest.split_once(']') {
-            Some((v6, tail)) => {
-                if v6.parse::<std::net::Ipv6Addr>().is_err() {
-                    return false;
-                }
-                match tail {
-                    "" => return true,
-                    t => ("x", t.strip_prefix(':')),
-                }
-            }
-            None => return false,
+        let (v6, tail) = rest.split_once(']').ok_or_else(bad)?;
+        if v6.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(bad());
+        }
+        match tail {
+            "" => (None, None),
+            t => (None, Some(t.strip_prefix(':').ok_or_else(bad)?)),
         }
     } else {
         match host.rsplit_once(':') {
-            Some((n, p)) => (n, Some(p)),
-            None => (host, None),
+            Some((n, p)) => (Some(n), Some(p)),
+            None => (Some(host), None),
         }
     };
     if let Some(p) = port {
-        if p.is_empty()
-            || p.len() > 5
-            || !p.bytes().all(|b| b.is_ascii_digit())
-            || p.parse::<u16>().is_err()
-        {
-            return false;
+        if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        if !matches!(p.parse::<u16>(), Ok(n) if n > 0) {
+            return Err(ReferenceError::Port {
+                url: url.to_owned(),
+                port: p.to_owned(),
+            });
         }
     }
-    !name.is_empty()
+    let Some(name) = name else {
+        return Ok(());
+    };
+    let ok = !name.is_empty()
         && name.split('.').all(|label| {
             !label.is_empty()
                 && !label.starts_with('-')
@@ -137,7 +165,12 @@ fn valid_host(host: &str) -> bool {
                 && label
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(bad())
+    }
 }
 
 /// Check a repository name against the distribution spec's grammar
@@ -250,10 +283,48 @@ mod tests {
     }
 
     #[test]
+    fn schemes_say_plain_http_or_tls() {
+        let u = RegistryUrl::parse("http://127.0.0.1:5000/a").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.plain_http),
+            ("127.0.0.1:5000", Some(true))
+        );
+        let u = RegistryUrl::parse("HTTPS://x.io/a").unwrap();
+        assert_eq!(u.plain_http, Some(false));
+        assert_eq!(RegistryUrl::parse("x.io/a").unwrap().plain_http, None);
+    }
+
+    #[test]
+    fn credentials_are_refused_without_quoting_them() {
+        for url in [
+            "alice:s3cret@x.io:5000/a",
+            "https://alice:s3cret@x.io:5000/a",
+            "ftp://alice:s3cret@x.io:5000/a",
+            "alice:s3/cret@x.io:5000/a",
+        ] {
+            let err = RegistryUrl::parse(url).unwrap_err();
+            assert!(
+                matches!(&err, ReferenceError::Credentials { host } if host == "x.io:5000"),
+                "{url}: {err:?}"
+            );
+            let shown = format!("{err} {err:?}");
+            assert!(!shown.contains("s3") && !shown.contains("cret"), "{shown}");
+        }
+    }
+
+    #[test]
     fn rejects_bad_urls() {
         assert!(matches!(
-            RegistryUrl::parse("https://x.io/a"),
+            RegistryUrl::parse("ftp://x.io/a"),
             Err(ReferenceError::Scheme { .. })
+        ));
+        assert!(matches!(
+            RegistryUrl::parse("x.io:0/a"),
+            Err(ReferenceError::Port { .. })
+        ));
+        assert!(matches!(
+            RegistryUrl::parse("[::1]:70000"),
+            Err(ReferenceError::Port { .. })
         ));
         assert!(matches!(
             RegistryUrl::parse(""),
@@ -261,7 +332,7 @@ mod tests {
         ));
         assert!(matches!(
             RegistryUrl::parse("x.io:99999/a"),
-            Err(ReferenceError::Host { .. })
+            Err(ReferenceError::Port { .. })
         ));
         assert!(matches!(
             RegistryUrl::parse("x.io:/a"),
