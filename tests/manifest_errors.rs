@@ -251,6 +251,90 @@ fn all_problems_are_reported_at_once() {
     );
 }
 
+/// The errors `check` printed, as (location, message) pairs in order.
+fn problems(stderr: &str) -> Vec<(String, String)> {
+    let lines: Vec<&str> = stderr.lines().collect();
+    lines
+        .windows(2)
+        .filter_map(|w| {
+            let message = w[0].strip_prefix("error: ")?;
+            let location = w[1].trim_start().strip_prefix("--> ")?;
+            Some((location.to_string(), message.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn check_reports_an_unknown_key_and_a_bad_arch_in_one_table() {
+    let p = Project::new();
+    std::fs::create_dir_all(p.path("r")).unwrap();
+    p.manifest("[images.a]\ndists = [\"one\"]\narches = [\"amd46\"]\ndsts = [\"b\"]\nrootfs = { dir = \"r\" }\n");
+    let run = p.imgraph(&["check"]).code(2);
+    let found = problems(&run.stderr);
+    assert_eq!(found.len(), 2, "{}", run.stderr);
+    assert_eq!(found[0].0, "images.toml:3:11");
+    assert!(found[0].1.contains("unknown arch \"amd46\""));
+    assert_eq!(found[1].0, "images.toml:4:1");
+    assert!(found[1].1.contains("unknown field `dsts`"));
+    run.stderr_has(&[
+        "did you mean \"amd64\"?",
+        "did you mean `dists`?",
+        "has 2 problems",
+    ]);
+}
+
+#[test]
+fn check_reports_problems_of_every_kind_across_tables() {
+    let p = Project::new();
+    std::fs::create_dir_all(p.path("r")).unwrap();
+    p.manifest(
+        r#"[settings]
+compresion = "zstd"
+
+[registries.local]
+url = "127.0.0.1:5000/lib"
+insecure = "yes"
+
+[images.a]
+dists = ["one"]
+arches = ["amd46"]
+rootfs = { dir = "r" }
+
+[images.b]
+dists = "two"
+arches = ["amd64"]
+rootfs = { dir = "r", ownrs = "preserve" }
+"#,
+    );
+    let run = p.imgraph(&["check"]).code(2);
+    let found = problems(&run.stderr);
+    let at: Vec<&str> = found.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(
+        at,
+        [
+            "images.toml:2:1",   // unknown key in [settings]
+            "images.toml:6:12",  // wrong type in [registries.local]
+            "images.toml:10:11", // bad arch in [images.a]
+            "images.toml:14:9",  // wrong type in [images.b]
+            "images.toml:16:23", // unknown key in an inline table
+        ],
+        "{}",
+        run.stderr
+    );
+    run.stderr_has(&[
+        "did you mean `compression`?",
+        "expected a boolean",
+        "did you mean \"amd64\"?",
+        "expected a sequence",
+        "did you mean `owners`?",
+        "has 5 problems",
+    ]);
+    // The placeholder for the wrong-typed dists is not reported as empty.
+    assert!(!found
+        .iter()
+        .any(|(_, m)| m.contains("empty") || m.contains("no dists")));
+}
+
 #[test]
 fn a_missing_manifest_exits_2_naming_it() {
     let p = Project::new();

@@ -10,6 +10,7 @@ use super::created;
 use super::diagnostic::{did_you_mean, Diagnostic, Diagnostics, SourceFile};
 use super::model::*;
 use super::raw::{RawImage, RawManifest, RawRegistry, RawRootfs, S};
+use super::structure;
 use super::template::{self, TemplateError, Vars};
 use super::ManifestError;
 use crate::registry::{ReferenceError, RegistryUrl};
@@ -55,14 +56,12 @@ pub fn parse(
         path: path.to_path_buf(),
         text: Arc::from(text),
     };
-    let raw: RawManifest = match toml::from_str(text) {
-        Ok(raw) => raw,
-        Err(err) => {
-            return Err(ManifestError::Invalid(Diagnostics {
-                items: vec![toml_diagnostic(&err)],
-                source,
-            }))
-        }
+    // Every unknown key and wrong type, then (on the neutralised manifest) every
+    // validation problem: `check` shows them all at once.
+    let lenient = structure::deserialize_leniently(text);
+    let mut items: Vec<Diagnostic> = lenient.errors.iter().map(toml_diagnostic).collect();
+    let Some(raw) = lenient.raw else {
+        return Err(ManifestError::Invalid(Diagnostics { items, source }));
     };
     let mut v = Validator {
         root: root.to_path_buf(),
@@ -72,12 +71,24 @@ pub fn parse(
         text,
     };
     let manifest = v.manifest(raw, &source);
-    if v.diags.is_empty() {
+    // A placeholder that stands in for a wrong-typed value is not the user's
+    // second mistake there.
+    let on_placeholder = |d: &Diagnostic| {
+        d.span.as_ref().is_some_and(|s| {
+            lenient
+                .patched
+                .iter()
+                .any(|p| s.start < p.end && p.start < s.end.max(s.start + 1))
+        })
+    };
+    items.extend(v.diags.into_iter().filter(|d| !on_placeholder(d)));
+    if items.is_empty() {
         Ok(manifest)
     } else {
+        items.sort_by_key(|d| d.span.as_ref().map_or(0, |s| s.start));
         Err(ManifestError::Invalid(Diagnostics {
             source: mask(source, &v.secrets),
-            items: v.diags,
+            items,
         }))
     }
 }

@@ -14,6 +14,7 @@ use std::ops::Range;
 
 use toml_edit::{ImDocument, Item, Table, Value};
 
+use super::diagnostic::did_you_mean;
 use super::raw::RawManifest;
 
 /// More problems than this in one file stop the search (each costs a parse).
@@ -47,9 +48,13 @@ pub(crate) fn deserialize_leniently(text: &str) -> Lenient {
             Err(err) => err,
         };
         let message = err.message().to_string();
-        // A required key we neutralised ourselves is not missing: stop quietly.
+        // A required key we neutralised ourselves, or one whose misspelling was
+        // just reported with "did you mean", is not news: stop quietly.
         if let Some(field) = missing_field(&message) {
-            if blanked_keys.iter().any(|k| k == field) {
+            if blanked_keys
+                .iter()
+                .any(|k| k == field || did_you_mean(k, [field]).is_some())
+            {
                 return out;
             }
         }
