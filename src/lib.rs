@@ -11,6 +11,7 @@ pub mod graph;
 
 pub mod key;
 
+pub mod budget;
 pub mod decompress;
 pub mod digest;
 

@@ -87,7 +87,8 @@ pub struct LayerOptions {
     pub mtime: u64,
     /// gzip or zstd.
     pub compression: Compression,
-    /// Compression threads (0: all cores); never changes the output bytes.
+    /// Compression threads (0: this thread plus the cores the process budget has
+    /// free, see `budget`); never changes the output bytes.
     pub threads: usize,
     /// Where a compressed tarball source spools its file contents.
     pub temp_dir: PathBuf,
@@ -321,10 +322,14 @@ pub fn write_layer(
     opts: &LayerOptions,
     out: &mut dyn Write,
 ) -> Result<LayerOutput, LayerError> {
-    let threads = if opts.threads == 0 {
-        std::thread::available_parallelism().map_or(1, usize::from)
-    } else {
-        opts.threads
+    // 0: the caller's thread plus whatever cores no other step is using.
+    let extra = match opts.threads {
+        0 => crate::budget::global().extra(usize::MAX),
+        _ => crate::budget::global().extra(0),
+    };
+    let threads = match opts.threads {
+        0 => 1 + extra.count(),
+        n => n,
     };
     let sink = HashCount::new(out);
     let encoder = match opts.compression {

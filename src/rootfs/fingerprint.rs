@@ -317,11 +317,13 @@ fn file_hashes(
     }
 
     let to_read: u64 = misses.iter().map(|m| m.3.size).sum();
-    let threads = if misses.len() > 1 && to_read >= PARALLEL_READ_BYTES {
-        HASH_THREADS
+    // Extra readers only from cores no other step is using (see `budget`).
+    let extra = if misses.len() > 1 && to_read >= PARALLEL_READ_BYTES {
+        crate::budget::global().extra(HASH_THREADS - 1)
     } else {
-        1
+        crate::budget::global().extra(0)
     };
+    let threads = 1 + extra.count();
     let next = AtomicUsize::new(0);
     let read_some = || {
         let mut buf = Vec::new();
