@@ -14,4 +14,5 @@ mod podman;
 mod properties;
 mod push;
 mod registry_client;
+mod repository_paths;
 mod rootfs_sources;
