@@ -194,6 +194,22 @@ const CHECK_CASES: &[(&str, &str)] = &[
         "[images.a]\ndists = [\"one\"]\narches = [\"amd64\", \"i386\"]\nrootfs = { dir = \"rootfs/{arch}\" }\n",
     ),
     (
+        "created-number",
+        "[settings]\ncreated = 5\n[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { dir = \"r\" }\n",
+    ),
+    (
+        "image-defined-twice",
+        "[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { dir = \"r\" }\n\n[images.a]\ndists = [\"two\"]\n",
+    ),
+    (
+        "created-git-without-repository",
+        "[settings]\ncreated = \"git\"\n[images.a]\ndists = [\"one\"]\narches = [\"amd64\", \"i386\"]\nrootfs = { dir = \"r\" }\n",
+    ),
+    (
+        "image-path-meets-a-dist",
+        "[images.a]\ndists = [\"b\"]\narches = [\"amd64\"]\nrootfs = { dir = \"r\" }\n\n[images.\"a/b\"]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { dir = \"r\" }\n",
+    ),
+    (
         "valid",
         "[images.a]\ndists = [\"one\", \"two\"]\narches = [\"amd64\", \"arm64v8\"]\nrootfs = { dir = \"r\" }\n",
     ),
