@@ -10,6 +10,7 @@ mod examples;
 mod fault_proxy_selftest;
 mod hardening;
 mod manifest_errors;
+mod messages;
 mod podman;
 mod properties;
 mod push;

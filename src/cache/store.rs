@@ -62,7 +62,14 @@ impl Store {
     }
 
     /// Takes the cache's exclusive lock, waiting for another imgraph to finish.
+    ///
+    /// A wait longer than a second is announced on stderr with the holder's pid (as
+    /// cargo does), so a second build does not look hung; the holder writes its pid
+    /// into the lock file once it has the lock.
     pub fn lock(&self) -> Result<File, CacheError> {
+        use std::fs::TryLockError;
+        use std::time::{Duration, Instant};
+
         let path = self.root.join("lock");
         let file = File::options()
             .create(true)
@@ -70,8 +77,36 @@ impl Store {
             .write(true)
             .open(&path)
             .map_err(io_err("opening", &path))?;
-        file.lock()
-            .map_err(|source| CacheError::Lock { path, source })?;
+        let lock_err = |source| CacheError::Lock {
+            path: path.clone(),
+            source,
+        };
+        let announce_at = Instant::now() + Duration::from_secs(1);
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::Error(source)) => return Err(lock_err(source)),
+                Err(TryLockError::WouldBlock) if Instant::now() < announce_at => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    let holder = std::fs::read_to_string(&path)
+                        .ok()
+                        .and_then(|s| s.trim().parse::<u32>().ok())
+                        .map_or_else(|| "another imgraph".to_string(), |pid| format!("pid {pid}"));
+                    eprintln!(
+                        "waiting for the cache lock held by {holder} ({})",
+                        path.display()
+                    );
+                    file.lock().map_err(lock_err)?;
+                    break;
+                }
+            }
+        }
+        // Best effort: the pid only feeds the message above.
+        let _ = file.set_len(0).and_then(|()| {
+            io::Write::write_all(&mut &file, format!("{}\n", std::process::id()).as_bytes())
+        });
         Ok(file)
     }
 
