@@ -447,8 +447,16 @@ fn bash_completes_step_ids_and_selectors_across_colons() {
     p.manifest(&format!(
         "{text}\n[images.\"a/b\"]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = {{ dir = \"r\" }}\n"
     ));
-    // (command line up to the cursor, COMP_WORDS, COMP_CWORD, $2, $3, expected COMPREPLY)
-    let cases: &[(&str, &[&str], usize, &str, &str, &[&str])] = &[
+    /// (command line up to the cursor, COMP_WORDS, COMP_CWORD, $2, $3, expected COMPREPLY)
+    type Case<'a> = (
+        &'a str,
+        &'a [&'a str],
+        usize,
+        &'a str,
+        &'a str,
+        &'a [&'a str],
+    );
+    let cases: &[Case] = &[
         (
             "imgraph explain layer:hello:one/s3",
             &["imgraph", "explain", "layer", ":", "hello", ":", "one/s3"],

@@ -324,7 +324,7 @@ impl Validator<'_> {
             .as_ref()
             .map_or("out", |o| o.get_ref().as_str());
         for (parent, parent_image) in &raw.images {
-            for (child, _) in &raw.images {
+            for child in raw.images.keys() {
                 let Some(rest) = child
                     .get_ref()
                     .strip_prefix(parent.get_ref().as_str())
