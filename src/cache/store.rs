@@ -261,11 +261,15 @@ impl Store {
         self.write_json(&self.root.join("state").join(name), value)
     }
 
-    /// A file for step logs.
+    /// A file for step logs: the step id made a file name, plus a short hash of the
+    /// id, because flattening `/` and `:` alone maps `rootfs:a/b:one/amd64` and
+    /// `rootfs:a_b:one/amd64` (two images) to the same name.
     pub fn log_path(&self, step: &str) -> PathBuf {
-        self.root
-            .join("logs")
-            .join(format!("{}.log", step.replace(['/', ':', '@'], "_")))
+        self.root.join("logs").join(format!(
+            "{}-{}.log",
+            step.replace(['/', ':', '@'], "_"),
+            &blake3::hash(step.as_bytes()).to_hex()[..8]
+        ))
     }
 
     /// A scratch folder inside the cache (same filesystem as the blobs).
@@ -405,6 +409,19 @@ fn missing_or_io(e: io::Error, digest: &str, path: &Path) -> CacheError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_files_of_an_image_path_and_a_flat_name_differ() {
+        let store = Store::open_read_only(Path::new("/cache"));
+        let path = store.log_path("rootfs:a/b:one/amd64");
+        assert_ne!(path, store.log_path("rootfs:a_b:one/amd64"));
+        assert_ne!(path, store.log_path("rootfs:a:b_one/amd64"));
+        let shown = path.to_string_lossy();
+        assert!(
+            shown.starts_with("/cache/logs/rootfs_a_b_one_amd64-"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn blobs_are_named_by_digest_and_checked_on_read() {
