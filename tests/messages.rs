@@ -82,7 +82,7 @@ created = "2024-06-01T00:00:00Z"
 [images.slow]
 dists = ["one"]
 arches = ["amd64"]
-rootfs = { command = "sleep 3; mkdir -p {out}/etc && echo slow > {out}/etc/hostname" }
+rootfs = { command = "sleep 4; mkdir -p {out}/etc && echo slow > {out}/etc/hostname" }
 platform_check = false
 "#,
     );
