@@ -79,7 +79,28 @@ fn render_failures(failures: &[StepFailure]) -> String {
         n => format!("{n} steps failed:"),
     };
     for f in failures {
-        out.push_str(&format!("\n  {}: {}", f.step, f.error));
+        out.push_str(&format!(
+            "\n  {}: {}",
+            f.step,
+            with_causes(&f.error, "    ")
+        ));
+    }
+    out
+}
+
+/// An error's message and then a `caused by:` line for each error in its `source()`
+/// chain, so the OS reason (`Permission denied`) reaches the user even where the
+/// message only names the file. A cause whose text the lines so far already show is
+/// left out: many messages embed their source (`writing x: No space left on device`).
+pub fn with_causes(err: &dyn std::error::Error, indent: &str) -> String {
+    let mut out = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(&format!("\n{indent}caused by: {text}"));
+        }
+        cause = c.source();
     }
     out
 }

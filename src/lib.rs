@@ -53,7 +53,7 @@ where
     match commands::run(cli) {
         Ok(()) => 0,
         Err(err) => {
-            eprintln!("error: {err}");
+            eprintln!("error: {}", error::with_causes(&err, "  "));
             err.exit_code()
         }
     }

@@ -198,6 +198,22 @@ const CHECK_CASES: &[(&str, &str)] = &[
         "[images.a]\ndists = [\"one\"]\narches = [\"amd64\", \"i386\"]\nrootfs = { dir = \"rootfs/{arch}\" }\n",
     ),
     (
+        "created-number",
+        "[settings]\ncreated = 5\n[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { dir = \"r\" }\n",
+    ),
+    (
+        "image-defined-twice",
+        "[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { dir = \"r\" }\n\n[images.a]\ndists = [\"two\"]\n",
+    ),
+    (
+        "created-git-without-repository",
+        "[settings]\ncreated = \"git\"\n[images.a]\ndists = [\"one\"]\narches = [\"amd64\", \"i386\"]\nrootfs = { dir = \"r\" }\n",
+    ),
+    (
+        "image-path-meets-a-dist",
+        "[images.a]\ndists = [\"b\"]\narches = [\"amd64\"]\nrootfs = { dir = \"r\" }\n\n[images.\"a/b\"]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { dir = \"r\" }\n",
+    ),
+    (
         "valid",
         "[images.a]\ndists = [\"one\", \"two\"]\narches = [\"amd64\", \"arm64v8\"]\nrootfs = { dir = \"r\" }\n",
     ),
@@ -421,6 +437,99 @@ fn completions_complete_selectors_and_step_ids_from_the_manifest() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hello:one/arm64v8\n");
+}
+
+/// What a TAB after each line offers in bash, with `COMP_WORDS` split the way a
+/// stock bash splits them: at every character of the default `COMP_WORDBREAKS`,
+/// `:` included (`layer:hello:one/s3` is five words, and after a trailing `:` the
+/// word passed as `$2` is empty). Nothing from the bash-completion package is loaded.
+#[test]
+fn bash_completes_step_ids_and_selectors_across_colons() {
+    let p = Project::hello(&["amd64", "s390x"]);
+    std::fs::create_dir_all(p.path("r")).unwrap();
+    let text = std::fs::read_to_string(p.path("images.toml")).unwrap();
+    p.manifest(&format!(
+        "{text}\n[images.\"a/b\"]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = {{ dir = \"r\" }}\n"
+    ));
+    /// (command line up to the cursor, COMP_WORDS, COMP_CWORD, $2, $3, expected COMPREPLY)
+    type Case<'a> = (
+        &'a str,
+        &'a [&'a str],
+        usize,
+        &'a str,
+        &'a str,
+        &'a [&'a str],
+    );
+    let cases: &[Case] = &[
+        (
+            "imgraph explain layer:hello:one/s3",
+            &["imgraph", "explain", "layer", ":", "hello", ":", "one/s3"],
+            6,
+            "one/s3",
+            ":",
+            &["one/s390x"],
+        ),
+        (
+            "imgraph explain layer:",
+            &["imgraph", "explain", "layer", ":"],
+            3,
+            "",
+            "layer",
+            &["a/b:one/amd64", "hello:one/amd64", "hello:one/s390x"],
+        ),
+        (
+            "imgraph explain layer:a/b:one/",
+            &["imgraph", "explain", "layer", ":", "a/b", ":", "one/"],
+            6,
+            "one/",
+            ":",
+            &["one/amd64"],
+        ),
+        (
+            "imgraph build hello:one/s",
+            &["imgraph", "build", "hello", ":", "one/s"],
+            4,
+            "one/s",
+            ":",
+            &["one/s390x"],
+        ),
+        (
+            "imgraph plan a/b:",
+            &["imgraph", "plan", "a/b", ":"],
+            3,
+            "",
+            "a/b",
+            &["one", "one/amd64"],
+        ),
+    ];
+    let bin = env!("CARGO_BIN_EXE_imgraph");
+    for (line, words, cword, cur, prev, expected) in cases {
+        let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+        let script = format!(
+            "source <({bin} completions bash | sed 's|\"imgraph\" --|\"{bin}\" --|')\n\
+             COMP_LINE='{line}'; COMP_POINT=${{#COMP_LINE}}; COMP_WORDS=({words}); COMP_CWORD={cword}; COMP_TYPE=9\n\
+             _clap_complete_imgraph imgraph '{cur}' '{prev}'\n\
+             printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            words = quoted.join(" "),
+        );
+        let out = std::process::Command::new("bash")
+            .args(["--norc", "--noprofile", "-c", &script])
+            .current_dir(p.root())
+            .env_remove("IMGRAPH_COMPLETE")
+            .output()
+            .unwrap();
+        let mut got: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect();
+        got.sort();
+        assert_eq!(
+            got,
+            *expected,
+            "{line}<TAB>\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }
 
 #[test]

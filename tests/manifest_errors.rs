@@ -210,6 +210,21 @@ const CASES: &[(&str, &str, &[&str])] = &[
         "[images.a]\ndists = [1]\narches = [\"amd64\"]\nrootfs = { dir = \"r\" }\n",
         &["images.toml:2:10", "invalid type: integer `1`, expected a string"],
     ),
+    (
+        "created is a number",
+        "[settings]\ncreated = 5\n[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { dir = \"r\" }\n",
+        &["images.toml:2:11", "`created` must be a timestamp string, not 5", "RFC 3339", "\"git\"", "\"source-date-epoch\""],
+    ),
+    (
+        "an image table defined twice",
+        "[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { dir = \"r\" }\n[images.a]\ndists = [\"two\"]\n",
+        &["[images.a] is defined twice: at images.toml:1:1 and at images.toml:5:1", "merge the two tables"],
+    ),
+    (
+        "created = git outside a git repository",
+        "[settings]\ncreated = \"git\"\n[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { dir = \"r\" }\n",
+        &["images.toml:2:11", "there is no git repository at", "git init"],
+    ),
 ];
 
 #[test]

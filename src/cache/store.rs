@@ -65,7 +65,14 @@ impl Store {
     }
 
     /// Takes the cache's exclusive lock, waiting for another imgraph to finish.
+    ///
+    /// A wait longer than a second is announced on stderr with the holder's pid (as
+    /// cargo does), so a second build does not look hung; the holder writes its pid
+    /// into the lock file once it has the lock.
     pub fn lock(&self) -> Result<File, CacheError> {
+        use std::fs::TryLockError;
+        use std::time::{Duration, Instant};
+
         let path = self.root.join("lock");
         let file = File::options()
             .create(true)
@@ -73,8 +80,36 @@ impl Store {
             .write(true)
             .open(&path)
             .map_err(io_err("opening", &path))?;
-        file.lock()
-            .map_err(|source| CacheError::Lock { path, source })?;
+        let lock_err = |source| CacheError::Lock {
+            path: path.clone(),
+            source,
+        };
+        let announce_at = Instant::now() + Duration::from_secs(1);
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::Error(source)) => return Err(lock_err(source)),
+                Err(TryLockError::WouldBlock) if Instant::now() < announce_at => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(TryLockError::WouldBlock) => {
+                    let holder = std::fs::read_to_string(&path)
+                        .ok()
+                        .and_then(|s| s.trim().parse::<u32>().ok())
+                        .map_or_else(|| "another imgraph".to_string(), |pid| format!("pid {pid}"));
+                    eprintln!(
+                        "waiting for the cache lock held by {holder} ({})",
+                        path.display()
+                    );
+                    file.lock().map_err(lock_err)?;
+                    break;
+                }
+            }
+        }
+        // Best effort: the pid only feeds the message above.
+        let _ = file.set_len(0).and_then(|()| {
+            io::Write::write_all(&mut &file, format!("{}\n", std::process::id()).as_bytes())
+        });
         Ok(file)
     }
 
@@ -222,11 +257,15 @@ impl Store {
         self.write_json(&self.root.join("state").join(name), value)
     }
 
-    /// A file for step logs.
+    /// A file for step logs: the step id made a file name, plus a short hash of the
+    /// id, because flattening `/` and `:` alone maps `rootfs:a/b:one/amd64` and
+    /// `rootfs:a_b:one/amd64` (two images) to the same name.
     pub fn log_path(&self, step: &str) -> PathBuf {
-        self.root
-            .join("logs")
-            .join(format!("{}.log", step.replace(['/', ':', '@'], "_")))
+        self.root.join("logs").join(format!(
+            "{}-{}.log",
+            step.replace(['/', ':', '@'], "_"),
+            &blake3::hash(step.as_bytes()).to_hex()[..8]
+        ))
     }
 
     /// A scratch folder inside the cache (same filesystem as the blobs).
@@ -366,6 +405,19 @@ fn missing_or_io(e: io::Error, digest: &str, path: &Path) -> CacheError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_files_of_an_image_path_and_a_flat_name_differ() {
+        let store = Store::open_read_only(Path::new("/cache"));
+        let path = store.log_path("rootfs:a/b:one/amd64");
+        assert_ne!(path, store.log_path("rootfs:a_b:one/amd64"));
+        assert_ne!(path, store.log_path("rootfs:a:b_one/amd64"));
+        let shown = path.to_string_lossy();
+        assert!(
+            shown.starts_with("/cache/logs/rootfs_a_b_one_amd64-"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn blobs_are_named_by_digest_and_checked_on_read() {

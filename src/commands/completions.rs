@@ -44,12 +44,102 @@ pub(super) fn run(args: &CompletionsArgs) -> Result<(), Error> {
         Shell::Fish => &Fish,
     };
     let mut out = std::io::stdout().lock();
-    shell
-        .write_registration(VAR, "imgraph", "imgraph", "imgraph", &mut out)
-        .map_err(|source| Error::Io {
-            path: PathBuf::from("<stdout>"),
-            source,
-        })
+    let written = match args.shell {
+        Shell::Bash => std::io::Write::write_all(&mut out, bash_registration().as_bytes()),
+        _ => shell.write_registration(VAR, "imgraph", "imgraph", "imgraph", &mut out),
+    };
+    written.map_err(|source| Error::Io {
+        path: PathBuf::from("<stdout>"),
+        source,
+    })
+}
+
+/// clap_complete's bash script, made to work with step ids and selectors, which
+/// contain `:`. Bash splits words at every character of `COMP_WORDBREAKS` (`:` by
+/// default), so `layer:hello:one/s3` reaches a completion function as the words
+/// `layer`, `:`, `hello`, `:`, `one/s3`, and readline replaces only the text after
+/// the last `:`. The function glues such words back together (using `COMP_LINE` to
+/// tell a glued `:` from one standing alone) before asking imgraph, then strips the
+/// part up to the last `:` from every candidate, as bash-completion's
+/// `__ltrim_colon_completions` does. It needs nothing from the bash-completion
+/// package, so it works in a stock bash too.
+fn bash_registration() -> String {
+    r#"
+_clap_complete_imgraph() {
+    local IFS=$'\013'
+    local _CLAP_COMPLETE_INDEX=${COMP_CWORD}
+    local _CLAP_COMPLETE_COMP_TYPE=${COMP_TYPE}
+    if compopt +o nospace 2> /dev/null; then
+        local _CLAP_COMPLETE_SPACE=false
+    else
+        local _CLAP_COMPLETE_SPACE=true
+    fi
+    local words=("${COMP_WORDS[@]}")
+    if [[ "${BASH_VERSINFO[0]}" -ge 4 ]]; then
+        words[COMP_CWORD]="$2"
+    fi
+    local cur=""
+    if [[ $COMP_WORDBREAKS == *:* ]]; then
+        # Rejoin the words bash split at `:`, up to the cursor.
+        local line=${COMP_LINE:0:COMP_POINT} joined=() index=-1 i w blank ok=true
+        for ((i = 0; i <= COMP_CWORD; i++)); do
+            blank=false
+            [[ $line == [[:blank:]]* ]] && blank=true
+            line=${line#"${line%%[![:blank:]]*}"}
+            if ((i < COMP_CWORD)); then
+                w=${COMP_WORDS[i]}
+                if [[ $line != "$w"* ]]; then
+                    ok=false
+                    break
+                fi
+                line=${line#"$w"}
+            else
+                w=$line
+            fi
+            if ((i > 0)) && [[ $blank == false ]] &&
+                [[ $w == :* || ${joined[${#joined[@]}-1]} == *: ]]; then
+                joined[${#joined[@]}-1]+=$w
+            else
+                joined+=("$w")
+            fi
+            ((i == COMP_CWORD)) && index=$((${#joined[@]} - 1))
+        done
+        if [[ $ok == true ]]; then
+            words=("${joined[@]}" "${COMP_WORDS[@]:COMP_CWORD+1}")
+            _CLAP_COMPLETE_INDEX=$index
+            cur=${joined[index]}
+        fi
+    fi
+    COMPREPLY=( $( \
+        _CLAP_IFS="$IFS" \
+        _CLAP_COMPLETE_INDEX="$_CLAP_COMPLETE_INDEX" \
+        _CLAP_COMPLETE_COMP_TYPE="$_CLAP_COMPLETE_COMP_TYPE" \
+        _CLAP_COMPLETE_SPACE="$_CLAP_COMPLETE_SPACE" \
+        IMGRAPH_COMPLETE="bash" \
+        "imgraph" -- "${words[@]}" \
+    ) )
+    if [[ $? != 0 ]]; then
+        unset COMPREPLY
+        return
+    fi
+    if [[ $cur == *:* ]]; then
+        # Readline replaces only the text after the last `:`.
+        local prefix=${cur%"${cur##*:}"} k
+        for k in "${!COMPREPLY[@]}"; do
+            COMPREPLY[k]=${COMPREPLY[k]#"$prefix"}
+        done
+    fi
+    if [[ $_CLAP_COMPLETE_SPACE == false ]] && [[ "${COMPREPLY-}" =~ [=/:]$ ]]; then
+        compopt -o nospace
+    fi
+}
+if [[ "${BASH_VERSINFO[0]}" -eq 4 && "${BASH_VERSINFO[1]}" -ge 4 || "${BASH_VERSINFO[0]}" -gt 4 ]]; then
+    complete -o nospace -o bashdefault -o nosort -F _clap_complete_imgraph imgraph
+else
+    complete -o nospace -o bashdefault -F _clap_complete_imgraph imgraph
+fi
+"#
+    .to_string()
 }
 
 pub(super) fn man(args: &ManArgs) -> Result<(), Error> {

@@ -50,12 +50,39 @@ impl Project {
             Some(dir) => std::path::absolute(dir).unwrap_or_else(|_| dir.clone()),
             None => manifest.settings.cache.clone(),
         };
+        check_cache_dir(&cache_dir, cli.cache.is_some())?;
         Ok(Project {
             manifest,
             selectors,
             cache_dir,
         })
     }
+}
+
+/// A cache path that is (or is inside) a file is bad input, refused before any
+/// command starts: otherwise `build` fails creating it (exit 1) while `plan` reads
+/// nothing from it and reports everything dirty.
+fn check_cache_dir(dir: &std::path::Path, from_flag: bool) -> Result<(), Error> {
+    let Some(existing) = dir.ancestors().find(|a| a.exists()) else {
+        return Ok(());
+    };
+    if existing.is_dir() {
+        return Ok(());
+    }
+    let origin = if from_flag {
+        "--cache (or IMGRAPH_CACHE)"
+    } else {
+        "`cache` in [settings]"
+    };
+    let what = if existing == dir {
+        "is a file, not a folder".to_string()
+    } else {
+        format!("is inside {}, which is a file", existing.display())
+    };
+    Err(Error::Usage(format!(
+        "cache folder {} {what}\n  = help: point {origin} at a folder; it is created when missing",
+        dir.display()
+    )))
 }
 
 /// Runs a parsed command line.

@@ -36,6 +36,20 @@ pub fn rfc3339(secs: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
 }
 
+/// Whether `root` is outside any git work tree (git runs and says so). `false` when
+/// git cannot run: the per-platform `git log` then reports that.
+pub(crate) fn outside_git(root: &Path) -> bool {
+    Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["rev-parse", "--is-inside-work-tree"])
+        .output()
+        .is_ok_and(|out| {
+            !out.status.success()
+                && String::from_utf8_lossy(&out.stderr).contains("not a git repository")
+        })
+}
+
 /// The commit time of the newest commit touching a platform's inputs.
 pub(crate) fn git_time(
     root: &Path,

@@ -59,7 +59,11 @@ pub fn parse(
     // Every unknown key and wrong type, then (on the neutralised manifest) every
     // validation problem: `check` shows them all at once.
     let lenient = structure::deserialize_leniently(text);
-    let mut items: Vec<Diagnostic> = lenient.errors.iter().map(toml_diagnostic).collect();
+    let mut items: Vec<Diagnostic> = lenient
+        .errors
+        .iter()
+        .map(|e| toml_diagnostic(e, &source))
+        .collect();
     let Some(raw) = lenient.raw else {
         return Err(ManifestError::Invalid(Diagnostics { items, source }));
     };
@@ -112,12 +116,30 @@ fn mask(source: SourceFile, secrets: &[std::ops::Range<usize>]) -> SourceFile {
     }
 }
 
-fn toml_diagnostic(err: &toml::de::Error) -> Diagnostic {
+fn toml_diagnostic(err: &toml::de::Error, source: &SourceFile) -> Diagnostic {
     // serde names the Rust type (`expected struct RawRootfs`); users wrote a table.
     let message = match err.message().trim().split_once("expected struct ") {
         Some((before, _)) => format!("{before}expected a table"),
         None => err.message().trim().to_string(),
     };
+    if let Some(diag) = duplicate_table(&message, err.span(), source) {
+        return diag;
+    }
+    // `created = 5`: "quote it" would only trade this error for a bad timestamp.
+    if message.starts_with("invalid type: ")
+        && key_before(&source.text, err.span()).as_deref() == Some("created")
+    {
+        let found = err
+            .span()
+            .and_then(|r| source.text.get(r))
+            .unwrap_or("this")
+            .trim();
+        return Diagnostic::at(
+            err.span(),
+            format!("`created` must be a timestamp string, not {found}"),
+        )
+        .hint("`created` is a quoted string: an RFC 3339 UTC time such as \"2024-06-01T00:00:00Z\", \"git\" (each platform's last commit) or \"source-date-epoch\"");
+    }
     let mut diag = Diagnostic::at(err.span(), message.clone());
     if let Some(hint) = type_hint(err.message().trim()).or_else(|| syntax_hint(&message)) {
         return diag.hint(hint);
@@ -135,6 +157,81 @@ fn toml_diagnostic(err: &toml::de::Error) -> Diagnostic {
         diag = diag.hint("see the list of accepted values above");
     }
     diag
+}
+
+/// The key a value belongs to (`created` for `created = 5`), from the text of its line.
+fn key_before(text: &str, span: Option<std::ops::Range<usize>>) -> Option<String> {
+    let start = span?.start.min(text.len());
+    let line_start = text.get(..start)?.rfind('\n').map_or(0, |i| i + 1);
+    let (key, rest) = text.get(line_start..start)?.split_once('=')?;
+    rest.trim()
+        .is_empty()
+        .then(|| key.trim().trim_matches('"').to_string())
+}
+
+/// `[images.a]` twice: toml says "duplicate key `a` in table `images`" at the second
+/// header only; name the table and both places, since the first may be far away.
+fn duplicate_table(
+    message: &str,
+    span: Option<std::ops::Range<usize>>,
+    source: &SourceFile,
+) -> Option<Diagnostic> {
+    let rest = message.strip_prefix("invalid table header")?;
+    let rest = rest.trim().strip_prefix("duplicate key `")?;
+    let (key, rest) = rest.split_once('`')?;
+    let key = key.trim_matches('"');
+    let table = rest
+        .strip_prefix(" in table `")
+        .and_then(|t| t.split_once('`'))
+        .map(|(t, _)| t);
+    let name = match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_string(),
+    };
+    let second = span.clone()?.start;
+    // The first header with the same dotted name, however it is spaced or quoted.
+    let normal = |h: &str| h.replace([' ', '\t', '"', '\''], "");
+    let mut offset = 0;
+    let mut first = None;
+    for line in source.text.split_inclusive('\n') {
+        let header = line.trim();
+        if offset < second
+            && header.starts_with('[')
+            && !header.starts_with("[[")
+            && header
+                .split_once(']')
+                .is_some_and(|(h, _)| normal(&h[1..]) == normal(&name))
+        {
+            first = Some(offset + (line.len() - line.trim_start().len()));
+            break;
+        }
+        offset += line.len();
+    }
+    let shown = if key.contains(['/', '.', ' ']) {
+        match table {
+            Some(t) if !t.is_empty() => format!("[{t}.\"{key}\"]"),
+            _ => format!("[\"{key}\"]"),
+        }
+    } else {
+        format!("[{name}]")
+    };
+    let diag = match first {
+        Some(first) => Diagnostic::at(
+            span,
+            format!(
+                "{shown} is defined twice: at {} and at {}",
+                source.location(Some(&(first..first + 1))),
+                source.location(Some(&(second..second + 1)))
+            ),
+        )
+        .hint(format!(
+            "merge the two tables into the first one (at {}), or rename one of them",
+            source.location(Some(&(first..first + 1)))
+        )),
+        None => Diagnostic::at(span, format!("{shown} is defined twice"))
+            .hint("merge the two tables into one, or rename one of them"),
+    };
+    Some(diag)
 }
 
 /// How to fix the TOML syntax errors people make most.
@@ -233,6 +330,7 @@ impl Validator<'_> {
                     .hint("add an [images.NAME] table with dists, arches and rootfs; `imgraph init` writes a starter"),
             );
         }
+        self.out_collisions(&raw, source);
         let mut platforms = Vec::new();
         let mut dists = Vec::new();
         for (name, image) in &raw.images {
@@ -252,6 +350,51 @@ impl Validator<'_> {
             registries,
             platforms,
             dists,
+        }
+    }
+
+    /// Images are exported to `out/<image>/<dist>/<arch>/`, and an image name may be a
+    /// path (`a/b`): then another image `a` with a dist `b` would write into the same
+    /// folders. Refuse the pair, naming both, rather than mix their layouts.
+    fn out_collisions(&mut self, raw: &RawManifest, source: &SourceFile) {
+        let out = raw
+            .settings
+            .out
+            .as_ref()
+            .map_or("out", |o| o.get_ref().as_str());
+        for (parent, parent_image) in &raw.images {
+            for child in raw.images.keys() {
+                let Some(rest) = child
+                    .get_ref()
+                    .strip_prefix(parent.get_ref().as_str())
+                    .and_then(|r| r.strip_prefix('/'))
+                else {
+                    continue;
+                };
+                let first = rest.split('/').next().unwrap_or(rest);
+                let Some(dist) = parent_image
+                    .get_ref()
+                    .dists
+                    .get_ref()
+                    .iter()
+                    .find(|d| d.get_ref() == first)
+                else {
+                    continue;
+                };
+                let (p, c) = (parent.get_ref(), child.get_ref());
+                self.error(
+                    child.span(),
+                    format!(
+                        "image {c:?} and dist {first:?} of image {p:?} would both be exported to {out}/{p}/{first}/"
+                    ),
+                    format!(
+                        "image {p:?} is defined at {}, its dist {first:?} at {}; rename image {c:?} (e.g. {:?}) or that dist",
+                        source.location(Some(&parent.span())),
+                        source.location(Some(&dist.span())),
+                        c.replace('/', "-"),
+                    ),
+                );
+            }
         }
     }
 
@@ -277,6 +420,18 @@ impl Validator<'_> {
                 },
             },
             Some(c) => match created::parse_setting(c.get_ref()) {
+                // Said once here, rather than once per platform as a failed `git log`.
+                Ok(CreatedSpec::Git) if created::outside_git(&self.root) => {
+                    self.error(
+                        c.span(),
+                        format!(
+                            "created = \"git\" dates each platform from git history, but there is no git repository at {}",
+                            self.root.display()
+                        ),
+                        "run `git init` and commit the rootfs inputs, or use a fixed time: created = \"2024-06-01T00:00:00Z\"",
+                    );
+                    CreatedSpec::Fixed(0)
+                }
                 Ok(spec) => spec,
                 Err(msg) => {
                     self.error(
@@ -492,7 +647,7 @@ impl Validator<'_> {
             self.error(
                 name.span(),
                 format!("image name {image:?} is not a valid repository name"),
-                "use lowercase letters, digits and . _ - (a registry rejects anything else)",
+                "use lowercase letters and digits, separated by `.`, `_`, `__` or `-`, in path components joined by `/` (e.g. \"team/base\"); a registry rejects anything else",
             );
         }
         // dists
@@ -891,16 +1046,10 @@ fn raw_rootfs_span(r: &S<RawRootfs>) -> std::ops::Range<usize> {
     r.span()
 }
 
-/// OCI distribution-spec repository path components.
+/// OCI distribution-spec repository paths: the registry module's rule, so that a
+/// name `check` accepts is one a push accepts.
 fn valid_repository(name: &str) -> bool {
-    !name.is_empty()
-        && name.split('/').all(|c| {
-            !c.is_empty()
-                && c.chars()
-                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-".contains(ch))
-                && c.starts_with(|ch: char| ch.is_ascii_alphanumeric())
-                && c.ends_with(|ch: char| ch.is_ascii_alphanumeric())
-        })
+    crate::registry::reference::validate_repository("", name).is_ok()
 }
 
 /// OCI distribution-spec tag grammar: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.

@@ -14,9 +14,11 @@ use serde_json::{json, Value};
 use super::arch::Arch;
 use super::raw::{RawImage, RawManifest, RawRegistry};
 
-/// OCI repository path: lowercase alphanumeric components separated by `.` `_` `-`,
-/// joined by `/` (what `load.rs` checks as `valid_repository`).
-const REPOSITORY: &str = "^[a-z0-9]([a-z0-9._-]*[a-z0-9])?(/[a-z0-9]([a-z0-9._-]*[a-z0-9])?)*$";
+/// The distribution spec's repository path: lowercase alphanumeric runs separated by
+/// `.`, `_`, `__` or dashes, components joined by `/` (what `load.rs` checks through
+/// `registry::reference::validate_repository`, so editors and `check` agree).
+const REPOSITORY: &str =
+    "^[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*$";
 /// OCI tag grammar (what `load.rs` checks as `valid_tag`).
 const TAG: &str = "^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$";
 

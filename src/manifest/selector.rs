@@ -39,10 +39,13 @@ pub struct SelectorError {
 
 impl Selector {
     /// Parses `IMAGE[:DIST[/ARCH]]`.
+    ///
+    /// An image name may be a repository path (`team/base`), so it ends at the first
+    /// `:`; the arch follows the `/` after the dist: `team/base:one/amd64`.
     pub fn parse(s: &str) -> Result<Selector, SelectorError> {
         let bad = || {
             SelectorError {
-            message: format!("bad selector {s:?}: write IMAGE, IMAGE:DIST or IMAGE:DIST/ARCH (e.g. minideb:bookworm/arm64v8)"),
+            message: format!("bad selector {s:?}: write IMAGE, IMAGE:DIST or IMAGE:DIST/ARCH (e.g. minideb:bookworm/arm64v8 or team/base:one/amd64)"),
         }
         };
         let (image, rest) = match s.split_once(':') {
@@ -56,11 +59,9 @@ impl Selector {
                 None => (Some(r), None),
             },
         };
-        let nonempty = |x: &str| !x.is_empty() && !x.contains([':', '/']);
-        if !nonempty(image)
-            || dist.is_some_and(|d| !nonempty(d))
-            || arch.is_some_and(|a| !nonempty(a))
-        {
+        let word = |x: &str| !x.is_empty() && !x.contains([':', '/']);
+        let image_ok = image.split('/').all(word);
+        if !image_ok || dist.is_some_and(|d| !word(d)) || arch.is_some_and(|a| !word(a)) {
             return Err(bad());
         }
         Ok(Selector {
@@ -153,5 +154,22 @@ mod tests {
         assert!(Selector::parse("a::b").is_err());
         assert!(Selector::parse(":x").is_err());
         assert!(Selector::parse("a:b/").is_err());
+    }
+
+    #[test]
+    fn an_image_may_be_a_repository_path() {
+        let s = Selector::parse("a/b").unwrap();
+        assert_eq!((s.image.as_str(), s.dist, s.arch), ("a/b", None, None));
+        let s = Selector::parse("a/b:one").unwrap();
+        assert_eq!((s.image.as_str(), s.dist.as_deref()), ("a/b", Some("one")));
+        let s = Selector::parse("team/a/b:one/amd64").unwrap();
+        assert_eq!(
+            (s.image.as_str(), s.dist.as_deref(), s.arch.as_deref()),
+            ("team/a/b", Some("one"), Some("amd64"))
+        );
+        assert_eq!(s.to_string(), "team/a/b:one/amd64");
+        for bad in ["a//b", "/a", "a/", "a/b:one/amd64/x", "a/b:"] {
+            assert!(Selector::parse(bad).is_err(), "{bad}");
+        }
     }
 }

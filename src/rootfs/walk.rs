@@ -4,7 +4,7 @@
 //! tree was copied, so every entry is collected and sorted by its path bytes. Parents sort
 //! before their children because a parent's path is a prefix of theirs.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -235,6 +235,7 @@ fn list_dir(
             EntryKind::Fifo
         } else {
             // Sockets (and anything unknown) are not part of an image.
+            warn_skipped(child.path(), ft.is_socket());
             continue;
         };
         let size = if kind == EntryKind::File {
@@ -262,6 +263,27 @@ fn list_dir(
         });
     }
     Ok(())
+}
+
+/// Paths already warned about: a rootfs is walked for its fingerprint and again for
+/// its layer, and one warning per path is enough.
+static SKIPPED: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+/// Says (once per path) that an entry is left out of the image, so a socket a service
+/// left behind does not vanish silently.
+fn warn_skipped(path: PathBuf, socket: bool) {
+    let mut seen = SKIPPED.lock().unwrap_or_else(|p| p.into_inner());
+    if seen.insert(path.clone()) {
+        let what = if socket {
+            "socket"
+        } else {
+            "file of unknown type"
+        };
+        eprintln!(
+            "warning: skipping {what} {}: it cannot be stored in an image layer",
+            path.display()
+        );
+    }
 }
 
 /// Turns later names of multiply-linked regular files into hardlink entries.
