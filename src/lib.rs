@@ -15,6 +15,8 @@ pub mod budget;
 pub mod decompress;
 pub mod digest;
 
+pub mod debian;
+
 pub mod rootfs;
 
 pub mod cache;

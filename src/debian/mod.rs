@@ -1,0 +1,6 @@
+//! The Debian archive, natively: its control-file syntax, its version order, its
+//! signed indexes and a resolver that picks a package set the way apt,
+//! debootstrap and mmdebstrap do. Used by `imgraph lock` to pin every package
+//! of a `debian` rootfs in `images.lock`.
+
+pub mod deb822;
