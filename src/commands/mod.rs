@@ -20,7 +20,6 @@ use crate::manifest::{self, LoadOptions, Manifest, Selector};
 
 pub(crate) use build::{build, BuildOptions};
 pub use completions::complete_from_env;
-pub(crate) use completions::{complete_selector, complete_step};
 
 /// What every command starts from.
 pub(crate) struct Project {

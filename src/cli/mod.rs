@@ -1,4 +1,7 @@
-//! Command-line arguments (clap derive). Parsing only: the work is in `commands`.
+//! Command-line arguments (clap derive). Parsing only: the work is in `commands`,
+//! which reads these types; nothing here reads `commands`.
+
+pub mod complete;
 
 use std::path::PathBuf;
 
@@ -147,7 +150,7 @@ pub struct CheckArgs {
 #[derive(Debug, Args)]
 pub struct ExplainArgs {
     /// The step id, e.g. layer:minideb:bookworm/arm64v8.
-    #[arg(value_name = "STEP", add = clap_complete::ArgValueCompleter::new(crate::commands::complete_step))]
+    #[arg(value_name = "STEP", add = clap_complete::ArgValueCompleter::new(complete::complete_step))]
     pub step: String,
     /// One JSON document on stdout.
     #[arg(long)]
@@ -188,7 +191,7 @@ pub struct ManArgs {
 #[derive(Debug, Args, Clone, Default)]
 pub struct Selection {
     /// IMAGE[:DIST[/ARCH]], e.g. minideb, minideb:bookworm, minideb:bookworm/arm64v8 (default: everything).
-    #[arg(value_name = "SELECTOR", add = clap_complete::ArgValueCompleter::new(crate::commands::complete_selector))]
+    #[arg(value_name = "SELECTOR", add = clap_complete::ArgValueCompleter::new(complete::complete_selector))]
     pub selectors: Vec<String>,
 }
 
@@ -269,7 +272,7 @@ pub enum GraphFormat {
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// IMAGE:DIST (an index, for oci) or IMAGE:DIST/ARCH (one platform).
-    #[arg(value_name = "SELECTOR", add = clap_complete::ArgValueCompleter::new(crate::commands::complete_selector))]
+    #[arg(value_name = "SELECTOR", add = clap_complete::ArgValueCompleter::new(complete::complete_selector))]
     pub selector: String,
     /// Output format (default: docker-archive for `-o -` or a name ending in .tar, else oci).
     #[arg(long, value_enum)]
