@@ -33,9 +33,23 @@ pub enum Error {
     /// Writing a docker archive.
     #[error(transparent)]
     Archive(#[from] ArchiveError),
-    /// `verify` found a difference.
-    #[error("{0}")]
-    Verify(String),
+    /// `verify --pushed`: what the registries serve is not what was built.
+    #[error(transparent)]
+    Pushed(#[from] crate::exec::verify_pushed::PushedMismatch),
+    /// `verify --reproducible`: two clean builds differ.
+    #[error("not reproducible: {} of {compared} digests differ between two clean builds:{}", differences.len(), render_differences(differences))]
+    NotReproducible {
+        /// Digests compared.
+        compared: usize,
+        /// Each step whose output differs.
+        differences: Vec<Difference>,
+    },
+    /// `cache verify` found (and dropped) corrupt blobs or entries.
+    #[error("the cache had {} problem(s), now repaired (the next build rebuilds what was dropped):\n  {}", problems.len(), problems.join("\n  "))]
+    CacheRepaired {
+        /// One line per blob or entry dropped.
+        problems: Vec<String>,
+    },
     /// A file outside the cache.
     #[error("{}: {source}", path.display())]
     Io {
@@ -71,6 +85,30 @@ impl Error {
             _ => 1,
         }
     }
+}
+
+/// One step whose output differs between two clean builds.
+#[derive(Debug)]
+pub struct Difference {
+    /// The step id.
+    pub step: String,
+    /// Its output digest in the first build.
+    pub first: String,
+    /// And in the second.
+    pub second: String,
+    /// For a layer: the files that differ (at most 20).
+    pub files: Vec<String>,
+}
+
+fn render_differences(differences: &[Difference]) -> String {
+    let mut out = String::new();
+    for d in differences {
+        out.push_str(&format!("\n  {}: {} != {}", d.step, d.first, d.second));
+        if !d.files.is_empty() {
+            out.push_str(&format!("\n    differing files: {}", d.files.join(", ")));
+        }
+    }
+    out
 }
 
 fn render_failures(failures: &[StepFailure]) -> String {

@@ -30,7 +30,6 @@ pub mod exec;
 pub mod cli;
 pub mod commands;
 pub mod error;
-mod publish;
 
 pub use error::Error;
 

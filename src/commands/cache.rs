@@ -49,11 +49,7 @@ fn verify(store: &Store, globals: &Globals) -> Result<(), Error> {
         }
     }
     if !problems.is_empty() {
-        return Err(Error::Verify(format!(
-            "the cache had {} problem(s), now repaired (the next build rebuilds what was dropped):\n  {}",
-            problems.len(),
-            problems.join("\n  ")
-        )));
+        return Err(Error::CacheRepaired { problems });
     }
     if !globals.quiet {
         eprintln!(

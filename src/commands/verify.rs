@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::cache::Store;
 use crate::cli::VerifyArgs;
-use crate::error::Error;
+use crate::error::{Difference, Error};
 use crate::exec::{Progress, StepOutput};
 use crate::graph::StepKind;
 
@@ -22,7 +22,7 @@ pub(super) fn run(project: &Project, args: &VerifyArgs, globals: &Globals) -> Re
         reproducible(project, globals)?;
     }
     if args.pushed {
-        crate::publish::verify_pushed(project, globals)?;
+        crate::exec::verify_pushed::verify_pushed(project, globals)?;
     }
     Ok(())
 }
@@ -72,19 +72,24 @@ fn reproducible(project: &Project, globals: &Globals) -> Result<(), Error> {
         if a.digest() == b.digest() {
             continue;
         }
-        let mut line = format!("{}: {} != {}", step.id, a.digest(), b.digest());
-        if let (StepOutput::Layer(la), StepOutput::Layer(lb)) = (a, b) {
-            let files = layer_differences(&store, &la.blob.digest, &scratch, &lb.blob.digest);
-            line.push_str(&format!("\n    differing files: {}", files.join(", ")));
-        }
-        differences.push(line);
+        let files = match (a, b) {
+            (StepOutput::Layer(la), StepOutput::Layer(lb)) => {
+                layer_differences(&store, &la.blob.digest, &scratch, &lb.blob.digest)
+            }
+            _ => Vec::new(),
+        };
+        differences.push(Difference {
+            step: step.id.to_string(),
+            first: a.digest().to_string(),
+            second: b.digest().to_string(),
+            files,
+        });
     }
     if !differences.is_empty() {
-        return Err(Error::Verify(format!(
-            "not reproducible: {} of {compared} digests differ between two clean builds:\n  {}",
-            differences.len(),
-            differences.join("\n  ")
-        )));
+        return Err(Error::NotReproducible {
+            compared,
+            differences,
+        });
     }
     if !globals.quiet {
         eprintln!("reproducible: {compared} digests identical across two clean builds");

@@ -3,8 +3,10 @@
 
 mod outputs;
 pub mod progress;
+pub(crate) mod push;
 pub mod scheduler;
 mod steps;
+pub(crate) mod verify_pushed;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -430,7 +430,7 @@ pub(super) fn execute(
             let Some(StepOutput::Tag { index, refs }) = upstream(deps, StepKind::Tag) else {
                 return Err(StepError::BadUpstream(step.id.clone()));
             };
-            let written = crate::publish::push(ctx, step, d, index)?;
+            let written = super::push::push(ctx, step, d, index)?;
             StepOutput::Push {
                 index: index.clone(),
                 refs: refs.clone(),
