@@ -110,6 +110,17 @@ pub struct StepFailure {
     pub error: StepError,
 }
 
+impl StepFailure {
+    /// Whether a cache blob failed its digest check (and was dropped, so that a
+    /// second pass rebuilds it).
+    pub fn is_corrupt_blob(&self) -> bool {
+        matches!(
+            &self.error,
+            StepError::Cache(crate::cache::CacheError::DigestMismatch { .. })
+        )
+    }
+}
+
 /// The outcome of every step of a run, by node.
 pub struct RunResult {
     /// One per node.
