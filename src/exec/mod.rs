@@ -274,7 +274,7 @@ impl<'a> Ctx<'a> {
             if let Ok(output) = serde_json::from_value::<StepOutput>(record.outputs.clone()) {
                 steps::check_cached(self, step, &output)?;
                 if let Mode::Build { .. } = self.mode {
-                    if last().as_ref().is_none_or(|l| l.key != key) {
+                    if self.store.last_key(&step.id).as_deref() != Some(key.as_str()) {
                         let mine = ActionRecord {
                             step: step.id.clone(),
                             ..record
