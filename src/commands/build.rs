@@ -139,7 +139,8 @@ impl BuildReport {
     }
 }
 
-/// Digests of the last successful build, per platform label and per dist label.
+/// Digests of what the last builds produced, per platform label and per dist label
+/// (a partly failed build records the platforms and indexes it did produce).
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct LastBuild {
     platforms: BTreeMap<String, String>,
