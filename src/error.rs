@@ -63,15 +63,12 @@ pub enum Error {
 impl Error {
     /// Whether a cache blob failed its digest check (and was dropped).
     pub fn is_corrupt_blob(&self) -> bool {
-        use crate::exec::StepError;
         let corrupt = |e: &CacheError| matches!(e, CacheError::DigestMismatch { .. });
         match self {
             Error::Cache(e)
             | Error::Layout(LayoutError::Cache(e))
             | Error::Archive(ArchiveError::Cache(e)) => corrupt(e),
-            Error::Steps(failures) => failures
-                .iter()
-                .any(|f| matches!(&f.error, StepError::Cache(e) if corrupt(e))),
+            Error::Steps(failures) => failures.iter().any(StepFailure::is_corrupt_blob),
             _ => false,
         }
     }

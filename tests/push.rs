@@ -511,3 +511,122 @@ fn an_http_scheme_means_plain_http_and_pushes() {
     );
     p.imgraph(&["verify", "--pushed"]).success();
 }
+
+/// Issue 11, bug 4: with one registry down, `build --push --json` still prints what
+/// was built, exported and pushed where, and what failed; out/ holds the new build.
+#[test]
+fn a_partial_push_reports_what_succeeded_and_what_failed_and_out_is_current() {
+    let up = RegistryGuard::start(Auth::None);
+    let down = RegistryGuard::start(Auth::None);
+    let p = project_for(&[("up", &up), ("down", &down)], &["one"]);
+    p.imgraph(&["build", "--push"]).success();
+    let old = p.index_digest("hello", "one");
+    // Nothing listens on its port any more.
+    down.kill();
+    p.file("rootfs/one/arm64v8/etc/hostname", b"changed\n");
+    let run = p.imgraph(&["build", "--push", "--json"]).code(1);
+    let json = run.json();
+
+    // out/ reflects the build, and it is what the up registry serves.
+    let new = p.index_digest("hello", "one");
+    assert_ne!(new, old, "out/ was left stale: {json}");
+    assert_eq!(remote_digest(&up, "hello:one"), new);
+    assert_eq!(remote_digest(&up, "hello:latest"), new);
+
+    let pushed = json["pushed"].as_array().unwrap();
+    let mut refs: Vec<&str> = pushed
+        .iter()
+        .map(|v| v["reference"].as_str().unwrap())
+        .collect();
+    refs.sort();
+    let up_ref = |tag: &str| format!("{}/test/hello:{tag}", up.url());
+    assert_eq!(refs, [up_ref("latest"), up_ref("one")], "{json}");
+    assert!(
+        pushed
+            .iter()
+            .all(|v| v["registry"] == "up" && v["digest"] == new.as_str()),
+        "{json}"
+    );
+
+    let failed = json["failed"].as_array().unwrap();
+    let mut refs: Vec<&str> = failed
+        .iter()
+        .map(|v| v["reference"].as_str().unwrap())
+        .collect();
+    refs.sort();
+    let down_ref = |tag: &str| format!("{}/test/hello:{tag}", down.url());
+    assert_eq!(refs, [down_ref("latest"), down_ref("one")], "{json}");
+    for f in failed {
+        assert_eq!(f["registry"], "down", "{json}");
+        let error = f["error"].as_str().unwrap();
+        assert!(error.contains(&down.url()), "error names no host: {json}");
+    }
+
+    let changed = json["changed"].as_array().unwrap();
+    assert_eq!(changed.len(), 1, "{json}");
+    assert_eq!(changed[0]["arch"], "arm64v8");
+    let exported: Vec<&str> = json["exported"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        exported.iter().any(|e| e.ends_with("out/hello/one/index"))
+            && exported
+                .iter()
+                .any(|e| e.ends_with("out/hello/one/arm64v8")),
+        "{json}"
+    );
+
+    // The human summary says the same on stderr, and the error names the host.
+    let run = run.stderr_has(&[
+        &format!("pushed: {}", up_ref("one")),
+        &format!("failed: {} (registry down)", down_ref("one")),
+        &format!("failed: {} (registry down)", down_ref("latest")),
+        "changed: hello:one/arm64v8",
+    ]);
+    assert!(
+        !run.stderr.contains(&format!("pushed: {}", down.url())),
+        "{}",
+        run.stderr
+    );
+}
+
+/// Issue 11, bug 4: a failed platform step is listed in `failed` with its step id,
+/// and what did build before the build stopped is still exported and reported.
+#[test]
+fn a_failed_platform_is_listed_and_what_built_is_still_exported() {
+    let p = Project::new();
+    p.hello_rootfs("one", "amd64");
+    // `bad` fails after a while; meanwhile the other worker builds all of `good`.
+    p.manifest(
+        "[settings]\ncreated = \"2024-06-01T00:00:00Z\"\n\n\
+         [images.bad]\ndists = [\"one\"]\narches = [\"amd64\"]\n\
+         rootfs = { command = \"sleep 3; exit 3\" }\n\n\
+         [images.good]\ndists = [\"one\"]\narches = [\"amd64\"]\n\
+         rootfs = { dir = \"rootfs/{dist}/{arch}\" }\nconfig = { cmd = [\"/hello\"] }\n",
+    );
+    let run = p.imgraph(&["build", "--jobs", "2", "--json"]).code(1);
+    let json = run.json();
+    let failed = json["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{json}");
+    assert_eq!(failed[0]["step"], "rootfs:bad:one/amd64", "{json}");
+    assert!(!failed[0]["error"].as_str().unwrap().is_empty(), "{json}");
+    assert!(
+        json["changed"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["image"] == "good" && c["arch"] == "amd64"),
+        "{json}"
+    );
+    let digest = p.index_digest("good", "one");
+    assert!(digest.starts_with("sha256:"));
+    assert!(
+        p.path("out/good/one/amd64/index.json").is_file(),
+        "the platform that built was not exported"
+    );
+    assert!(!p.path("out/bad").exists(), "a failed image was exported");
+    run.stderr_has(&["failed: rootfs:bad:one/amd64", "changed: good:one/amd64"]);
+}

@@ -237,6 +237,17 @@ impl Store {
         self.read_json(&self.step_path(step))
     }
 
+    /// The key of a step's last record, parsing nothing else: a no-op build asks this
+    /// of every fresh step, and the inputs and outputs are most of each record.
+    pub fn last_key(&self, step: &str) -> Option<String> {
+        #[derive(Deserialize)]
+        struct KeyOnly {
+            key: String,
+        }
+        let record: Option<KeyOnly> = self.read_json(&self.step_path(step)).ok()?;
+        record.map(|r| r.key)
+    }
+
     /// Reads a JSON file under `state/`.
     pub fn state<T: DeserializeOwned>(&self, name: &str) -> Result<Option<T>, CacheError> {
         self.read_json(&self.root.join("state").join(name))

@@ -112,6 +112,17 @@ pub struct StepFailure {
     pub error: StepError,
 }
 
+impl StepFailure {
+    /// Whether a cache blob failed its digest check (and was dropped, so that a
+    /// second pass rebuilds it).
+    pub fn is_corrupt_blob(&self) -> bool {
+        matches!(
+            &self.error,
+            StepError::Cache(crate::cache::CacheError::DigestMismatch { .. })
+        )
+    }
+}
+
 /// The outcome of every step of a run, by node.
 pub struct RunResult {
     /// One per node.
@@ -265,7 +276,7 @@ impl<'a> Ctx<'a> {
             if let Ok(output) = serde_json::from_value::<StepOutput>(record.outputs.clone()) {
                 steps::check_cached(self, step, &output)?;
                 if let Mode::Build { .. } = self.mode {
-                    if last().as_ref().is_none_or(|l| l.key != key) {
+                    if self.store.last_key(&step.id).as_deref() != Some(key.as_str()) {
                         let mine = ActionRecord {
                             step: step.id.clone(),
                             ..record

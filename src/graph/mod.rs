@@ -3,7 +3,7 @@
 
 mod render;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use petgraph::graph::{DiGraph, NodeIndex};
@@ -105,12 +105,18 @@ impl Graph {
             selectors.is_empty() || selectors.iter().any(|s| s.matches_dist(&manifest.dists[i]))
         };
 
-        let mut manifest_nodes: HashMap<(String, String), Vec<NodeIndex>> = HashMap::new();
+        // A set, not a scan of the dists per platform: that was quadratic in the
+        // size of the matrix.
+        let selected_dists: HashSet<(&str, &str)> = manifest
+            .dists
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| selected_dist(*i))
+            .map(|(_, d)| (d.image.as_str(), d.dist.as_str()))
+            .collect();
+        let mut manifest_nodes: HashMap<(&str, &str), Vec<NodeIndex>> = HashMap::new();
         for (i, p) in manifest.platforms.iter().enumerate() {
-            let dist_selected =
-                manifest.dists.iter().enumerate().any(|(d, spec)| {
-                    spec.image == p.image && spec.dist == p.dist && selected_dist(d)
-                });
+            let dist_selected = selected_dists.contains(&(p.image.as_str(), p.dist.as_str()));
             if !selected_platform(i) && !dist_selected {
                 continue;
             }
@@ -148,7 +154,7 @@ impl Graph {
             }
             if let Some(last) = prev {
                 manifest_nodes
-                    .entry((p.image.clone(), p.dist.clone()))
+                    .entry((p.image.as_str(), p.dist.as_str()))
                     .or_default()
                     .push(last);
             }
@@ -167,7 +173,7 @@ impl Graph {
                 target: Target::Dist(i),
             });
             for m in manifest_nodes
-                .get(&(d.image.clone(), d.dist.clone()))
+                .get(&(d.image.as_str(), d.dist.as_str()))
                 .into_iter()
                 .flatten()
             {
