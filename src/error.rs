@@ -36,6 +36,9 @@ pub enum Error {
     /// `verify --pushed`: what the registries serve is not what was built.
     #[error(transparent)]
     Pushed(#[from] crate::exec::verify_pushed::PushedMismatch),
+    /// `verify --pushed` found nothing to read back.
+    #[error("nothing to verify: no selected image has registries")]
+    NothingPushed,
     /// `verify --reproducible`: two clean builds differ.
     #[error("not reproducible: {} of {compared} digests differ between two clean builds:{}", differences.len(), render_differences(differences))]
     NotReproducible {
@@ -60,6 +63,28 @@ pub enum Error {
     },
 }
 
+impl From<crate::exec::build::BuildError> for Error {
+    fn from(e: crate::exec::build::BuildError) -> Self {
+        use crate::exec::build::BuildError;
+        match e {
+            BuildError::Cache(e) => Error::Cache(e),
+            BuildError::Layout(e) => Error::Layout(e),
+            BuildError::Steps(f) => Error::Steps(f),
+        }
+    }
+}
+
+impl From<crate::exec::verify_pushed::VerifyPushedError> for Error {
+    fn from(e: crate::exec::verify_pushed::VerifyPushedError) -> Self {
+        use crate::exec::verify_pushed::VerifyPushedError;
+        match e {
+            VerifyPushedError::Build(e) => e.into(),
+            VerifyPushedError::Mismatch(e) => Error::Pushed(e),
+            VerifyPushedError::NothingToVerify => Error::NothingPushed,
+        }
+    }
+}
+
 impl Error {
     /// Whether a cache blob failed its digest check (and was dropped).
     pub fn is_corrupt_blob(&self) -> bool {
@@ -76,7 +101,7 @@ impl Error {
     /// 2 for bad input, 1 for everything that went wrong while working.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::Manifest(_) | Error::Selector(_) | Error::Usage(_) => 2,
+            Error::Manifest(_) | Error::Selector(_) | Error::Usage(_) | Error::NothingPushed => 2,
             Error::Layout(e) if e.is_bad_input() => 2,
             Error::Archive(ArchiveError::IsAFolder { .. }) => 2,
             _ => 1,

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::graph::StepId;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -88,12 +89,12 @@ pub enum DirtyReason {
     /// An upstream step produced a different output.
     UpstreamChanged {
         /// The upstream step id.
-        step: String,
+        step: StepId,
     },
     /// An upstream step has to run first, so this step's key is not known yet.
     UpstreamDirty {
         /// The upstream step id.
-        step: String,
+        step: StepId,
     },
     /// The inputs are the same as before but the cached output is gone or incomplete.
     OutputMissing,
@@ -118,12 +119,12 @@ impl fmt::Display for DirtyReason {
 
 /// Compares the inputs recorded last time with today's and names the first difference.
 ///
-/// `role_step` maps an upstream role to the step id shown to the user; `content_detail`
+/// `role_step` maps an upstream role to its step id, seen from this step; `content_detail`
 /// turns a changed content entry into a file-level path where the caller can.
 pub fn explain(
     old: &StepInputs,
     new: &StepInputs,
-    role_step: &dyn Fn(&str) -> String,
+    role_step: &dyn Fn(&str) -> Option<StepId>,
     content_detail: &dyn Fn(&str) -> Option<String>,
 ) -> DirtyReason {
     if old.format != new.format || old.kind != new.kind {
@@ -155,14 +156,17 @@ pub fn explain(
     }
     for (role, digest) in &new.upstream {
         if old.upstream.get(role) != Some(digest) {
-            return DirtyReason::UpstreamChanged {
-                step: role_step(role),
-            };
+            if let Some(step) = role_step(role) {
+                return DirtyReason::UpstreamChanged { step };
+            }
+            return DirtyReason::FormatChanged;
         }
     }
     if let Some(role) = old.upstream.keys().find(|k| !new.upstream.contains_key(*k)) {
-        return DirtyReason::UpstreamChanged {
-            step: role_step(role),
+        return match role_step(role) {
+            Some(step) => DirtyReason::UpstreamChanged { step },
+            // A role this version does not know: the record is from another format.
+            None => DirtyReason::FormatChanged,
         };
     }
     DirtyReason::OutputMissing
@@ -214,7 +218,7 @@ mod tests {
             .manifest("images.hello.config", json!({"cmd": ["/hello"], "env": []}));
         let new = StepInputs::new("config")
             .manifest("images.hello.config", json!({"cmd": ["/bye"], "env": []}));
-        let reason = explain(&old, &new, &|r| r.to_string(), &no_detail);
+        let reason = explain(&old, &new, &|_| None, &no_detail);
         assert_eq!(
             reason.to_string(),
             "manifest changed: images.hello.config.cmd"
@@ -225,14 +229,19 @@ mod tests {
     fn names_the_upstream_step_and_the_input() {
         let old = StepInputs::new("config").upstream("layer", "sha256:a");
         let new = StepInputs::new("config").upstream("layer", "sha256:b");
-        let reason = explain(&old, &new, &|r| format!("{r}:hello:one/amd64"), &no_detail);
+        let reason = explain(
+            &old,
+            &new,
+            &|r| format!("{r}:hello:one/amd64").parse().ok(),
+            &no_detail,
+        );
         assert_eq!(
             reason.to_string(),
             "upstream changed: layer:hello:one/amd64"
         );
         let old = StepInputs::new("rootfs").content("rootfs/one", "x");
         let new = StepInputs::new("rootfs").content("rootfs/one", "y");
-        let reason = explain(&old, &new, &|r| r.to_string(), &|p| {
+        let reason = explain(&old, &new, &|_| None, &|p| {
             Some(format!("{p}/etc/hostname"))
         });
         assert_eq!(reason.to_string(), "input changed: rootfs/one/etc/hostname");

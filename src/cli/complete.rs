@@ -38,7 +38,7 @@ pub fn complete_step(current: &OsStr) -> Vec<CompletionCandidate> {
     let ids = graph
         .order()
         .into_iter()
-        .map(|n| graph.step(n).id.clone())
+        .map(|n| graph.step(n).id.to_string())
         .collect();
     candidates(current, ids)
 }

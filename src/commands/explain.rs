@@ -11,7 +11,7 @@ use crate::cache::Store;
 use crate::cli::ExplainArgs;
 use crate::error::Error;
 use crate::exec::{Ctx, Mode, Outcome, Progress, Status, StepOutput};
-use crate::graph::Graph;
+use crate::graph::{Graph, Role};
 use crate::key::{DirtyReason, StepInputs};
 use crate::manifest::diagnostic::did_you_mean;
 use crate::manifest::Selector;
@@ -37,7 +37,7 @@ pub(super) fn run(project: &Project, args: &ExplainArgs, globals: &Globals) -> R
     };
     // Plan only the step's image and dist: everything it depends on, nothing else.
     let step = full.step(node);
-    let selector = Selector::parse(&format!("{}:{}", step.image, step.dist))?;
+    let selector = Selector::parse(&format!("{}:{}", step.id.image, step.id.dist))?;
     let graph = Graph::build(&project.manifest, &[selector]);
     let Some(node) = graph.node(&args.step) else {
         return Err(unknown_step(&full, &args.step));
@@ -87,13 +87,13 @@ pub(super) fn run(project: &Project, args: &ExplainArgs, globals: &Globals) -> R
         .deps(node)
         .into_iter()
         .map(|d| graph.step(d))
-        .map(|s| (role_of(s, step), s.id.clone()))
+        .map(|s| (Role::of(&s.id, &step.id).to_string(), s.id.to_string()))
         .collect();
 
     if args.json {
         let doc = json!({
             "id": step.id,
-            "kind": step.kind,
+            "kind": step.id.kind,
             "status": status_word(outcome),
             "reason": outcome.reason.as_ref().map(ToString::to_string),
             "because": chain.iter().map(|(id, r)| json!({
@@ -135,7 +135,12 @@ pub(super) fn run(project: &Project, args: &ExplainArgs, globals: &Globals) -> R
     }
     // What the step's own inputs say changed, beyond its dirty upstream.
     if let (Some(new), Some(old)) = (&assumed, &old) {
-        let own = crate::key::explain(old, new, &|r| r.to_string(), &|_| None);
+        let own = crate::key::explain(
+            old,
+            new,
+            &|r| r.parse::<Role>().ok().map(|r| r.step_of(&step.id)),
+            &|_| None,
+        );
         if matches!(
             own,
             DirtyReason::ManifestChanged { .. } | DirtyReason::InputChanged { .. }
@@ -298,15 +303,6 @@ fn compact(values: &BTreeMap<String, Value>) -> Values {
         .collect()
 }
 
-/// The role an upstream step plays in a dependent's key (`layer`, `manifest:arm64v8`),
-/// the inverse of the naming in `exec::steps::role_step`.
-fn role_of(up: &crate::graph::Step, step: &crate::graph::Step) -> String {
-    match (up.arch, step.arch) {
-        (Some(arch), None) => format!("{}:{}", up.kind, arch.name),
-        _ => up.kind.to_string(),
-    }
-}
-
 fn describe_output(out: &mut String, output: &StepOutput) {
     let mut line = |k: &str, v: String| {
         let _ = writeln!(out, "    {k:<10} {v}");
@@ -338,7 +334,7 @@ fn unknown_step(graph: &Graph, id: &str) -> Error {
     let ids: Vec<String> = graph
         .order()
         .into_iter()
-        .map(|n| graph.step(n).id.clone())
+        .map(|n| graph.step(n).id.to_string())
         .collect();
     // A selector (`hello:one/amd64`) instead of a step id: list its steps.
     let matching: Vec<&str> = ids

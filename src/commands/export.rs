@@ -6,10 +6,12 @@ use crate::cache::Store;
 use crate::cli::{ExportArgs, ExportFormat};
 use crate::error::Error;
 use crate::exec::{Progress, StepOutput};
+use crate::graph::{StepId, StepKind};
 use crate::oci::docker_archive::{self, ArchiveImage, Destination};
 use crate::oci::layout::export_portable;
 
-use super::{build, BuildOptions, Globals, Project};
+use super::{Globals, Project};
+use crate::exec::build::{build, BuildOptions};
 
 /// `--format`, or what the output's name says: `-` and `*.tar` are docker archives.
 fn format_of(args: &ExportArgs) -> Result<ExportFormat, Error> {
@@ -54,10 +56,14 @@ pub(super) fn run(project: &Project, args: &ExportArgs, globals: &Globals) -> Re
         .find(|d| d.image == sel.image && &d.dist == dist_name)
         .expect("selector was checked against the manifest");
     let arch = match (&sel.arch, format) {
-        (Some(a), _) => Some(a.clone()),
-        (None, ExportFormat::DockerArchive) if dist.arches.len() == 1 => {
-            Some(dist.arches[0].name.to_string())
-        }
+        (Some(a), _) => Some(
+            *dist
+                .arches
+                .iter()
+                .find(|x| x.name == a)
+                .expect("selector was checked against the manifest"),
+        ),
+        (None, ExportFormat::DockerArchive) if dist.arches.len() == 1 => Some(dist.arches[0]),
         (None, ExportFormat::DockerArchive) => {
             return Err(Error::Usage(format!(
                 "a docker archive holds one platform: name it, e.g. {}:{}/{}",
@@ -70,20 +76,21 @@ pub(super) fn run(project: &Project, args: &ExportArgs, globals: &Globals) -> Re
     let progress = Progress::new(globals.quiet, globals.verbose, globals.color);
     let opts = BuildOptions::cache_only();
     let report = build(m, &project.selectors, &store, &opts, &progress)?;
-    let label = |a: &str| format!("{}/{a}", dist.label());
+    let platform = |arch| report.platform_blobs(m, &dist.image, &dist.dist, arch);
     let mut replaced = false;
     match (format, arch) {
         (ExportFormat::Oci, None) => {
             let index = report
-                .output(&format!("index:{}", dist.label()))
+                .output(&StepId::dist(
+                    StepKind::Index,
+                    &dist.image,
+                    &dist.dist,
+                    None,
+                ))
                 .and_then(StepOutput::blob)
                 .cloned()
                 .expect("index built");
-            let platforms: Vec<_> = dist
-                .arches
-                .iter()
-                .filter_map(|a| report.platform_blobs(m, &label(a.name)))
-                .collect();
+            let platforms: Vec<_> = dist.arches.iter().filter_map(|a| platform(a)).collect();
             let blobs: Vec<_> = platforms
                 .iter()
                 .flat_map(|p| [&p.layer, &p.config, &p.manifest])
@@ -97,9 +104,7 @@ pub(super) fn run(project: &Project, args: &ExportArgs, globals: &Globals) -> Re
             )?;
         }
         (ExportFormat::Oci, Some(a)) => {
-            let p = report
-                .platform_blobs(m, &label(&a))
-                .expect("platform built");
+            let p = platform(a).expect("platform built");
             export_portable(
                 &store,
                 &args.output,
@@ -109,12 +114,12 @@ pub(super) fn run(project: &Project, args: &ExportArgs, globals: &Globals) -> Re
             )?;
         }
         (ExportFormat::DockerArchive, Some(a)) => {
-            let Some(StepOutput::Layer(layer)) = report.output(&format!("layer:{}", label(&a)))
-            else {
+            let id = |kind| StepId::platform(kind, &dist.image, &dist.dist, a);
+            let Some(StepOutput::Layer(layer)) = report.output(&id(StepKind::Layer)) else {
                 unreachable!("layer built")
             };
             let config = report
-                .output(&format!("config:{}", label(&a)))
+                .output(&id(StepKind::Config))
                 .and_then(StepOutput::blob)
                 .expect("config built");
             let repo_tags: Vec<String> = dist

@@ -18,7 +18,6 @@ use crate::cli::{Cli, ColorChoice, Command, EditCommand};
 use crate::error::Error;
 use crate::manifest::{self, LoadOptions, Manifest, Selector};
 
-pub(crate) use build::{build, BuildOptions};
 pub use completions::complete_from_env;
 
 /// What every command starts from.

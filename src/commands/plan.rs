@@ -41,11 +41,11 @@ pub(super) fn run(project: &Project, args: &PlanArgs, globals: &Globals) -> Resu
         {
             steps.push(json!({
                 "id": step.id,
-                "kind": step.kind,
-                "image": step.image,
-                "dist": step.dist,
-                "arch": step.arch.map(|a| a.name),
-                "registry": step.registry,
+                "kind": step.id.kind,
+                "image": step.id.image,
+                "dist": step.id.dist,
+                "arch": step.id.arch.map(|a| a.name),
+                "registry": step.id.registry,
                 "key": outcome.key,
                 "status": status,
                 "reason": reason,

@@ -10,7 +10,9 @@ use crate::error::{Difference, Error};
 use crate::exec::{Progress, StepOutput};
 use crate::graph::StepKind;
 
-use super::{build, BuildOptions, Globals, Project};
+use super::{Globals, Project};
+use crate::exec::build::{build, BuildOptions};
+use crate::exec::verify_pushed::verify_pushed;
 
 pub(super) fn run(project: &Project, args: &VerifyArgs, globals: &Globals) -> Result<(), Error> {
     if !args.reproducible && !args.pushed {
@@ -22,7 +24,20 @@ pub(super) fn run(project: &Project, args: &VerifyArgs, globals: &Globals) -> Re
         reproducible(project, globals)?;
     }
     if args.pushed {
-        crate::exec::verify_pushed::verify_pushed(project, globals)?;
+        let store = Store::open(&project.cache_dir)?;
+        let progress = Progress::new(globals.quiet, globals.verbose, globals.color);
+        let verified = verify_pushed(&project.manifest, &project.selectors, &store, &progress)?;
+        if !globals.quiet {
+            for v in verified {
+                eprintln!(
+                    "verified {} on {}: {} platforms, tags {}",
+                    v.reference,
+                    v.registry,
+                    v.platforms,
+                    v.tags.join(", ")
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -60,7 +75,7 @@ fn reproducible(project: &Project, globals: &Globals) -> Result<(), Error> {
     for node in first.graph.order() {
         let step = first.graph.step(node);
         if !matches!(
-            step.kind,
+            step.id.kind,
             StepKind::Layer | StepKind::Config | StepKind::Manifest | StepKind::Index
         ) {
             continue;
@@ -95,7 +110,7 @@ fn reproducible(project: &Project, globals: &Globals) -> Result<(), Error> {
         eprintln!("reproducible: {compared} digests identical across two clean builds");
         for node in first.graph.order() {
             let step = first.graph.step(node);
-            if step.kind == StepKind::Index {
+            if step.id.kind == StepKind::Index {
                 if let Some(out) = first.output(&step.id) {
                     eprintln!("  {} {}", step.id, out.digest());
                 }

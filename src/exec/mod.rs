@@ -1,12 +1,13 @@
 //! Running the graph: for each step compute its inputs and key, look the key up,
 //! and (when building) execute the dirty ones, in parallel where the graph allows.
 
+pub mod build;
 mod outputs;
 pub mod progress;
-pub(crate) mod push;
+pub mod push;
 pub mod scheduler;
 mod steps;
-pub(crate) mod verify_pushed;
+pub mod verify_pushed;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -21,7 +22,7 @@ pub use progress::Progress;
 pub use steps::StepError;
 
 use crate::cache::{ActionRecord, Store};
-use crate::graph::{Graph, StepKind};
+use crate::graph::{Graph, StepId, StepKind};
 use crate::key::{explain, DirtyReason, StepInputs};
 use crate::manifest::Manifest;
 use crate::rootfs::StatCache;
@@ -107,7 +108,7 @@ pub(crate) type FingerprintMemoKey = (PathBuf, crate::rootfs::Owners, u64);
 #[derive(Debug)]
 pub struct StepFailure {
     /// The step id.
-    pub step: String,
+    pub step: StepId,
     /// What went wrong.
     pub error: StepError,
 }
@@ -173,7 +174,7 @@ impl<'a> Ctx<'a> {
     pub fn run(&self, jobs: usize) -> RunResult {
         self.progress.begin(self.graph.len());
         let keep_going = |node: NodeIndex| {
-            self.mode == Mode::Plan || self.graph.step(node).kind == StepKind::Push
+            self.mode == Mode::Plan || self.graph.step(node).kind() == StepKind::Push
         };
         let slots = scheduler::run(
             self.graph,
@@ -265,7 +266,7 @@ impl<'a> Ctx<'a> {
         // `build --push` always talks to the registries: the cache cannot know
         // what happened to them since the last push.
         let must_push =
-            step.kind == StepKind::Push && matches!(self.mode, Mode::Build { push: true, .. });
+            step.id.kind == StepKind::Push && matches!(self.mode, Mode::Build { push: true, .. });
         if let Some(record) = self
             .store
             .action(&key)
@@ -278,7 +279,7 @@ impl<'a> Ctx<'a> {
                 if let Mode::Build { .. } = self.mode {
                     if self.store.last_key(&step.id).as_deref() != Some(key.as_str()) {
                         let mine = ActionRecord {
-                            step: step.id.clone(),
+                            step: step.id.to_string(),
                             ..record
                         };
                         self.store.put_last(&mine).map_err(StepError::Cache)?;
@@ -310,7 +311,7 @@ impl<'a> Ctx<'a> {
                 Err(_) => DirtyReason::FormatChanged,
             },
         };
-        let reason = match (step.kind, &reason) {
+        let reason = match (step.id.kind, &reason) {
             (StepKind::Push, DirtyReason::NotBuiltYet) => DirtyReason::NotPushed,
             _ => reason,
         };
@@ -325,7 +326,7 @@ impl<'a> Ctx<'a> {
                 inputs: Some(prepared.inputs.clone()),
             }),
             Mode::Build { push, .. } => {
-                if step.kind == StepKind::Push && !push {
+                if step.id.kind == StepKind::Push && !push {
                     return Ok(Outcome {
                         status: Status::Skipped,
                         key: Some(key),
@@ -342,7 +343,7 @@ impl<'a> Ctx<'a> {
                     None => steps::execute(self, step, &dep_outputs)?,
                 };
                 let record = ActionRecord {
-                    step: step.id.clone(),
+                    step: step.id.to_string(),
                     inputs: serde_json::to_value(&prepared.inputs).unwrap_or_default(),
                     key: key.clone(),
                     outputs: serde_json::to_value(&output).unwrap_or_default(),
@@ -374,7 +375,7 @@ impl<'a> Ctx<'a> {
 
     /// Keeps a rootfs step's file list, so the next miss can name the file that changed.
     fn remember_tree(&self, step: &crate::graph::Step, changed: bool) {
-        if step.kind != StepKind::Rootfs {
+        if step.id.kind != StepKind::Rootfs {
             return;
         }
         let name = tree_record_name(&step.id);
@@ -382,14 +383,14 @@ impl<'a> Ctx<'a> {
             return;
         }
         let trees = self.trees.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(tree) = trees.get(&step.id) {
+        if let Some(tree) = trees.get(step.id.as_str()) {
             let _ = self.store.put_state(&name, tree);
         }
     }
 
     fn content_detail(&self, step: &crate::graph::Step, shown: &str) -> Option<String> {
         let trees = self.trees.lock().unwrap_or_else(|p| p.into_inner());
-        let new = trees.get(&step.id)?;
+        let new = trees.get(step.id.as_str())?;
         let old: crate::rootfs::TreeFingerprint = self
             .store
             .state(&tree_record_name(&step.id))
@@ -467,7 +468,7 @@ pub fn side_state_files(
     manifest: &Manifest,
 ) -> Vec<PathBuf> {
     let mut files = vec![store.state_path(&tree_record_name(&step.id))];
-    if let (StepKind::Rootfs, crate::graph::Target::Platform(i)) = (step.kind, step.target) {
+    if let (StepKind::Rootfs, crate::graph::Target::Platform(i)) = (step.id.kind, step.target) {
         match &manifest.platforms[i].rootfs {
             crate::manifest::RootfsSource::Dir { path, .. } => {
                 files.push(store.state_path(&stat_cache_name(path)))

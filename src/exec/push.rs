@@ -29,7 +29,11 @@ pub(crate) fn client(reg: &Registry) -> Result<Client, crate::registry::Credenti
 }
 
 fn registry_of<'m>(manifest: &'m Manifest, step: &Step) -> &'m Registry {
-    let name = step.registry.as_ref().expect("push steps have a registry");
+    let name = step
+        .id
+        .registry
+        .as_ref()
+        .expect("push steps have a registry");
     &manifest.registries[name]
 }
 

@@ -1,7 +1,7 @@
 //! What each kind of step reads (its key inputs) and does.
 
 use crate::cache::{CacheError, Descriptor};
-use crate::graph::{Step, StepKind, Target};
+use crate::graph::{Role, Step, StepId, StepKind, Target};
 use crate::key::StepInputs;
 use crate::manifest::{rfc3339, DistSpec, Owners, PlatformSpec, RootfsSource};
 use crate::oci::elf::PlatformMismatch;
@@ -64,7 +64,9 @@ fn dist<'m>(ctx: &Ctx<'m>, step: &Step) -> &'m DistSpec {
 }
 
 fn upstream<'o>(deps: &[(&Step, &'o StepOutput)], kind: StepKind) -> Option<&'o StepOutput> {
-    deps.iter().find(|(s, _)| s.kind == kind).map(|(_, o)| *o)
+    deps.iter()
+        .find(|(s, _)| s.id.kind == kind)
+        .map(|(_, o)| *o)
 }
 
 fn layer_of<'o>(deps: &[(&Step, &'o StepOutput)], id: &str) -> Result<&'o LayerOut, StepError> {
@@ -85,15 +87,10 @@ fn blob_of<'o>(
     }
 }
 
-/// The step id shown for an upstream role of `step`.
-pub(super) fn role_step(step: &Step, role: &str) -> String {
-    match role.split_once(':') {
-        Some((kind, arch)) => format!("{kind}:{}:{}/{arch}", step.image, step.dist),
-        None => match step.arch {
-            Some(a) => format!("{role}:{}:{}/{}", step.image, step.dist, a.name),
-            None => format!("{role}:{}:{}", step.image, step.dist),
-        },
-    }
+/// The step an upstream role of `step` names (`None` for a role this version
+/// does not know, from a record of another format).
+pub(super) fn role_step(step: &Step, role: &str) -> Option<StepId> {
+    role.parse::<Role>().ok().map(|r| r.step_of(&step.id))
 }
 
 /// Computes a step's key inputs (for a rootfs step this fingerprints the source).
@@ -102,9 +99,9 @@ pub(super) fn prepare(
     step: &Step,
     deps: &[(&Step, &StepOutput)],
 ) -> Result<Prepared, StepError> {
-    let prefix = format!("images.{}", step.image);
+    let prefix = format!("images.{}", step.id.image);
     let mut known_output = None;
-    let inputs = match step.kind {
+    let inputs = match step.id.kind {
         StepKind::Rootfs => {
             let p = platform(ctx, step);
             let (inputs, out) = prepare_rootfs(ctx, step, p)?;
@@ -155,7 +152,7 @@ pub(super) fn prepare(
                     d.arches.iter().map(|a| a.name).collect::<Vec<_>>(),
                 );
             for (s, out) in deps {
-                if let Some(arch) = s.arch {
+                if let Some(arch) = s.id.arch {
                     i = i.upstream(format!("manifest:{}", arch.name), out.digest());
                 }
             }
@@ -166,14 +163,15 @@ pub(super) fn prepare(
             let index = blob_of(deps, StepKind::Index, &step.id)
                 .or_else(|_| match upstream(deps, StepKind::Tag) {
                     Some(StepOutput::Tag { index, .. }) => Ok(index),
-                    _ => Err(StepError::BadUpstream(step.id.clone())),
+                    _ => Err(StepError::BadUpstream(step.id.to_string())),
                 })?
                 .digest
                 .clone();
-            let mut i = StepInputs::new(step.kind.as_str())
+            let mut i = StepInputs::new(step.id.kind.as_str())
                 .manifest(format!("{prefix}.tags"), &d.tags)
                 .upstream("index", index);
             if let Some(reg) = step
+                .id
                 .registry
                 .as_ref()
                 .and_then(|r| ctx.manifest.registries.get(r))
@@ -285,7 +283,7 @@ pub(super) fn check_cached(
     step: &Step,
     output: &StepOutput,
 ) -> Result<(), StepError> {
-    if let (StepKind::Layer, StepOutput::Layer(l)) = (step.kind, output) {
+    if let (StepKind::Layer, StepOutput::Layer(l)) = (step.id.kind, output) {
         let p = platform(ctx, step);
         if p.platform_check && ctx.mode != super::Mode::Plan {
             l.elf
@@ -303,7 +301,7 @@ pub(super) fn execute(
     deps: &[(&Step, &StepOutput)],
 ) -> Result<StepOutput, StepError> {
     let store = ctx.store;
-    let out = match step.kind {
+    let out = match step.id.kind {
         StepKind::Rootfs => {
             let p = platform(ctx, step);
             let RootfsSource::Command {
@@ -355,7 +353,7 @@ pub(super) fn execute(
                         LayerSource::Tar { path: kept }
                     }
                 }
-                _ => return Err(StepError::BadUpstream(step.id.clone())),
+                _ => return Err(StepError::BadUpstream(step.id.to_string())),
             };
             let opts = LayerOptions {
                 mtime: p.created,
@@ -398,10 +396,10 @@ pub(super) fn execute(
             let d = dist(ctx, step);
             let mut entries = Vec::new();
             for arch in &d.arches {
-                if let Some((_, out)) = deps.iter().find(|(s, _)| s.arch == Some(*arch)) {
+                if let Some((_, out)) = deps.iter().find(|(s, _)| s.id.arch == Some(*arch)) {
                     let blob = out
                         .blob()
-                        .ok_or_else(|| StepError::BadUpstream(step.id.clone()))?;
+                        .ok_or_else(|| StepError::BadUpstream(step.id.to_string()))?;
                     entries.push((blob.clone(), *arch));
                 }
             }
@@ -412,6 +410,7 @@ pub(super) fn execute(
             let d = dist(ctx, step);
             let index = blob_of(deps, StepKind::Index, &step.id)?.clone();
             let refs = match step
+                .id
                 .registry
                 .as_ref()
                 .and_then(|r| ctx.manifest.registries.get(r))
@@ -428,7 +427,7 @@ pub(super) fn execute(
         StepKind::Push => {
             let d = dist(ctx, step);
             let Some(StepOutput::Tag { index, refs }) = upstream(deps, StepKind::Tag) else {
-                return Err(StepError::BadUpstream(step.id.clone()));
+                return Err(StepError::BadUpstream(step.id.to_string()));
             };
             let written = super::push::push(ctx, step, d, index)?;
             StepOutput::Push {

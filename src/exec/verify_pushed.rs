@@ -4,13 +4,12 @@
 
 use oci_spec::image::{ImageIndex, ImageManifest, Platform};
 
+use super::build::{build, BuildError, BuildOptions};
 use super::push::client;
 use super::{Progress, StepOutput};
 use crate::cache::{CacheError, Store};
-use crate::commands::{build, BuildOptions, Globals, Project};
-use crate::error::Error;
 use crate::graph::{StepKind, Target};
-use crate::manifest::{DistSpec, Registry};
+use crate::manifest::{DistSpec, Manifest, Registry, Selector};
 use crate::oci::elf::PlatformMismatch;
 use crate::registry::{CredentialError, RegistryError};
 
@@ -91,55 +90,81 @@ fn render(problems: &[(String, String, PushedProblem)]) -> String {
         .collect()
 }
 
-/// `imgraph verify --pushed`: fetch every pushed index by digest and check its
-/// platforms and the machine of the binaries in each layer, and resolve every
-/// tag, which must point at that index.
-pub(crate) fn verify_pushed(project: &Project, globals: &Globals) -> Result<(), Error> {
-    let store = Store::open(&project.cache_dir)?;
-    let progress = Progress::new(globals.quiet, globals.verbose, globals.color);
-    let opts = BuildOptions::cache_only();
+/// One registry's copy of one dist that matched the build.
+#[derive(Debug)]
+pub struct Verified {
+    /// The registry's name in the manifest.
+    pub registry: String,
+    /// `host/repository@digest`.
+    pub reference: String,
+    /// Platforms checked.
+    pub platforms: usize,
+    /// Tags that point at it.
+    pub tags: Vec<String>,
+}
+
+/// Why `verify --pushed` could not say yes.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyPushedError {
+    /// Bringing the cache up to date failed.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// What the registries serve differs from the build.
+    #[error(transparent)]
+    Mismatch(#[from] PushedMismatch),
+    /// No selected image is pushed anywhere.
+    #[error("nothing to verify: no selected image has registries")]
+    NothingToVerify,
+}
+
+/// Reads every selected, pushed index back from each of its registries by digest,
+/// checks its platforms and the machine of the binaries in each layer, and
+/// resolves every tag, which must point at that index.
+pub fn verify_pushed(
+    manifest: &Manifest,
+    selectors: &[Selector],
+    store: &Store,
+    progress: &Progress,
+) -> Result<Vec<Verified>, VerifyPushedError> {
     let report = build(
-        &project.manifest,
-        &project.selectors,
-        &store,
-        &opts,
-        &progress,
+        manifest,
+        selectors,
+        store,
+        &BuildOptions::cache_only(),
+        progress,
     )?;
     let mut problems = Vec::new();
-    let mut checked = 0;
+    let mut verified = Vec::new();
     for node in report.graph.order() {
         let step = report.graph.step(node);
-        let (StepKind::Index, Target::Dist(i)) = (step.kind, step.target) else {
+        let (StepKind::Index, Target::Dist(i)) = (step.id.kind, step.target) else {
             continue;
         };
-        let d = &project.manifest.dists[i];
+        let d = &manifest.dists[i];
         let Some(index) = report.output(&step.id).and_then(StepOutput::blob) else {
             continue;
         };
         for reg_name in &d.registries {
-            let reg = &project.manifest.registries[reg_name];
+            let reg = &manifest.registries[reg_name];
             let mut found = Vec::new();
             let mut platforms = 0;
-            match verify_index(&store, reg, d, &index.digest) {
-                Ok(n) => {
-                    checked += n;
-                    platforms = n;
-                }
+            match verify_index(store, reg, d, &index.digest) {
+                Ok(n) => platforms = n,
                 Err(p) => found.push(p),
             }
             found.extend(verify_tags(reg, d, &index.digest));
             if found.is_empty() {
-                if !globals.quiet {
-                    eprintln!(
-                        "verified {}/{}@{} on {}: {} platforms, tags {}",
+                verified.push(Verified {
+                    registry: reg.name.clone(),
+                    reference: format!(
+                        "{}/{}@{}",
                         reg.host,
                         reg.repository(&d.image),
-                        index.digest,
-                        reg.name,
-                        platforms,
-                        d.tags.join(", ")
-                    );
-                }
+                        index.digest
+                    ),
+                    platforms,
+                    tags: d.tags.clone(),
+                });
             } else {
                 problems.extend(
                     found
@@ -152,12 +177,10 @@ pub(crate) fn verify_pushed(project: &Project, globals: &Globals) -> Result<(), 
     if !problems.is_empty() {
         return Err(PushedMismatch(problems).into());
     }
-    if checked == 0 {
-        return Err(Error::Usage(
-            "nothing to verify: no selected image has registries".into(),
-        ));
+    if verified.is_empty() {
+        return Err(VerifyPushedError::NothingToVerify);
     }
-    Ok(())
+    Ok(verified)
 }
 
 /// Every tag of `d` on `reg` must point at the built index: reading by digest

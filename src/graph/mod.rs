@@ -1,6 +1,7 @@
 //! The step graph: one node per step, edges from each step to the steps that
 //! consume its output. Ids follow the contract (`layer:minideb:bookworm/arm64v8`).
 
+mod id;
 mod render;
 
 use std::collections::{HashMap, HashSet};
@@ -10,8 +11,9 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::Direction;
 use serde::Serialize;
 
-use crate::manifest::{Arch, Manifest, Selector};
+use crate::manifest::{Manifest, Selector};
 
+pub use id::{Role, StepId, StepIdError};
 pub use render::{to_dot, to_json};
 
 /// What a step does.
@@ -35,6 +37,25 @@ pub enum StepKind {
 }
 
 impl StepKind {
+    /// Every kind, in pipeline order.
+    pub const ALL: [StepKind; 7] = [
+        StepKind::Rootfs,
+        StepKind::Layer,
+        StepKind::Config,
+        StepKind::Manifest,
+        StepKind::Index,
+        StepKind::Tag,
+        StepKind::Push,
+    ];
+
+    /// Whether steps of this kind work on one platform (and their ids name an arch).
+    pub fn is_platform(self) -> bool {
+        matches!(
+            self,
+            StepKind::Rootfs | StepKind::Layer | StepKind::Config | StepKind::Manifest
+        )
+    }
+
     /// The id prefix.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -67,20 +88,17 @@ pub enum Target {
 /// One node.
 #[derive(Debug, Clone)]
 pub struct Step {
-    /// `kind:image:dist[/arch][@registry]`.
-    pub id: String,
-    /// What it does.
-    pub kind: StepKind,
-    /// Image name.
-    pub image: String,
-    /// Dist name.
-    pub dist: String,
-    /// For platform steps.
-    pub arch: Option<&'static Arch>,
-    /// For tag and push steps with a registry.
-    pub registry: Option<String>,
+    /// Which step: kind, image, dist, arch, registry.
+    pub id: StepId,
     /// The manifest entry it works on.
     pub target: Target,
+}
+
+impl Step {
+    /// What it does.
+    pub fn kind(&self) -> StepKind {
+        self.id.kind
+    }
 }
 
 /// The selected part of the manifest as a DAG.
@@ -88,7 +106,7 @@ pub struct Step {
 pub struct Graph {
     /// Nodes are steps; an edge `a -> b` means b consumes a's output.
     pub dag: DiGraph<Step, ()>,
-    by_id: HashMap<String, NodeIndex>,
+    by_id: HashMap<StepId, NodeIndex>,
 }
 
 impl Graph {
@@ -129,12 +147,7 @@ impl Graph {
                 StepKind::Manifest,
             ] {
                 let node = g.add(Step {
-                    id: format!("{kind}:{}", p.label()),
-                    kind,
-                    image: p.image.clone(),
-                    dist: p.dist.clone(),
-                    arch: Some(p.arch),
-                    registry: None,
+                    id: StepId::platform(kind, &p.image, &p.dist, p.arch),
                     target: Target::Platform(i),
                 });
                 if let Some(prev) = prev {
@@ -164,12 +177,7 @@ impl Graph {
                 continue;
             }
             let index = g.add(Step {
-                id: format!("index:{}", d.label()),
-                kind: StepKind::Index,
-                image: d.image.clone(),
-                dist: d.dist.clone(),
-                arch: None,
-                registry: None,
+                id: StepId::dist(StepKind::Index, &d.image, &d.dist, None),
                 target: Target::Dist(i),
             });
             for m in manifest_nodes
@@ -185,14 +193,8 @@ impl Graph {
                 d.registries.iter().map(Some).collect()
             };
             for reg in registries {
-                let suffix = reg.map(|r| format!("@{r}")).unwrap_or_default();
                 let step = |kind: StepKind| Step {
-                    id: format!("{kind}:{}{suffix}", d.label()),
-                    kind,
-                    image: d.image.clone(),
-                    dist: d.dist.clone(),
-                    arch: None,
-                    registry: reg.cloned(),
+                    id: StepId::dist(kind, &d.image, &d.dist, reg.map(String::as_str)),
                     target: Target::Dist(i),
                 };
                 let tag = g.add(step(StepKind::Tag));

@@ -30,11 +30,11 @@ pub fn to_json(g: &Graph) -> serde_json::Value {
             let s = g.step(n);
             json!({
                 "id": s.id,
-                "kind": s.kind,
-                "image": s.image,
-                "dist": s.dist,
-                "arch": s.arch.map(|a| a.name),
-                "registry": s.registry,
+                "kind": s.id.kind,
+                "image": s.id.image,
+                "dist": s.id.dist,
+                "arch": s.id.arch.map(|a| a.name),
+                "registry": s.id.registry,
                 "deps": g.deps(n).into_iter().map(|d| g.step(d).id.clone()).collect::<Vec<_>>(),
             })
         })

@@ -1,0 +1,404 @@
+//! A build as a library call: run the dirty steps, export `out/`, remember what
+//! was built. `build`, `export`, `verify` and `verify --pushed` all start here.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{
+    default_jobs, Ctx, Mode, Outcome, Progress, RunResult, Status, StepFailure, StepOutput,
+};
+use crate::cache::{CacheError, Store};
+use crate::graph::{Graph, StepId, StepKind, Target};
+use crate::manifest::{Arch, Manifest, Selector};
+use crate::oci::layout::{export_index, export_platform, LayoutError, PlatformBlobs};
+
+/// What stops a build as a whole (a failed step is in [`BuildReport::failures`]).
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The cache: its lock, its state.
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    /// Writing `out/`.
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    /// Steps failed, where the caller needs every step (verify, export).
+    #[error("{}", render_failures(.0))]
+    Steps(Vec<StepFailure>),
+}
+
+impl BuildError {
+    /// Whether a cache blob failed its digest check (and was dropped).
+    pub fn is_corrupt_blob(&self) -> bool {
+        let corrupt = |e: &CacheError| matches!(e, CacheError::DigestMismatch { .. });
+        match self {
+            BuildError::Cache(e) | BuildError::Layout(LayoutError::Cache(e)) => corrupt(e),
+            BuildError::Steps(failures) => failures.iter().any(StepFailure::is_corrupt_blob),
+            BuildError::Layout(_) => false,
+        }
+    }
+}
+
+/// `3 steps failed:` and one line per step (the command's error renders them
+/// with their causes).
+fn render_failures(failures: &[StepFailure]) -> String {
+    let mut out = match failures.len() {
+        1 => String::from("1 step failed:"),
+        n => format!("{n} steps failed:"),
+    };
+    for f in failures {
+        out.push_str(&format!("\n  {}: {}", f.step, f.error));
+    }
+    out
+}
+
+/// Knobs of one build.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub jobs: usize,
+    pub push: bool,
+    pub changed_only: bool,
+    pub export: bool,
+}
+
+impl BuildOptions {
+    /// Bring the cache up to date and nothing else: what `verify`, `export` and
+    /// `verify --pushed` need before they read the outputs.
+    pub fn cache_only() -> Self {
+        BuildOptions {
+            jobs: default_jobs(),
+            push: false,
+            changed_only: false,
+            export: false,
+        }
+    }
+}
+
+/// A platform image or index whose digest differs from the last successful build.
+#[derive(Debug, Clone, Serialize)]
+pub struct Changed {
+    pub image: String,
+    pub dist: String,
+    pub arch: Option<String>,
+    pub digest: String,
+}
+
+/// What a build did, including the steps that failed: a build that fails part
+/// way still exports and reports everything that did not depend on the failure.
+pub struct BuildReport {
+    pub graph: Graph,
+    pub outcomes: Vec<Option<Outcome>>,
+    pub executed: Vec<StepId>,
+    pub cached: Vec<StepId>,
+    pub cut_off: usize,
+    pub changed: Vec<Changed>,
+    /// Layout folders written (an unchanged layout is left alone and not listed).
+    pub exported: Vec<PathBuf>,
+    pub pushed: Vec<serde_json::Value>,
+    /// Every step that failed (steps downstream of one never ran and are not listed).
+    pub failures: Vec<StepFailure>,
+}
+
+impl BuildReport {
+    /// The output of a step, by id.
+    pub fn output(&self, id: &StepId) -> Option<&StepOutput> {
+        let node = self.graph.node(id)?;
+        self.outcomes[node.index()].as_ref()?.output.as_ref()
+    }
+
+    /// The blobs of one built platform. Looked up by step id (a hash lookup), never by
+    /// scanning the manifest: this runs once per platform, so a scan would make a
+    /// no-op build quadratic in the number of platforms.
+    pub fn platform_blobs(
+        &self,
+        manifest: &Manifest,
+        image: &str,
+        dist: &str,
+        arch: &'static Arch,
+    ) -> Option<PlatformBlobs> {
+        let id = |kind| StepId::platform(kind, image, dist, arch);
+        let layer = match self.output(&id(StepKind::Layer))? {
+            StepOutput::Layer(l) => l.blob.clone(),
+            _ => return None,
+        };
+        Some(PlatformBlobs {
+            arch,
+            layer,
+            compression: manifest.settings.compression,
+            config: self.output(&id(StepKind::Config))?.blob()?.clone(),
+            manifest: self.output(&id(StepKind::Manifest))?.blob()?.clone(),
+        })
+    }
+
+    /// The `failed` entries of `--json`: one per reference for a failed push (the
+    /// registry's name, the reference and the error), one per step otherwise.
+    pub fn failed_json(&self) -> Vec<serde_json::Value> {
+        let mut out = Vec::new();
+        for f in &self.failures {
+            let error = f.error.to_string();
+            let push = self
+                .graph
+                .node(&f.step)
+                .map(|n| (n, self.graph.step(n)))
+                .filter(|(_, s)| s.id.kind == StepKind::Push);
+            let Some((node, step)) = push else {
+                out.push(json!({ "step": f.step, "error": error }));
+                continue;
+            };
+            // The references are what the push's tag step computed.
+            let refs = self
+                .graph
+                .deps(node)
+                .into_iter()
+                .find_map(
+                    |d| match self.outcomes[d.index()].as_ref()?.output.as_ref()? {
+                        StepOutput::Tag { refs, .. } => Some(refs.clone()),
+                        _ => None,
+                    },
+                )
+                .unwrap_or_default();
+            if refs.is_empty() {
+                out.push(json!({ "step": f.step, "registry": step.id.registry, "error": error }));
+            }
+            for r in refs {
+                out.push(json!({
+                    "step": f.step,
+                    "registry": step.id.registry,
+                    "reference": r,
+                    "error": error,
+                }));
+            }
+        }
+        out
+    }
+}
+
+/// Digests of what the last builds produced, per platform label and per dist label
+/// (a partly failed build records the platforms and indexes it did produce).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct LastBuild {
+    platforms: BTreeMap<String, String>,
+    indexes: BTreeMap<String, String>,
+}
+
+const LAST_BUILD: &str = "last-build.json";
+
+/// Builds the selection into `store`; shared by `verify` and `export`, which need
+/// every step to succeed: any failed step is an error.
+pub fn build(
+    manifest: &Manifest,
+    selectors: &[Selector],
+    store: &Store,
+    opts: &BuildOptions,
+    progress: &Progress,
+) -> Result<BuildReport, BuildError> {
+    let mut report = build_report(manifest, selectors, store, opts, progress)?;
+    if report.failures.is_empty() {
+        Ok(report)
+    } else {
+        Err(BuildError::Steps(std::mem::take(&mut report.failures)))
+    }
+}
+
+/// Builds the selection into `store` and exports what was built, keeping failed
+/// steps in the report: `imgraph build` still prints and exports what succeeded
+/// when a push (or a platform) fails. `Err` only for what stops the whole build
+/// (the cache lock, writing `out/`).
+pub fn build_report(
+    manifest: &Manifest,
+    selectors: &[Selector],
+    store: &Store,
+    opts: &BuildOptions,
+    progress: &Progress,
+) -> Result<BuildReport, BuildError> {
+    let _lock = store.lock()?;
+    // Holding the lock, any temp file is a leftover of a killed build.
+    store.clear_tmp();
+    match build_locked(manifest, selectors, store, opts, progress) {
+        // A blob that failed its digest check when exported was dropped, so its
+        // entry is now a miss: one more pass rebuilds it.
+        Err(e) if e.is_corrupt_blob() => {
+            progress.println(&format!("warning: {e}"));
+            build_locked(manifest, selectors, store, opts, progress)
+        }
+        other => other,
+    }
+}
+
+fn run_steps(
+    manifest: &Manifest,
+    graph: &Graph,
+    store: &Store,
+    opts: &BuildOptions,
+    progress: &Progress,
+) -> RunResult {
+    Ctx::new(
+        manifest,
+        graph,
+        store,
+        Mode::Build {
+            push: opts.push,
+            changed: opts.changed_only,
+        },
+        opts.jobs,
+        progress,
+    )
+    .run(opts.jobs)
+}
+
+fn build_locked(
+    manifest: &Manifest,
+    selectors: &[Selector],
+    store: &Store,
+    opts: &BuildOptions,
+    progress: &Progress,
+) -> Result<BuildReport, BuildError> {
+    let graph = Graph::build(manifest, selectors);
+    let mut result = run_steps(manifest, &graph, store, opts, progress);
+    // A blob that failed its digest check when read was dropped, so its entry is
+    // now a miss: one more pass rebuilds it (before anything is exported from it).
+    if result.failures.iter().any(StepFailure::is_corrupt_blob) {
+        for f in result.failures.iter().filter(|f| f.is_corrupt_blob()) {
+            progress.println(&format!("warning: {}: {}", f.step, f.error));
+        }
+        result = run_steps(manifest, &graph, store, opts, progress);
+    }
+    let mut report = BuildReport {
+        executed: Vec::new(),
+        cached: Vec::new(),
+        cut_off: 0,
+        changed: Vec::new(),
+        exported: Vec::new(),
+        pushed: Vec::new(),
+        outcomes: result.outcomes,
+        failures: result.failures,
+        graph,
+    };
+    for node in report.graph.order() {
+        let step = report.graph.step(node);
+        if let Some(o) = &report.outcomes[node.index()] {
+            match o.status {
+                Status::Executed => report.executed.push(step.id.clone()),
+                Status::Fresh => report.cached.push(step.id.clone()),
+                _ => {}
+            }
+            if o.cut_off {
+                report.cut_off += 1;
+            }
+            if let (
+                StepKind::Push,
+                Some(StepOutput::Push {
+                    index,
+                    refs,
+                    unchanged: false,
+                }),
+                Status::Executed,
+            ) = (step.id.kind, &o.output, o.status)
+            {
+                for r in refs {
+                    report.pushed.push(json!({
+                        "registry": step.id.registry,
+                        "reference": r,
+                        "digest": index.digest,
+                    }));
+                }
+            }
+        }
+    }
+
+    // The tag a platform layout is named by: its dist's first tag. A map, not a
+    // scan of the dists per platform (that made no-op builds quadratic).
+    let first_tag: HashMap<(&str, &str), &str> = manifest
+        .dists
+        .iter()
+        .filter_map(|d| {
+            Some((
+                (d.image.as_str(), d.dist.as_str()),
+                d.tags.first()?.as_str(),
+            ))
+        })
+        .collect();
+
+    // A torn or unreadable record only means every image counts as changed.
+    // Steps that failed (or never ran) have no outcome: their last digests stay.
+    let mut last: LastBuild = store.state(LAST_BUILD).ok().flatten().unwrap_or_default();
+    let before = serde_json::to_vec(&last).unwrap_or_default();
+    for node in report.graph.order() {
+        let step = report.graph.step(node);
+        let Some(digest) = report.outcomes[node.index()]
+            .as_ref()
+            .and_then(|o| o.output.as_ref())
+            .and_then(|o| o.blob())
+            .map(|b| b.digest.clone())
+        else {
+            continue;
+        };
+        match (step.id.kind, step.target) {
+            (StepKind::Manifest, Target::Platform(i)) => {
+                let p = &manifest.platforms[i];
+                let label = p.label();
+                let is_new = last.platforms.get(&label) != Some(&digest);
+                if is_new {
+                    report.changed.push(Changed {
+                        image: p.image.clone(),
+                        dist: p.dist.clone(),
+                        arch: Some(p.arch.name.to_string()),
+                        digest: digest.clone(),
+                    });
+                }
+                if opts.export && (is_new || !opts.changed_only) {
+                    let blobs = report
+                        .platform_blobs(manifest, &p.image, &p.dist, p.arch)
+                        .expect("a built manifest has its layer and config");
+                    let tag = first_tag
+                        .get(&(p.image.as_str(), p.dist.as_str()))
+                        .map_or_else(|| p.dist.clone(), |t| (*t).to_string());
+                    let dir = manifest
+                        .settings
+                        .out
+                        .join(&p.image)
+                        .join(&p.dist)
+                        .join(p.arch.name);
+                    if export_platform(store, &dir, &blobs, &tag)? {
+                        report.exported.push(dir);
+                    }
+                }
+                last.platforms.insert(label, digest);
+            }
+            (StepKind::Index, Target::Dist(i)) => {
+                let d = &manifest.dists[i];
+                let label = d.label();
+                let is_new = last.indexes.get(&label) != Some(&digest);
+                if opts.export && (is_new || !opts.changed_only) {
+                    let platforms: Vec<PlatformBlobs> = d
+                        .arches
+                        .iter()
+                        .filter_map(|a| report.platform_blobs(manifest, &d.image, &d.dist, a))
+                        .collect();
+                    let index = report
+                        .output(&step.id)
+                        .and_then(StepOutput::blob)
+                        .cloned()
+                        .expect("index built");
+                    let dir = manifest
+                        .settings
+                        .out
+                        .join(&d.image)
+                        .join(&d.dist)
+                        .join("index");
+                    if export_index(store, &dir, &index, &platforms, &d.tags)? {
+                        report.exported.push(dir);
+                    }
+                }
+                last.indexes.insert(label, digest);
+            }
+            _ => {}
+        }
+    }
+    if serde_json::to_vec(&last).unwrap_or_default() != before {
+        store.put_state(LAST_BUILD, &last)?;
+    }
+    Ok(report)
+}
