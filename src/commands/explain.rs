@@ -44,7 +44,7 @@ pub(super) fn run(project: &Project, args: &ExplainArgs, globals: &Globals) -> R
     };
     let store = Store::open_read_only(&project.cache_dir);
     let progress = Progress::quiet();
-    let ctx = Ctx::new(&project.manifest, &graph, &store, Mode::Plan, 1, &progress);
+    let ctx = Ctx::new(&project.manifest, &graph, &store, Mode::Plan, &progress);
     let result = ctx.run(default_jobs());
     if !result.failures.is_empty() {
         return Err(Error::Steps(result.failures));

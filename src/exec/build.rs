@@ -242,7 +242,6 @@ fn run_steps(
             push: opts.push,
             changed: opts.changed_only,
         },
-        opts.jobs,
         progress,
     )
     .run(opts.jobs)

@@ -85,8 +85,6 @@ pub struct Ctx<'a> {
     pub store: &'a Store,
     /// Plan or build.
     pub mode: Mode,
-    /// Threads for CPU-heavy work inside a step (compression).
-    pub threads: usize,
     /// Progress display.
     pub progress: &'a Progress,
     /// Per source folder: the stat cache, and the hash of what was loaded (to skip
@@ -136,7 +134,7 @@ pub struct RunResult {
 /// read. Writes nothing.
 pub fn plan(manifest: &Manifest, graph: &Graph, store: &Store) -> RunResult {
     let progress = Progress::quiet();
-    Ctx::new(manifest, graph, store, Mode::Plan, 1, &progress).run(default_jobs())
+    Ctx::new(manifest, graph, store, Mode::Plan, &progress).run(default_jobs())
 }
 
 /// Default parallelism: the machine's cores.
@@ -151,7 +149,6 @@ impl<'a> Ctx<'a> {
         graph: &'a Graph,
         store: &'a Store,
         mode: Mode,
-        threads: usize,
         progress: &'a Progress,
     ) -> Self {
         Ctx {
@@ -159,7 +156,6 @@ impl<'a> Ctx<'a> {
             graph,
             store,
             mode,
-            threads,
             progress,
             stat_caches: Mutex::default(),
             key_locks: Mutex::default(),

@@ -106,7 +106,11 @@ fn worker<T, E, F>(
             })
             .collect();
         drop(guard);
+        // The running step occupies a core of the process budget, so a step's own
+        // helper threads (compression, hashing) only use cores no step is using.
+        let core = crate::budget::global().occupy();
         let result = work(node, &deps);
+        drop(core);
         guard = lock();
         guard.running -= 1;
         match result {

@@ -358,7 +358,8 @@ pub(super) fn execute(
             let opts = LayerOptions {
                 mtime: p.created,
                 compression: ctx.manifest.settings.compression,
-                threads: ctx.threads,
+                // The caller's thread plus whatever cores the budget has free.
+                threads: 0,
                 temp_dir: store.tmp_dir(),
             };
             let mut writer = store.blob_writer()?;
