@@ -10,10 +10,10 @@ use super::created;
 use super::diagnostic::{did_you_mean, Diagnostic, Diagnostics, SourceFile};
 use super::model::*;
 use super::raw::{RawImage, RawManifest, RawRegistry, RawRootfs, S};
+use super::reference::{ReferenceError, RegistryUrl};
 use super::structure;
 use super::template::{self, TemplateError, Vars};
 use super::ManifestError;
-use crate::registry::{ReferenceError, RegistryUrl};
 
 /// Knobs that come from the command line rather than the manifest.
 #[derive(Debug, Clone, Default)]
@@ -1049,7 +1049,7 @@ fn raw_rootfs_span(r: &S<RawRootfs>) -> std::ops::Range<usize> {
 /// OCI distribution-spec repository paths: the registry module's rule, so that a
 /// name `check` accepts is one a push accepts.
 fn valid_repository(name: &str) -> bool {
-    crate::registry::reference::validate_repository("", name).is_ok()
+    super::reference::validate_repository("", name).is_ok()
 }
 
 /// OCI distribution-spec tag grammar: `[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}`.

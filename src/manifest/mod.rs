@@ -6,6 +6,7 @@ pub mod diagnostic;
 mod load;
 pub mod model;
 mod raw;
+pub mod reference;
 mod schema;
 pub mod selector;
 mod structure;

@@ -106,7 +106,22 @@ impl Registry {
     }
 }
 
-pub use crate::rootfs::Owners;
+/// Who owns the entries of a `dir` source in the image.
+///
+/// A directory tree is usually built by an unprivileged user, so its on-disk owners are
+/// accidental: by default every entry is owned by 0:0, as in any base image. `Preserve`
+/// is for trees built as root (or under fakeroot) whose owners are deliberate.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Owners {
+    /// Every entry is owned by uid 0, gid 0.
+    #[default]
+    Root,
+    /// Numeric uid/gid are taken from the source.
+    Preserve,
+}
 
 /// Where one platform's root filesystem comes from, templates resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use super::raw::{RawImage, RawManifest, RawRegistry};
 
 /// The distribution spec's repository path: lowercase alphanumeric runs separated by
 /// `.`, `_`, `__` or dashes, components joined by `/` (what `load.rs` checks through
-/// `registry::reference::validate_repository`, so editors and `check` agree).
+/// `manifest::reference::validate_repository`, so editors and `check` agree).
 const REPOSITORY: &str =
     "^[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*(/[a-z0-9]+((\\.|_|__|-+)[a-z0-9]+)*)*$";
 /// OCI tag grammar (what `load.rs` checks as `valid_tag`).

@@ -12,9 +12,9 @@ use ureq::http::{HeaderValue, Method, Response};
 
 use super::auth::{AuthError, AuthFailure, Authenticator};
 use super::docker_config::{CredentialError, CredentialSource};
-use super::reference::{validate_digest, ReferenceError};
 use super::retry::{parse_retry_after, RetryPolicy, Verdict};
 use super::{sha256_digest, MANIFEST_MEDIA_TYPES};
+use crate::manifest::reference::{validate_digest, ReferenceError};
 
 /// A registry: `host[:port]`, and whether it speaks plain HTTP.
 #[derive(Debug, Clone, PartialEq, Eq)]

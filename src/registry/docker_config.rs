@@ -15,8 +15,8 @@ use std::process::{Command, Stdio};
 
 use base64::Engine as _;
 
-use super::reference::is_docker_hub;
 use super::Secret;
+use crate::manifest::reference::is_docker_hub;
 
 /// Reading credentials failed. No variant ever holds a secret.
 #[derive(Debug, thiserror::Error)]

@@ -16,13 +16,12 @@ pub mod auth;
 pub mod client;
 pub mod docker_config;
 pub mod push;
-pub mod reference;
 pub mod retry;
 
+pub use crate::manifest::reference::{ImageRepository, ReferenceError, RegistryUrl};
 pub use client::{Client, Registry, RegistryError};
 pub use docker_config::{Credential, CredentialError, CredentialSource};
 pub use push::{BlobSource, ManifestBlob, PushEvent, PushPlan, PushReport};
-pub use reference::{ImageRepository, ReferenceError, RegistryUrl};
 pub use retry::RetryPolicy;
 
 use std::fmt;

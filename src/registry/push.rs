@@ -10,8 +10,8 @@ use std::sync::Mutex;
 use ureq::http::Method;
 
 use super::client::{drain, with_query, Body, Client, RegistryError};
-use super::reference::{validate_digest, validate_repository, validate_tag};
 use super::sha256_digest;
+use crate::manifest::reference::{validate_digest, validate_repository, validate_tag};
 
 /// A blob to push, streamed from a file (the cache's `blobs/sha256/<hex>`).
 #[derive(Debug, Clone, PartialEq, Eq)]

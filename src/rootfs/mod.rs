@@ -16,22 +16,7 @@ pub use fingerprint::{
 #[cfg(test)]
 pub(crate) mod test_fixture;
 
-use serde::{Deserialize, Serialize};
-
-/// Who owns the entries of a `dir` source in the image.
-///
-/// A directory tree is usually built by an unprivileged user, so its on-disk owners are
-/// accidental: by default every entry is owned by 0:0, as in any base image. `Preserve`
-/// is for trees built as root (or under fakeroot) whose owners are deliberate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Owners {
-    /// Every entry is owned by uid 0, gid 0.
-    #[default]
-    Root,
-    /// Numeric uid/gid are taken from the source.
-    Preserve,
-}
+pub use crate::manifest::Owners;
 
 /// What an entry is, with the data that goes into its tar header.
 ///
