@@ -615,3 +615,320 @@ pub fn resolve(universe: &Universe, request: &Request) -> Result<Resolution, Res
     packages.sort_by(|a, b| a.record.name.cmp(&b.record.name));
     Ok(Resolution { packages })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::debian::packages::parse_index;
+
+    /// An index from short paragraphs: `Filename`, `Size` and `SHA256` are added,
+    /// `Architecture` defaults to amd64.
+    fn index(suite: &str, text: &str) -> Index {
+        index_of("amd64", suite, text)
+    }
+
+    fn index_of(arch: &str, suite: &str, text: &str) -> Index {
+        let full: String = text
+            .trim()
+            .split("\n\n")
+            .map(|p| {
+                let p = p.trim();
+                let arch = if p.contains("Architecture:") {
+                    String::new()
+                } else {
+                    format!("\nArchitecture: {arch}")
+                };
+                format!(
+                    "{p}{arch}\nFilename: pool/x.deb\nSize: 1\nSHA256: {}\n\n",
+                    "ab".repeat(32)
+                )
+            })
+            .collect();
+        Index {
+            suite: suite.into(),
+            records: parse_index(&full).unwrap(),
+        }
+    }
+
+    fn universe(text: &str) -> Universe {
+        Universe::new("amd64", vec![index("bookworm", text)])
+    }
+
+    fn request(variant: Variant, include: &[&str], exclude: &[&str]) -> Request {
+        Request {
+            variant,
+            include: include.iter().map(|s| s.to_string()).collect(),
+            exclude: exclude.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    /// `name version` of every selected package.
+    fn set(u: &Universe, req: &Request) -> Vec<String> {
+        resolve(u, req)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .packages
+            .iter()
+            .map(|s| format!("{} {}", s.record.name, s.record.version))
+            .collect()
+    }
+
+    fn error(u: &Universe, req: &Request) -> String {
+        resolve(u, req).unwrap_err().to_string()
+    }
+
+    fn essential(include: &[&str]) -> Request {
+        request(Variant::Essential, include, &[])
+    }
+
+    #[test]
+    fn closes_over_depends_and_pre_depends_with_versions_and_reasons() {
+        let u = universe(
+            "Package: a\nVersion: 1\nEssential: yes\nPre-Depends: b\nDepends: c (>= 2)\n\n\
+             Package: b\nVersion: 1\nDepends: d\n\n\
+             Package: c\nVersion: 2.0\n\n\
+             Package: d\nVersion: 1\n\n\
+             Package: unrelated\nVersion: 1\nPriority: required",
+        );
+        let r = resolve(&u, &essential(&[])).unwrap();
+        let got: Vec<(String, String)> = r
+            .packages
+            .iter()
+            .map(|s| (s.record.name.clone(), s.reason.to_string()))
+            .collect();
+        let want = [
+            ("a", "essential"),
+            ("b", "dependency of a"),
+            ("c", "dependency of a"),
+            ("d", "dependency of b"),
+        ];
+        assert_eq!(
+            got,
+            want.map(|(a, b)| (a.to_string(), b.to_string())).to_vec()
+        );
+        assert_eq!(r.packages[0].suite, "bookworm");
+    }
+
+    #[test]
+    fn variants_essential_apt_minbase() {
+        let u = universe(
+            "Package: e\nVersion: 1\nEssential: yes\n\n\
+             Package: apt\nVersion: 2\nPriority: important\n\n\
+             Package: r\nVersion: 1\nPriority: required\n\n\
+             Package: o\nVersion: 1\nPriority: optional",
+        );
+        assert_eq!(set(&u, &essential(&[])), ["e 1"]);
+        assert_eq!(set(&u, &request(Variant::Apt, &[], &[])), ["apt 2", "e 1"]);
+        assert_eq!(
+            set(&u, &request(Variant::Minbase, &[], &[])),
+            ["e 1", "r 1"]
+        );
+        assert_eq!(
+            set(&u, &request(Variant::Minbase, &["o"], &[])),
+            ["e 1", "o 1", "r 1"]
+        );
+        assert_eq!("minbase".parse::<Variant>(), Ok(Variant::Minbase));
+        assert!("buildd"
+            .parse::<Variant>()
+            .unwrap_err()
+            .to_string()
+            .contains("\"minbase\""));
+    }
+
+    #[test]
+    fn alternatives_prefer_the_selected_else_the_first_satisfiable() {
+        let u = universe(
+            "Package: e1\nVersion: 1\nEssential: yes\nDepends: x | y\n\n\
+             Package: e2\nVersion: 1\nEssential: yes\nDepends: y\n\n\
+             Package: e3\nVersion: 1\nEssential: yes\nDepends: missing | z (>= 2) | w | v\n\n\
+             Package: x\nVersion: 1\n\nPackage: y\nVersion: 1\n\n\
+             Package: z\nVersion: 1\n\nPackage: w\nVersion: 1\n\nPackage: v\nVersion: 1",
+        );
+        // y is forced by e2, so e1's `x | y` keeps it; e3 takes w, the first
+        // alternative with an installable candidate.
+        assert_eq!(
+            set(&u, &essential(&[])),
+            ["e1 1", "e2 1", "e3 1", "w 1", "y 1"]
+        );
+    }
+
+    #[test]
+    fn minbase_decides_the_essential_set_before_the_required_one() {
+        // mmdebstrap installs the essential set in a first apt run: e's `x | y`
+        // is decided then, before the required y exists in the selection.
+        let u = universe(
+            "Package: e\nVersion: 1\nEssential: yes\nDepends: x | y\n\n\
+             Package: x\nVersion: 1\n\n\
+             Package: y\nVersion: 1\nPriority: required",
+        );
+        assert_eq!(
+            set(&u, &request(Variant::Minbase, &[], &[])),
+            ["e 1", "x 1", "y 1"]
+        );
+    }
+
+    #[test]
+    fn virtual_packages_through_provides() {
+        let u = universe(
+            "Package: a\nVersion: 1\nEssential: yes\nDepends: mta, foo\n\n\
+             Package: p-optional\nVersion: 1\nPriority: optional\nProvides: mta\n\n\
+             Package: p-important\nVersion: 1\nPriority: important\nProvides: mta\n\n\
+             Package: foo\nVersion: 1\n\n\
+             Package: bar\nVersion: 1\nPriority: required\nProvides: foo",
+        );
+        // The real foo beats a provider; among providers the higher priority wins.
+        assert_eq!(set(&u, &essential(&[])), ["a 1", "foo 1", "p-important 1"]);
+        // An include may name a virtual package too.
+        assert_eq!(
+            set(&u, &request(Variant::Essential, &["mta"], &["a"])),
+            ["p-important 1"]
+        );
+    }
+
+    #[test]
+    fn versioned_dependencies_need_versioned_provides() {
+        let u = universe(
+            "Package: a\nVersion: 1\nEssential: yes\nDepends: libx (>= 2)\n\n\
+             Package: plain\nVersion: 9\nProvides: libx\n\n\
+             Package: versioned\nVersion: 1\nProvides: libx (= 2.1)",
+        );
+        assert_eq!(set(&u, &essential(&[])), ["a 1", "versioned 1"]);
+        let u = universe(
+            "Package: a\nVersion: 1\nEssential: yes\nDepends: libx (>= 2)\n\n\
+             Package: plain\nVersion: 9\nProvides: libx\n\n\
+             Package: old\nVersion: 1\nProvides: libx (= 1.5)",
+        );
+        assert_eq!(
+            error(&u, &essential(&[])),
+            "a -> libx (>= 2) -> no provider in bookworm/amd64 has a matching version"
+        );
+    }
+
+    #[test]
+    fn multi_arch_any_and_arch_all() {
+        let u = universe(
+            "Package: a\nVersion: 1\nEssential: yes\nDepends: perl:any, data\n\n\
+             Package: perl\nVersion: 5.36\nMulti-Arch: allowed\n\n\
+             Package: data\nVersion: 1\nArchitecture: all\n\n\
+             Package: b\nVersion: 1\nDepends: tool:any\n\n\
+             Package: tool\nVersion: 1\n\n\
+             Package: armonly\nVersion: 1\nArchitecture: arm64",
+        );
+        assert_eq!(set(&u, &essential(&[])), ["a 1", "data 1", "perl 5.36"]);
+        assert_eq!(
+            error(&u, &essential(&["b"])),
+            "b -> tool:any -> tool 1 in bookworm/amd64 is Multi-Arch: no, which does not satisfy :any"
+        );
+        // Another arch's records are not part of an amd64 universe.
+        assert!(u.get("armonly").is_none());
+        assert_eq!(
+            error(&u, &essential(&["armonly"])),
+            "armonly -> not found in bookworm/amd64"
+        );
+    }
+
+    #[test]
+    fn across_suites_the_highest_version_wins() {
+        let base =
+            "Package: a\nVersion: 1.0-1\nEssential: yes\n\nPackage: b\nVersion: 2\nEssential: yes";
+        let updates = "Package: a\nVersion: 1.0-1+deb12u1\nEssential: yes\n\nPackage: b\nVersion: 1\nEssential: yes";
+        for order in [[base, updates], [updates, base]] {
+            let suites = if order[0] == base {
+                ["bookworm", "bookworm-updates"]
+            } else {
+                ["bookworm-updates", "bookworm"]
+            };
+            let u = Universe::new(
+                "amd64",
+                vec![index(suites[0], order[0]), index(suites[1], order[1])],
+            );
+            let r = resolve(&u, &essential(&[])).unwrap();
+            let got: Vec<String> = r
+                .packages
+                .iter()
+                .map(|s| format!("{} {} {}", s.record.name, s.record.version, s.suite))
+                .collect();
+            assert_eq!(got, ["a 1.0-1+deb12u1 bookworm-updates", "b 2 bookworm"]);
+        }
+    }
+
+    #[test]
+    fn exclude_drops_seeds_and_alternatives_and_fails_when_needed() {
+        let u = universe(
+            "Package: a\nVersion: 1\nEssential: yes\nDepends: b | c\n\n\
+             Package: b\nVersion: 1\n\nPackage: c\nVersion: 1\n\n\
+             Package: d\nVersion: 1\nEssential: yes\n\n\
+             Package: e\nVersion: 1\nDepends: f\n\nPackage: f\nVersion: 1",
+        );
+        assert_eq!(
+            set(
+                &u,
+                &request(Variant::Essential, &[], &["b", "d", "not-here"])
+            ),
+            ["a 1", "c 1"]
+        );
+        assert_eq!(
+            error(&u, &request(Variant::Essential, &["e"], &["f"])),
+            "e -> f -> excluded by the request"
+        );
+        assert_eq!(
+            error(&u, &request(Variant::Essential, &[], &["b", "c"])),
+            "a -> b | c -> b: excluded by the request; c: excluded by the request"
+        );
+    }
+
+    #[test]
+    fn unsatisfiable_names_the_chain() {
+        let text = "Package: app\nVersion: 1\nDepends: ca-certificates\n\n\
+                    Package: ca-certificates\nVersion: 1\nDepends: openssl (>= 3.0)";
+        let arm64 = |t: &str| Universe::new("arm64", vec![index_of("arm64", "bookworm", t)]);
+        let u = arm64(text);
+        assert_eq!(
+            error(&u, &essential(&["ca-certificates"])),
+            "ca-certificates -> openssl (>= 3.0) -> not found in bookworm/arm64"
+        );
+        assert_eq!(
+            error(&u, &essential(&["app"])),
+            "app -> ca-certificates -> openssl (>= 3.0) -> not found in bookworm/arm64"
+        );
+        let u = arm64(&format!("{text}\n\nPackage: openssl\nVersion: 1.1.1n-0"));
+        assert_eq!(
+            error(&u, &essential(&["app"])),
+            "app -> ca-certificates -> openssl (>= 3.0) -> bookworm/arm64 has openssl 1.1.1n-0"
+        );
+        match resolve(&u, &essential(&["app"])).unwrap_err() {
+            ResolveError::Unsatisfiable {
+                chain, relation, ..
+            } => {
+                assert_eq!(chain, ["app", "ca-certificates"]);
+                assert_eq!(relation, "openssl (>= 3.0)");
+            }
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn conflicts_and_breaks_among_the_selection_are_errors() {
+        let u = universe(
+            "Package: a\nVersion: 1\nEssential: yes\nConflicts: b\nBreaks: c (<< 2)\n\n\
+             Package: b\nVersion: 1\n\n\
+             Package: c\nVersion: 1.5\n\n\
+             Package: wrap\nVersion: 1\nDepends: c\n\n\
+             Package: mta\nVersion: 1\nProvides: mail-transport-agent\nConflicts: mail-transport-agent",
+        );
+        // A package never conflicts with itself, even through what it provides.
+        assert_eq!(set(&u, &essential(&["mta"])), ["a 1", "mta 1"]);
+        assert_eq!(
+            error(&u, &essential(&["b"])),
+            "a 1 Conflicts: b, but b 1 is selected too (essential -> a and requested -> b) in bookworm/amd64"
+        );
+        assert_eq!(
+            error(&u, &essential(&["wrap"])),
+            "a 1 Breaks: c (<< 2), but c 1.5 is selected too (essential -> a and requested -> wrap -> c) in bookworm/amd64"
+        );
+        let ok = universe(
+            "Package: a\nVersion: 1\nEssential: yes\nBreaks: c (<< 2)\nDepends: c\n\n\
+             Package: c\nVersion: 2",
+        );
+        assert_eq!(set(&ok, &essential(&[])), ["a 1", "c 2"]);
+    }
+}
