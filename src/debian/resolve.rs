@@ -50,59 +50,62 @@ pub struct Index {
 pub struct Universe {
     arch: String,
     label: String,
-    candidates: Vec<(PackageRecord, usize)>,
-    suites: Vec<String>,
+    /// The indexes as given; candidates point into them, so building a universe
+    /// moves no records.
+    indexes: Vec<Index>,
+    /// (index, record) of each name's candidate.
+    candidates: Vec<(usize, usize)>,
     by_name: HashMap<String, usize>,
-    /// Provided name -> (candidate, provided version's index into `provides`).
+    /// Provided name -> (candidate, position in its `provides`).
     providers: HashMap<String, Vec<(usize, usize)>>,
 }
 
 impl Universe {
     /// Builds the universe of native arch `arch` (a Debian arch name such as
-    /// `arm64`) from `indexes`; records of other arches are dropped, `all` is kept.
+    /// `arm64`) from `indexes`; records of other arches are ignored, `all` is kept.
     /// When a name appears more than once the highest version wins; between equal
-    /// versions the earlier index wins.
+    /// versions the earlier record wins.
     pub fn new(arch: &str, indexes: Vec<Index>) -> Universe {
-        let mut suites: Vec<String> = Vec::new();
-        let mut candidates: Vec<(PackageRecord, usize)> = Vec::new();
-        let mut by_name: HashMap<String, usize> = HashMap::new();
-        for index in indexes {
-            let suite = match suites.iter().position(|s| *s == index.suite) {
-                Some(i) => i,
-                None => {
-                    suites.push(index.suite);
-                    suites.len() - 1
-                }
-            };
-            for record in index.records {
+        let total: usize = indexes.iter().map(|i| i.records.len()).sum();
+        let mut candidates: Vec<(usize, usize)> = Vec::with_capacity(total);
+        let mut by_name: HashMap<String, usize> = HashMap::with_capacity(total);
+        for (x, index) in indexes.iter().enumerate() {
+            for (y, record) in index.records.iter().enumerate() {
                 if record.architecture != arch && record.architecture != "all" {
                     continue;
                 }
                 match by_name.get(&record.name) {
                     Some(&i) => {
-                        if record.version > candidates[i].0.version {
-                            candidates[i] = (record, suite);
+                        let (cx, cy) = candidates[i];
+                        if record.version > indexes[cx].records[cy].version {
+                            candidates[i] = (x, y);
                         }
                     }
                     None => {
                         by_name.insert(record.name.clone(), candidates.len());
-                        candidates.push((record, suite));
+                        candidates.push((x, y));
                     }
                 }
             }
         }
         let mut providers: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
-        for (i, (r, _)) in candidates.iter().enumerate() {
-            for (j, p) in r.provides.iter().enumerate() {
+        for (i, &(x, y)) in candidates.iter().enumerate() {
+            for (j, p) in indexes[x].records[y].provides.iter().enumerate() {
                 providers.entry(p.name.clone()).or_default().push((i, j));
+            }
+        }
+        let mut suites: Vec<&str> = Vec::new();
+        for index in &indexes {
+            if !suites.contains(&index.suite.as_str()) {
+                suites.push(&index.suite);
             }
         }
         let label = format!("{}/{arch}", suites.join(","));
         Universe {
             arch: arch.to_string(),
             label,
+            indexes,
             candidates,
-            suites,
             by_name,
             providers,
         }
@@ -120,7 +123,7 @@ impl Universe {
 
     /// The candidate named `name`, if any.
     pub fn get(&self, name: &str) -> Option<&PackageRecord> {
-        self.by_name.get(name).map(|&i| &self.candidates[i].0)
+        self.by_name.get(name).map(|&i| self.record(i))
     }
 
     /// How many names have a candidate.
@@ -134,7 +137,12 @@ impl Universe {
     }
 
     fn record(&self, i: usize) -> &PackageRecord {
-        &self.candidates[i].0
+        let (x, y) = self.candidates[i];
+        &self.indexes[x].records[y]
+    }
+
+    fn suite(&self, i: usize) -> &str {
+        &self.indexes[self.candidates[i].0].suite
     }
 
     /// Whether candidate `i` meets `rel`'s arch qualifier: `:any` needs
@@ -608,7 +616,7 @@ pub fn resolve(universe: &Universe, request: &Request) -> Result<Resolution, Res
         .iter()
         .map(|&i| Selected {
             record: universe.record(i).clone(),
-            suite: universe.suites[universe.candidates[i].1].clone(),
+            suite: universe.suite(i).to_string(),
             reason: r.reason[&i].0.clone(),
         })
         .collect();
