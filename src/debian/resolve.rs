@@ -27,6 +27,13 @@
 //! that needs an excluded one with no other way to satisfy it is an error
 //! naming the chain. Names `exclude` lists that the universe lacks are ignored,
 //! so one list serves every arch.
+//!
+//! `Conflicts`/`Breaks` between two selected packages are an error naming both
+//! chains, not worked around (apt might try another alternative): a lock must
+//! never pin a set dpkg would refuse, and the request is better fixed by hand.
+//! With one native arch, `Multi-Arch` matters only for `name:any`, which only a
+//! `Multi-Arch: allowed` package satisfies; `Architecture: all` packages satisfy
+//! plain names like native ones.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
