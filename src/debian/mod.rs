@@ -4,3 +4,7 @@
 //! of a `debian` rootfs in `images.lock`.
 
 pub mod deb822;
+pub mod packages;
+pub mod relation;
+pub mod resolve;
+pub mod version;
