@@ -2,19 +2,26 @@
 //! (rootfs, layer, config, manifest, index, tag, push), cache every step by the
 //! hash of its inputs, and do only the work that changed.
 //!
-//! Modules in pipeline order: [`manifest`] -> [`graph`] -> [`key`] -> [`rootfs`]
-//! -> [`cache`] -> [`oci`] -> [`registry`] -> [`exec`], then the [`commands`].
+//! Modules in pipeline order; each imports only modules listed above it
+//! (`scripts/layers` checks it, ARCHITECTURE.md says what each owns):
+//! the leaf utilities [`digest`], [`decompress`] and [`budget`]; [`manifest`] ->
+//! [`graph`] -> [`key`]; the stages [`debian`], [`rootfs`], [`cache`], [`oci`],
+//! [`registry`]; [`exec`] (scheduler, steps, build, push, verify); the argument
+//! grammar [`cli`]; [`error`]; the [`commands`].
 
+// Leaf utilities: no imports from the crate.
+pub mod budget;
+pub mod decompress;
+pub mod digest;
+
+// What the user wrote, and the step graph it compiles to.
 pub mod manifest;
 
 pub mod graph;
 
 pub mod key;
 
-pub mod budget;
-pub mod decompress;
-pub mod digest;
-
+// The stages a step runs.
 pub mod debian;
 
 pub mod rootfs;
@@ -25,11 +32,14 @@ pub mod oci;
 
 pub mod registry;
 
+// Running the graph: the library entry points the commands share.
 pub mod exec;
 
+// The command line: grammar, errors, one file per subcommand.
 pub mod cli;
-pub mod commands;
 pub mod error;
+
+pub mod commands;
 
 pub use error::Error;
 
