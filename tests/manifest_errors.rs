@@ -350,6 +350,30 @@ rootfs = { dir = "r", ownrs = "preserve" }
         .any(|(_, m)| m.contains("empty") || m.contains("no dists")));
 }
 
+/// One rule for repository names: what `check` accepts is what a push accepts.
+#[test]
+fn a_double_dot_in_a_registry_namespace_or_an_image_name_fails_check() {
+    for (what, text, at) in [
+        (
+            "registry namespace",
+            "[registries.r]\nurl = \"127.0.0.1:5000/a..b\"\ninsecure = true\n[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nregistries = [\"r\"]\nrootfs = { dir = \"r\" }\n",
+            "images.toml:2:",
+        ),
+        (
+            "image name",
+            "[images.\"a..b\"]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { dir = \"r\" }\n",
+            "images.toml:1:",
+        ),
+    ] {
+        let p = Project::new();
+        std::fs::create_dir_all(p.path("r")).unwrap();
+        p.manifest(text);
+        let run = p.imgraph(&["check"]);
+        assert_eq!(run.code, 2, "{what}: {}", run.stderr);
+        assert!(run.stderr.contains("a..b") && run.stderr.contains(at), "{what}: {}", run.stderr);
+    }
+}
+
 #[test]
 fn a_missing_manifest_exits_2_naming_it() {
     let p = Project::new();
