@@ -4,3 +4,6 @@
 //! of a `debian` rootfs in `images.lock`.
 
 pub mod deb822;
+pub mod fetch;
+pub mod release;
+pub mod signature;
