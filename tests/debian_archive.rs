@@ -147,8 +147,10 @@ fn tampered_inrelease_is_a_bad_signature() {
     assert!(err.to_string().contains("BAD signature"), "{err}");
     // The verifier alone, on the same bytes, agrees; and on the untampered file passes.
     let bytes = std::fs::read(&path).unwrap();
-    assert!(keyring.verify_cleartext(&bytes).is_err());
-    assert!(keyring.verify_cleartext(text.as_bytes()).is_ok());
+    assert!(keyring.verify_cleartext(&bytes, SystemTime::now()).is_err());
+    assert!(keyring
+        .verify_cleartext(text.as_bytes(), SystemTime::now())
+        .is_ok());
 }
 
 #[test]
@@ -156,7 +158,9 @@ fn unsigned_text_around_the_signed_block_is_refused() {
     let repo = AptRepo::start();
     let text = std::fs::read_to_string(repo.path("dists/imtest/InRelease")).unwrap();
     let keyring = Keyring::load(&repo.keyring).unwrap();
-    let verified = keyring.verify_cleartext(text.as_bytes()).unwrap();
+    let verified = keyring
+        .verify_cleartext(text.as_bytes(), SystemTime::now())
+        .unwrap();
     let release = std::fs::read_to_string(repo.path("dists/imtest/Release")).unwrap();
     // The line break before the signature block is not signed (RFC 9580 7.1).
     assert_eq!(
@@ -168,7 +172,9 @@ fn unsigned_text_around_the_signed_block_is_refused() {
         format!("Origin: evil\n{text}"),
         format!("{text}Origin: evil\n"),
     ] {
-        let err = keyring.verify_cleartext(forged.as_bytes()).unwrap_err();
+        let err = keyring
+            .verify_cleartext(forged.as_bytes(), SystemTime::now())
+            .unwrap_err();
         assert!(matches!(err, SignatureError::Malformed { .. }), "{err:?}");
     }
 }
@@ -198,6 +204,65 @@ fn inrelease_signed_by_another_key_names_its_key_id() {
     let msg = err.to_string();
     assert!(msg.contains(stranger.key_id()), "{msg}");
     assert!(msg.contains("not in the keyring"), "{msg}");
+}
+
+/// One cleartext message carrying the signatures of two messages over the same text
+/// (what `gpg --clearsign -u A -u B` writes), assembled with rPGP because the two
+/// keys live in different gpg homes at different faked times.
+fn both_signatures(a: &[u8], b: &[u8]) -> Vec<u8> {
+    use pgp::composed::{ArmorOptions, CleartextSignedMessage};
+    let (a, _) = CleartextSignedMessage::from_string(std::str::from_utf8(a).unwrap()).unwrap();
+    let (b, _) = CleartextSignedMessage::from_string(std::str::from_utf8(b).unwrap()).unwrap();
+    assert_eq!(a.signed_text(), b.signed_text());
+    let text = a.signed_text().replace("\r\n", "\n");
+    let sigs = [a.signatures(), b.signatures()].concat();
+    CleartextSignedMessage::new_many(&text, |_| Ok(sigs))
+        .unwrap()
+        .to_armored_string(ArmorOptions::default())
+        .unwrap()
+        .into_bytes()
+}
+
+#[test]
+fn signature_by_an_expired_key_is_refused_unless_another_key_signs() {
+    let repo = AptRepo::start();
+    let old = Gpg::expired("imgraph-test-old-archive");
+    repo.write_release_signed_by(&ReleaseOptions::default(), &old);
+    let keyring_path = repo.scratch("old.gpg");
+    old.export(&keyring_path, false);
+    let keyring = Keyring::load(&keyring_path).unwrap();
+    let inrelease = std::fs::read(repo.path("dists/imtest/InRelease")).unwrap();
+    // Valid while the key was: 2020-01-01 18:00 UTC.
+    let then = std::time::UNIX_EPOCH + Duration::from_secs(1_577_901_600);
+    let ok = keyring.verify_cleartext(&inrelease, then).unwrap();
+    assert_eq!(ok.fingerprint, old.fingerprint);
+    let err = mirror(&repo)
+        .release(SUITE, &keyring, SystemTime::now(), true)
+        .unwrap_err();
+    let FetchError::Signature {
+        source: SignatureError::KeyNotValid { key, reason },
+        ..
+    } = &err
+    else {
+        panic!("want an expired key, got {err:?}");
+    };
+    assert_eq!(key, &old.fingerprint);
+    assert_eq!(reason, "expired on Thu, 02 Jan 2020 12:00:00 UTC");
+    // Signed by the expired key and by a valid one (as Debian does across a key
+    // change): the valid signature carries it, the expired one is ignored.
+    let by_new = repo.scratch("InRelease.new");
+    repo.key
+        .clearsign(&repo.path("dists/imtest/Release"), &by_new);
+    let both = both_signatures(&inrelease, &std::fs::read(&by_new).unwrap());
+    let both_ring = repo.scratch("both.gpg");
+    let mut bytes = std::fs::read(&keyring_path).unwrap();
+    bytes.extend(std::fs::read(&repo.keyring).unwrap());
+    std::fs::write(&both_ring, bytes).unwrap();
+    let verified = Keyring::load(&both_ring)
+        .unwrap()
+        .verify_cleartext(&both, SystemTime::now())
+        .unwrap();
+    assert_eq!(verified.signers, [repo.key.fingerprint.clone()]);
 }
 
 #[test]

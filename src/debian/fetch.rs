@@ -229,7 +229,8 @@ impl Mirror {
     }
 
     /// Fetches `dists/SUITE/InRelease`, verifies it with `keyring`, parses it and
-    /// checks `Valid-Until` against `now` (unless `allow_expired`). Also refuses a
+    /// checks `Valid-Until` against `now` (unless `allow_expired`; the signing key
+    /// must be valid at `now` regardless). Also refuses a
     /// Release whose `Suite` and `Codename` both differ from `suite`.
     pub fn release(
         &self,
@@ -242,7 +243,7 @@ impl Mirror {
         let (bytes, inrelease_sha256, _) = self.get(&url, INRELEASE_LIMIT)?;
         let verified =
             keyring
-                .verify_cleartext(&bytes)
+                .verify_cleartext(&bytes, now)
                 .map_err(|source| FetchError::Signature {
                     url: url.clone(),
                     source,

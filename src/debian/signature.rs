@@ -13,6 +13,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use pgp::composed::{CleartextSignedMessage, PublicOrSecret, SignedPublicKey};
 use pgp::crypto::hash::HashAlgorithm;
@@ -51,6 +52,15 @@ pub enum SignatureError {
         /// The signing key's fingerprint (or key id when the signature names no fingerprint).
         key: String,
         /// Why it does not verify.
+        reason: String,
+    },
+    /// The key that made a signature has expired or was revoked (`EXPKEYSIG`,
+    /// `REVKEYSIG`): the archive moved to a new key, or the keyring is outdated.
+    #[error("signature by key {key}, which {reason}; update the keyring (the debian-archive-keyring package) or use a key that is still valid")]
+    KeyNotValid {
+        /// The signing key's fingerprint.
+        key: String,
+        /// `expired on <date>` or `was revoked`.
         reason: String,
     },
     /// No signature was made by a key in the keyring.
@@ -141,12 +151,18 @@ impl Keyring {
             .collect()
     }
 
-    /// Verifies a cleartext-signed message (`InRelease`).
+    /// Verifies a cleartext-signed message (`InRelease`) at time `now`.
     ///
     /// Accepted when at least one signature was made by a key (or a validly bound
-    /// signing subkey) in the keyring, and every signature by a keyring key verifies;
-    /// signatures by keys not in the keyring are ignored, as `gpgv` does for apt.
-    pub fn verify_cleartext(&self, message: &[u8]) -> Result<Verified, SignatureError> {
+    /// signing subkey) in the keyring that has neither expired by `now` nor been
+    /// revoked, and every signature by a keyring key verifies (one that does not is
+    /// an error even when another verifies); signatures by keys not in the keyring,
+    /// or by expired or revoked ones, are ignored when another signature is good.
+    pub fn verify_cleartext(
+        &self,
+        message: &[u8],
+        now: SystemTime,
+    ) -> Result<Verified, SignatureError> {
         let malformed = |reason: String| SignatureError::Malformed { reason };
         let text =
             std::str::from_utf8(message).map_err(|e| malformed(format!("not UTF-8 text ({e})")))?;
@@ -159,23 +175,31 @@ impl Keyring {
         let signed = msg.signed_text();
         let mut signers = Vec::new();
         let mut unknown = BTreeSet::new();
+        let mut invalid = None;
         for sig in msg.signatures() {
-            match self.verify_one(sig, signed.as_bytes())? {
-                Some(fingerprint) => {
+            match self.verify_one(sig, signed.as_bytes(), now) {
+                Ok(Some(fingerprint)) => {
                     if !signers.contains(&fingerprint) {
                         signers.push(fingerprint);
                     }
                 }
-                None => {
+                Ok(None) => {
                     unknown.insert(issuer_name(sig));
                 }
+                // An expired or revoked key's signature is worthless but not a sign
+                // of tampering: another key's may still carry the message (Debian
+                // signs with the old release's key too while a new one rolls in).
+                Err(e @ SignatureError::KeyNotValid { .. }) => {
+                    invalid.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
             }
         }
         let Some(fingerprint) = signers.first().cloned() else {
-            return Err(SignatureError::UnknownKey {
+            return Err(invalid.unwrap_or_else(|| SignatureError::UnknownKey {
                 issuers: unknown.into_iter().collect(),
                 keyring: self.path.clone(),
-            });
+            }));
         };
         Ok(Verified {
             text: signed.replace("\r\n", "\n"),
@@ -187,7 +211,12 @@ impl Keyring {
     /// Checks one signature: `Ok(Some(primary fingerprint))` when it verifies,
     /// `Ok(None)` when no keyring key made it, an error when a keyring key did and it
     /// does not verify.
-    fn verify_one(&self, sig: &Signature, data: &[u8]) -> Result<Option<String>, SignatureError> {
+    fn verify_one(
+        &self,
+        sig: &Signature,
+        data: &[u8],
+        now: SystemTime,
+    ) -> Result<Option<String>, SignatureError> {
         let fingerprints: Vec<Vec<u8>> = sig
             .issuer_fingerprint()
             .iter()
@@ -212,6 +241,10 @@ impl Keyring {
             };
             if names(key.fingerprint().as_bytes(), key.legacy_key_id().as_ref()) {
                 check(sig.verify(&key.primary_key, data), primary.clone())?;
+                primary_validity(key, now).map_err(|reason| SignatureError::KeyNotValid {
+                    key: primary.clone(),
+                    reason,
+                })?;
                 return Ok(Some(primary));
             }
             for sub in &key.public_subkeys {
@@ -226,12 +259,79 @@ impl Keyring {
                             format!("the subkey is not validly bound to its primary key: {e}"),
                         )
                     })?;
-                    check(sig.verify(&sub.key, data), signer)?;
+                    check(sig.verify(&sub.key, data), signer.clone())?;
+                    primary_validity(key, now)
+                        .and_then(|()| {
+                            let newest = newest(
+                                sub.signatures
+                                    .iter()
+                                    .filter(|s| s.typ() == Some(SignatureType::SubkeyBinding)),
+                            );
+                            if sub
+                                .signatures
+                                .iter()
+                                .any(|s| s.typ() == Some(SignatureType::SubkeyRevocation))
+                            {
+                                return Err("was revoked".to_string());
+                            }
+                            not_expired(sub.key.created_at(), newest, now)
+                        })
+                        .map_err(|reason| SignatureError::KeyNotValid {
+                            key: signer,
+                            reason,
+                        })?;
                     return Ok(Some(primary));
                 }
             }
         }
         Ok(None)
+    }
+}
+
+/// A primary key is usable unless revoked or past the expiry its newest
+/// self-signature sets. The keyring is trusted as a whole (as `gpgv` trusts it), so
+/// a revocation signature in it counts without further checks.
+fn primary_validity(key: &SignedPublicKey, now: SystemTime) -> Result<(), String> {
+    if !key.details.revocation_signatures.is_empty() {
+        return Err("was revoked".into());
+    }
+    let own = key.legacy_key_id();
+    let self_sigs = key
+        .details
+        .users
+        .iter()
+        .flat_map(|u| &u.signatures)
+        .chain(&key.details.direct_signatures)
+        .filter(|s| s.issuer_key_id().iter().any(|id| **id == own) || s.issuer_key_id().is_empty());
+    not_expired(key.created_at(), newest(self_sigs), now)
+}
+
+/// The signature created last.
+fn newest<'a>(sigs: impl Iterator<Item = &'a Signature>) -> Option<&'a Signature> {
+    sigs.max_by_key(|s| s.created().map(|t| t.as_secs()))
+}
+
+/// Fails when `binding` gives the key an expiry (seconds after `created`) before `now`.
+fn not_expired(
+    created: pgp::types::Timestamp,
+    binding: Option<&Signature>,
+    now: SystemTime,
+) -> Result<(), String> {
+    let Some(life) = binding.and_then(Signature::key_expiration_time) else {
+        return Ok(());
+    };
+    if life.as_secs() == 0 {
+        return Ok(());
+    }
+    let expires =
+        SystemTime::from(created) + std::time::Duration::from_secs(u64::from(life.as_secs()));
+    if expires <= now {
+        Err(format!(
+            "expired on {}",
+            crate::debian::release::format_date(expires)
+        ))
+    } else {
+        Ok(())
     }
 }
 

@@ -19,6 +19,8 @@ use std::thread::JoinHandle;
 /// A throw-away OpenPGP key in its own `GNUPGHOME`.
 pub struct Gpg {
     home: tempfile::TempDir,
+    /// gpg's `--faked-system-time`, for a key that has already expired.
+    faked_time: Option<&'static str>,
     /// Primary-key fingerprint, 40 uppercase hex digits.
     pub fingerprint: String,
 }
@@ -26,6 +28,16 @@ pub struct Gpg {
 impl Gpg {
     /// Generates an ed25519 signing key named `name`.
     pub fn new(name: &str) -> Gpg {
+        Self::generate(name, None, "never")
+    }
+
+    /// A key made on 2020-01-01 that expired a day later; it signs as of
+    /// 2020-01-01 12:00 UTC (gpg refuses to sign with an expired key otherwise).
+    pub fn expired(name: &str) -> Gpg {
+        Self::generate(name, Some("20200101T120000!"), "1d")
+    }
+
+    fn generate(name: &str, faked_time: Option<&'static str>, expire: &str) -> Gpg {
         // gpg-agent's socket path must stay short: a temp dir under /tmp.
         let home = tempfile::Builder::new()
             .prefix("gpg-")
@@ -33,6 +45,7 @@ impl Gpg {
             .expect("gpg home");
         let mut g = Gpg {
             home,
+            faked_time,
             fingerprint: String::new(),
         };
         g.run(&[
@@ -42,7 +55,7 @@ impl Gpg {
             &format!("{name} <{name}@imgraph.invalid>"),
             "ed25519",
             "sign",
-            "never",
+            expire,
         ]);
         let listing = g.run(&["--with-colons", "--list-keys"]);
         let fingerprint = String::from_utf8_lossy(&listing)
@@ -90,6 +103,12 @@ impl Gpg {
             .arg("--homedir")
             .arg(self.home.path())
             .args(["--pinentry-mode", "loopback"])
+            .args(
+                self.faked_time
+                    .map(|t| ["--faked-system-time", t])
+                    .iter()
+                    .flatten(),
+            )
             .args(args)
             .output()
             .expect("gpg (apt-get install gnupg)");
