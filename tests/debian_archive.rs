@@ -262,7 +262,10 @@ fn signature_by_an_expired_key_is_refused_unless_another_key_signs() {
         .unwrap()
         .verify_cleartext(&both, SystemTime::now())
         .unwrap();
-    assert_eq!(verified.signers, std::slice::from_ref(&repo.key.fingerprint));
+    assert_eq!(
+        verified.signers,
+        std::slice::from_ref(&repo.key.fingerprint)
+    );
 }
 
 #[test]
