@@ -2,6 +2,8 @@
 //! real signed apt repository on 127.0.0.1 (tests/support/apt_repo.rs), and
 //! against the live Debian mirror for the real keys.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use imgraph::cache::Store;
@@ -474,13 +476,33 @@ fn second_fetch_with_unchanged_inrelease_downloads_only_inrelease() {
             .collect();
         (suite, indexes)
     };
-    let (first, one) = lock(&mirror(&repo));
+    // The client counts the body bytes it receives.
+    let counted = |repo: &AptRepo| {
+        let bytes = Arc::new(AtomicU64::new(0));
+        let sink = bytes.clone();
+        let m = mirror(repo).with_progress(move |n| {
+            sink.fetch_add(n, Ordering::Relaxed);
+        });
+        (m, bytes)
+    };
+    let inrelease = std::fs::metadata(repo.path("dists/imtest/InRelease"))
+        .unwrap()
+        .len();
+    let (m, bytes) = counted(&repo);
+    let (first, one) = lock(&m);
     assert!(one.iter().all(|i| i.downloaded));
     assert_eq!(repo.requests().len(), 3);
+    let xz: u64 = ["amd64", "arm64"]
+        .iter()
+        .map(|a| first.release.sha256[&format!("main/binary-{a}/Packages.xz")].size)
+        .sum();
+    assert_eq!(bytes.load(Ordering::Relaxed), inrelease + xz);
     repo.clear_requests();
     // A new client (a new run) with the same cache.
-    let (second, two) = lock(&mirror(&repo));
+    let (m, bytes) = counted(&repo);
+    let (second, two) = lock(&m);
     assert_eq!(repo.requests(), ["/dists/imtest/InRelease"]);
+    assert_eq!(bytes.load(Ordering::Relaxed), inrelease);
     assert_eq!(first.inrelease_sha256, second.inrelease_sha256);
     for (a, b) in one.iter().zip(&two) {
         assert!(!b.downloaded);

@@ -11,6 +11,7 @@
 
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::cache::{CacheError, Store};
@@ -147,11 +148,24 @@ impl FetchError {
 
 /// One mirror (`http://deb.debian.org/debian`): one keep-alive HTTP agent shared
 /// by every request and thread.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Mirror {
     base: String,
     agent: ureq::Agent,
     retry: RetryPolicy,
+    progress: Option<Arc<Progress>>,
+}
+
+/// Told the size of every chunk of body received, from any thread.
+type Progress = dyn Fn(u64) + Send + Sync;
+
+impl std::fmt::Debug for Mirror {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mirror")
+            .field("base", &self.base)
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A suite's verified and parsed `InRelease`, and what a lock records of it.
@@ -214,7 +228,15 @@ impl Mirror {
             base,
             agent,
             retry: RetryPolicy::default(),
+            progress: None,
         })
+    }
+
+    /// Calls `on_bytes` with the size of every chunk of body received (from the
+    /// fetching threads too), so a TTY can show bytes as they arrive.
+    pub fn with_progress(mut self, on_bytes: impl Fn(u64) + Send + Sync + 'static) -> Mirror {
+        self.progress = Some(Arc::new(on_bytes));
+        self
     }
 
     /// Uses this retry policy instead of the default.
@@ -424,7 +446,12 @@ impl Mirror {
         loop {
             match reader.read(&mut buf) {
                 Ok(0) => break,
-                Ok(n) => out.write_all(&buf[..n]).expect("writing to memory"),
+                Ok(n) => {
+                    out.write_all(&buf[..n]).expect("writing to memory");
+                    if let Some(progress) = &self.progress {
+                        progress(n as u64);
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(source) => {
                     return Err(FetchError::Interrupted {
