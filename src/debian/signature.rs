@@ -227,10 +227,11 @@ impl Keyring {
             .iter()
             .map(|k| k.as_ref().to_vec())
             .collect();
+        // A signature that names no issuer (RFC 9580 says it should) is matched to
+        // no key: it counts as by an unknown key, never as verified by guesswork.
         let names = |fp: &[u8], id: &[u8]| {
-            (fingerprints.iter().any(|f| f.as_slice() == fp)
-                || key_ids.iter().any(|k| k.as_slice() == id))
-                || (fingerprints.is_empty() && key_ids.is_empty())
+            fingerprints.iter().any(|f| f.as_slice() == fp)
+                || key_ids.iter().any(|k| k.as_slice() == id)
         };
         let bad = |key: String, reason: String| SignatureError::BadSignature { key, reason };
         for key in &self.keys {
