@@ -5,6 +5,7 @@
 mod support;
 
 mod core;
+mod debian_archive;
 mod debian_resolve;
 mod edges;
 mod editing;

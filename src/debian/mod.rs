@@ -4,7 +4,10 @@
 //! of a `debian` rootfs in `images.lock`.
 
 pub mod deb822;
+pub mod fetch;
 pub mod packages;
 pub mod relation;
+pub mod release;
 pub mod resolve;
+pub mod signature;
 pub mod version;

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod apt_repo;
 pub mod fault_proxy;
 pub mod registry;
 
