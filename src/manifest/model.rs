@@ -153,6 +153,50 @@ pub enum RootfsSource {
         /// Killed after this long.
         timeout: Option<Duration>,
     },
+    /// Debian packages, resolved by `imgraph lock` and pinned in `images.lock`.
+    Debian(DebianSource),
+}
+
+/// `rootfs = { debian = { ... } }` for one platform, templates resolved.
+///
+/// Everything here shapes which packages are selected, so all of it is part of
+/// the lock entry's request hash: change it and `imgraph lock` re-resolves.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DebianSource {
+    /// `essential`, `apt` or `minbase`.
+    pub variant: String,
+    /// Extra packages.
+    pub include: Vec<String>,
+    /// Packages left out.
+    pub exclude: Vec<String>,
+    /// The archive, e.g. `http://deb.debian.org/debian`.
+    pub mirror: String,
+    /// Suites read from `mirror`, `{dist}` resolved, e.g. `["bookworm", "bookworm-updates"]`.
+    pub suites: Vec<String>,
+    /// A security archive whose `{dist}-security` suite is read too.
+    pub security: Option<String>,
+    /// Components, e.g. `["main"]`.
+    pub components: Vec<String>,
+    /// The keyring that must have signed every InRelease (absolute).
+    pub keyring: PathBuf,
+    /// The Debian arch of the platform (`arm64` for arm64v8).
+    pub debian_arch: String,
+}
+
+impl DebianSource {
+    /// Every (mirror, suite) pair read, in order of preference for equal versions.
+    pub fn archives(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .suites
+            .iter()
+            .map(|s| (self.mirror.clone(), s.clone()))
+            .collect();
+        if let (Some(sec), Some(first)) = (&self.security, self.suites.first()) {
+            let dist = first.split('-').next().unwrap_or(first);
+            out.push((sec.clone(), format!("{dist}-security")));
+        }
+        out
+    }
 }
 
 /// One `(image, dist, arch)`: everything needed to build its manifest.
