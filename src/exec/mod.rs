@@ -477,6 +477,7 @@ pub fn side_state_files(
                     .iter()
                     .map(|(p, _)| store.state_path(&stat_cache_name(p))),
             ),
+            crate::manifest::RootfsSource::Debian(_) => {}
         }
     }
     files

@@ -38,6 +38,12 @@ pub enum StepError {
     /// Reading docker credentials.
     #[error(transparent)]
     Credentials(#[from] crate::registry::CredentialError),
+    /// A `debian` rootfs with no current entry in `images.lock`.
+    #[error("{platform} has no current entry in images.lock: run `imgraph lock`")]
+    DebianNotLocked {
+        /// `image:dist/arch`.
+        platform: String,
+    },
     /// An upstream output of an unexpected shape (a corrupt cache entry).
     #[error("cache entry for {0} has outputs of the wrong kind; delete the cache folder's actions/ to rebuild")]
     BadUpstream(String),
@@ -274,6 +280,9 @@ fn prepare_rootfs(
             }
             Ok((i, None))
         }
+        RootfsSource::Debian(_) => Err(StepError::DebianNotLocked {
+            platform: p.label(),
+        }),
     }
 }
 

@@ -61,6 +61,8 @@ pub(crate) fn git_time(
         RootfsSource::Command { inputs, .. } => {
             inputs.iter().map(|(_, shown)| shown.clone()).collect()
         }
+        // The packages come from the lock: it changes when they do.
+        RootfsSource::Debian(_) => vec!["images.lock".to_string()],
     };
     if paths.is_empty() {
         return Err("a command rootfs needs `inputs` to date it from git".into());
