@@ -53,6 +53,25 @@ pub enum Error {
         /// One line per blob or entry dropped.
         problems: Vec<String>,
     },
+    /// `debian` platforms that `images.lock` does not cover as they are now.
+    #[error("{} has no current entry in {}: run `imgraph lock`{}", platforms[0], lock.display(), match platforms.len() { 1 => String::new(), n => format!(" ({} more platforms too)", n - 1) })]
+    Unlocked {
+        /// The lock file.
+        lock: PathBuf,
+        /// Their labels.
+        platforms: Vec<String>,
+    },
+    /// `lock --check`: the lock does not cover the manifest (a finding, not bad input).
+    #[error("{} does not cover {} debian platform(s) as images.toml now describes them: {}; run `imgraph lock`", lock.display(), platforms.len(), platforms.join(", "))]
+    LockIncomplete {
+        /// The lock file.
+        lock: PathBuf,
+        /// Missing or stale platforms.
+        platforms: Vec<String>,
+    },
+    /// `imgraph lock` failed.
+    #[error(transparent)]
+    Lock(#[from] crate::exec::lock::LockFailure),
     /// A file outside the cache.
     #[error("{}: {source}", path.display())]
     Io {
@@ -103,6 +122,8 @@ impl Error {
         match self {
             Error::Manifest(_) | Error::Selector(_) | Error::Usage(_) | Error::NothingPushed => 2,
             Error::Layout(e) if e.is_bad_input() => 2,
+            Error::Unlocked { .. } => 2,
+            Error::Lock(e) if e.is_bad_input() => 2,
             Error::Archive(ArchiveError::IsAFolder { .. }) => 2,
             _ => 1,
         }

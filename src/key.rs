@@ -29,6 +29,9 @@ pub struct StepInputs {
     pub upstream: BTreeMap<String, String>,
     /// Content hashes of files and folders read, by the path shown to users.
     pub content: BTreeMap<String, String>,
+    /// Locked Debian packages: name -> `version arch sha256` (`images.lock`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub packages: BTreeMap<String, String>,
 }
 
 impl StepInputs {
@@ -57,6 +60,12 @@ impl StepInputs {
     /// Adds a content hash.
     pub fn content(mut self, path: impl Into<String>, hash: impl Into<String>) -> Self {
         self.content.insert(path.into(), hash.into());
+        self
+    }
+
+    /// Sets the locked packages.
+    pub fn packages(mut self, packages: BTreeMap<String, String>) -> Self {
+        self.packages = packages;
         self
     }
 
@@ -100,6 +109,13 @@ pub enum DirtyReason {
     OutputMissing,
     /// A push step whose registry does not have the tags pointing at this index.
     NotPushed,
+    /// `images.lock` pins other packages for this platform.
+    LockChanged {
+        /// The first change, `libc6 2.36-9+deb12u8 -> 2.36-9+deb12u9`.
+        first: String,
+        /// How many more packages changed.
+        more: usize,
+    },
 }
 
 impl fmt::Display for DirtyReason {
@@ -113,6 +129,10 @@ impl fmt::Display for DirtyReason {
             DirtyReason::UpstreamDirty { step } => write!(f, "upstream dirty: {step}"),
             DirtyReason::OutputMissing => f.write_str("cached output missing"),
             DirtyReason::NotPushed => f.write_str("not pushed yet"),
+            DirtyReason::LockChanged { first, more: 0 } => write!(f, "lock changed: {first}"),
+            DirtyReason::LockChanged { first, more } => {
+                write!(f, "lock changed: {first} (+{more} more)")
+            }
         }
     }
 }
@@ -143,6 +163,13 @@ pub fn explain(
     }
     if let Some(path) = old.manifest.keys().find(|k| !new.manifest.contains_key(*k)) {
         return DirtyReason::ManifestChanged { key: path.clone() };
+    }
+    let changes = crate::manifest::lock::diff_packages(&old.packages, &new.packages);
+    if let Some(first) = changes.first() {
+        return DirtyReason::LockChanged {
+            first: first.to_string(),
+            more: changes.len() - 1,
+        };
     }
     for (path, hash) in &new.content {
         if old.content.get(path) != Some(hash) {

@@ -11,6 +11,7 @@ mod edges;
 mod editing;
 mod examples;
 mod fault_proxy_selftest;
+mod lock;
 mod hardening;
 mod manifest_errors;
 mod messages;

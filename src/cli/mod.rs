@@ -58,6 +58,11 @@ pub enum ColorChoice {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Resolve every `debian` rootfs against its archive and pin its packages in images.lock.
+    #[command(
+        after_help = "Examples:\n  imgraph lock                      # resolve what the lock lacks\n  imgraph lock --update             # move every pin to the archive's current state\n  imgraph lock --update minideb:bookworm --json\n  imgraph lock --check              # no network: does the lock cover images.toml?"
+    )]
+    Lock(LockArgs),
     /// Show every step, fresh or dirty, and why. Runs nothing, writes nothing.
     #[command(
         after_help = "Examples:\n  imgraph plan\n  imgraph plan --json minideb:bookworm\n  imgraph plan --changed"
@@ -229,6 +234,30 @@ pub struct BuildArgs {
     /// Accept uncommitted inputs with created = "git".
     #[arg(long)]
     pub allow_dirty: bool,
+    #[command(flatten)]
+    pub selection: Selection,
+}
+
+/// `lock`.
+#[derive(Debug, Args)]
+pub struct LockArgs {
+    /// Re-resolve the selected platforms against the archive's current state and
+    /// print what changed (without it, pins already in the lock stay).
+    #[arg(long, conflicts_with = "check")]
+    pub update: bool,
+    /// Touch no network: exit 0 when the lock covers every debian platform as the
+    /// manifest now describes it, 1 naming what is missing or stale.
+    #[arg(long)]
+    pub check: bool,
+    /// Print `{"changed":[{"image","dist","arch","package","old","new"}]}` on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Accept a Release whose Valid-Until has passed.
+    #[arg(long)]
+    pub allow_expired: bool,
+    /// Accept an archive whose Release Date is older than the one locked (a replay).
+    #[arg(long)]
+    pub allow_downgrade: bool,
     #[command(flatten)]
     pub selection: Selection,
 }

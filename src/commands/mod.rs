@@ -8,6 +8,7 @@ mod explain;
 mod export;
 mod graph;
 mod init;
+mod lock;
 mod plan;
 mod schema;
 mod verify;
@@ -57,6 +58,33 @@ impl Project {
     }
 }
 
+impl Project {
+    /// The selected `debian` platforms without a current lock entry.
+    pub(crate) fn unlocked(&self) -> Vec<String> {
+        self.manifest
+            .unlocked_platforms()
+            .into_iter()
+            .filter(|p| self.selectors.is_empty() || self.selectors.iter().any(|s| s.matches_platform(p)))
+            .map(|p| p.label())
+            .collect()
+    }
+
+    /// Refuses a project whose selected `debian` platforms are not all in
+    /// `images.lock` as resolved for their current options: `plan` and `build`
+    /// never resolve against the network themselves.
+    fn locked(self) -> Result<Project, Error> {
+        let unlocked = self.unlocked();
+        if unlocked.is_empty() {
+            Ok(self)
+        } else {
+            Err(Error::Unlocked {
+                lock: self.manifest.lock_path(),
+                platforms: unlocked,
+            })
+        }
+    }
+}
+
 /// A cache path that is (or is inside) a file is bad input, refused before any
 /// command starts: otherwise `build` fails creating it (exit 1) while `plan` reads
 /// nothing from it and reports everything dirty.
@@ -100,18 +128,23 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     };
     match &cli.command {
         Command::Edit(cmd) => edit(&cli, cmd, &globals),
+        Command::Lock(args) => lock::run(
+            &Project::load(&cli, &args.selection.selectors, true)?,
+            args,
+            &globals,
+        ),
         Command::Plan(args) => plan::run(
-            &Project::load(&cli, &args.selection.selectors, args.allow_dirty)?,
+            &Project::load(&cli, &args.selection.selectors, args.allow_dirty)?.locked()?,
             args,
             &globals,
         ),
         Command::Build(args) => build::run(
-            &Project::load(&cli, &args.selection.selectors, args.allow_dirty)?,
+            &Project::load(&cli, &args.selection.selectors, args.allow_dirty)?.locked()?,
             args,
             &globals,
         ),
         Command::Verify(args) => verify::run(
-            &Project::load(&cli, &args.selection.selectors, args.allow_dirty)?,
+            &Project::load(&cli, &args.selection.selectors, args.allow_dirty)?.locked()?,
             args,
             &globals,
         ),
@@ -120,7 +153,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             args,
         ),
         Command::Export(args) => export::run(
-            &Project::load(&cli, std::slice::from_ref(&args.selector), false)?,
+            &Project::load(&cli, std::slice::from_ref(&args.selector), false)?.locked()?,
             args,
             &globals,
         ),

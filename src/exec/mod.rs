@@ -2,6 +2,7 @@
 //! and (when building) execute the dirty ones, in parallel where the graph allows.
 
 pub mod build;
+pub mod lock;
 mod outputs;
 pub mod progress;
 pub mod push;

@@ -44,6 +44,12 @@ pub enum StepError {
         /// `image:dist/arch`.
         platform: String,
     },
+    /// Unpacking locked `.deb`s into a layer is not built yet.
+    #[error("{platform}: its packages are pinned in images.lock, but building a debian rootfs from the lock (fetching and unpacking the .debs) is not implemented yet; use a `command` rootfs (mmdebstrap) meanwhile")]
+    DebianRootfsNotBuilt {
+        /// `image:dist/arch`.
+        platform: String,
+    },
     /// An upstream output of an unexpected shape (a corrupt cache entry).
     #[error("cache entry for {0} has outputs of the wrong kind; delete the cache folder's actions/ to rebuild")]
     BadUpstream(String),
@@ -280,9 +286,40 @@ fn prepare_rootfs(
             }
             Ok((i, None))
         }
-        RootfsSource::Debian(_) => Err(StepError::DebianNotLocked {
-            platform: p.label(),
-        }),
+        RootfsSource::Debian(d) => {
+            // plan and build read only the lock: never the network.
+            let label = p.label();
+            let locked = ctx
+                .manifest
+                .lock
+                .platforms
+                .get(&label)
+                .filter(|_| ctx.manifest.lock.is_current(&label, d))
+                .ok_or(StepError::DebianNotLocked { platform: label })?;
+            let packages = locked.package_map();
+            let tree = format!(
+                "lock:{}",
+                blake3::hash(&serde_json::to_vec(&packages).unwrap_or_default()).to_hex()
+            );
+            let inputs = StepInputs::new("rootfs")
+                .manifest(
+                    field,
+                    serde_json::json!({ "debian": {
+                        "variant": d.variant,
+                        "include": d.include,
+                        "exclude": d.exclude,
+                        "archives": d.archives(),
+                        "components": d.components,
+                    }}),
+                )
+                .packages(packages);
+            let out = StepOutput::Rootfs {
+                tree,
+                files: locked.packages.len() as u64,
+                kept: None,
+            };
+            Ok((inputs, Some(out)))
+        }
     }
 }
 
@@ -361,6 +398,11 @@ pub(super) fn execute(
                     } else {
                         LayerSource::Tar { path: kept }
                     }
+                }
+                (RootfsSource::Debian(_), _) => {
+                    return Err(StepError::DebianRootfsNotBuilt {
+                        platform: p.label(),
+                    })
                 }
                 _ => return Err(StepError::BadUpstream(step.id.to_string())),
             };

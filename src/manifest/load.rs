@@ -42,7 +42,9 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Manifest, ManifestError> 
         path: path.to_path_buf(),
         source,
     })?;
-    parse(path, &text, &root, opts)
+    let mut manifest = parse(path, &text, &root, opts)?;
+    manifest.lock = super::lock::Lock::read(&manifest.lock_path())?;
+    Ok(manifest)
 }
 
 /// Validates manifest text as if it were read from `path` in folder `root`.
@@ -350,6 +352,7 @@ impl Validator<'_> {
             registries,
             platforms,
             dists,
+            lock: super::lock::Lock::default(),
         }
     }
 

@@ -4,6 +4,7 @@ pub mod arch;
 mod created;
 pub mod diagnostic;
 mod load;
+pub mod lock;
 pub mod model;
 mod raw;
 pub mod reference;
@@ -37,4 +38,7 @@ pub enum ManifestError {
     /// Parsing or validation found problems; all of them are listed.
     #[error("{0}")]
     Invalid(Diagnostics),
+    /// `images.lock` beside it is unreadable or not a lock.
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
 }

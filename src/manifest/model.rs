@@ -24,6 +24,27 @@ pub struct Manifest {
     pub platforms: Vec<PlatformSpec>,
     /// One per image x dist.
     pub dists: Vec<DistSpec>,
+    /// `images.lock` beside it (empty when there is none).
+    pub lock: super::lock::Lock,
+}
+
+impl Manifest {
+    /// `images.lock`, beside `images.toml`.
+    pub fn lock_path(&self) -> PathBuf {
+        self.root.join(super::lock::LOCK_FILE)
+    }
+
+    /// Every `debian` platform without an entry in the lock resolved for its
+    /// current options: what `lock --check` reports and `plan` refuses.
+    pub fn unlocked_platforms(&self) -> Vec<&PlatformSpec> {
+        self.platforms
+            .iter()
+            .filter(|p| match &p.rootfs {
+                RootfsSource::Debian(d) => !self.lock.is_current(&p.label(), d),
+                _ => false,
+            })
+            .collect()
+    }
 }
 
 /// `[settings]` with defaults applied.

@@ -342,6 +342,34 @@ impl AptRepo {
         }
     }
 
+    /// Publishes a new version of a package (replacing the old `.deb` of that
+    /// arch), regenerates the indexes and re-signs: what a point release or a
+    /// security update does to an archive. `arch`: "any", "all" or one arch.
+    pub fn publish(&self, name: &str, version: &str, arch: &str) {
+        let (_, _, _, extra) = PACKAGES
+            .iter()
+            .find(|p| p.0 == name)
+            .expect("a package of the test repository");
+        let www = self.path("");
+        let pool = www.join(format!("pool/main/{}/{name}", &name[..1]));
+        let arches: Vec<&str> = match arch {
+            "any" => ARCHES.to_vec(),
+            other => vec![other],
+        };
+        for entry in std::fs::read_dir(&pool).unwrap().flatten() {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            if arches.iter().any(|a| file.ends_with(&format!("_{a}.deb"))) {
+                std::fs::remove_file(entry.path()).unwrap();
+            }
+        }
+        let _ = std::fs::remove_dir_all(www.join("../build"));
+        build_debs(&www, name, version, arch, extra);
+        self.write_indexes();
+        // A new Date: Release dates have one-second resolution.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        self.write_release(&ReleaseOptions::default());
+    }
+
     /// Makes the server answer requests whose path contains `path_contains` with `fault`.
     pub fn fault(&self, path_contains: &str, fault: Fault) {
         self.server
@@ -383,9 +411,20 @@ fn run(cmd: &mut Command) -> Vec<u8> {
 
 /// `dpkg-deb --build`s every package into `www/pool/main/`.
 fn build_pool(www: &Path) {
-    let work = www.join("../build");
     for (name, version, arch, extra) in PACKAGES {
-        let arches: &[&str] = if *arch == "any" { &ARCHES } else { &["all"] };
+        build_debs(www, name, version, arch, extra);
+    }
+}
+
+/// Builds `name_version_ARCH.deb` into the pool for `arch` ("any": every arch of
+/// the suite, "all": one arch:all package, or one arch).
+fn build_debs(www: &Path, name: &str, version: &str, arch: &str, extra: &str) {
+    let work = www.join("../build");
+    {
+        let arches: Vec<&str> = match arch {
+            "any" => ARCHES.to_vec(),
+            other => vec![other],
+        };
         for arch in arches {
             let dir = work.join(format!("{name}_{arch}"));
             std::fs::create_dir_all(dir.join("DEBIAN")).unwrap();

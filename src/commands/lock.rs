@@ -1,0 +1,90 @@
+//! `imgraph lock`: pin every package of every `debian` rootfs in `images.lock`,
+//! move the pins (`--update`), or check the lock covers the manifest (`--check`).
+
+use serde_json::json;
+
+use crate::cache::Store;
+use crate::cli::LockArgs;
+use crate::error::Error;
+use crate::exec::lock::{lock, LockOptions};
+
+use super::{Globals, Project};
+
+pub(super) fn run(project: &Project, args: &LockArgs, globals: &Globals) -> Result<(), Error> {
+    if args.check {
+        return check(project, globals);
+    }
+    let store = Store::open(&project.cache_dir)?;
+    let verbose = globals.verbose;
+    let say = move |line: &str| {
+        if verbose {
+            eprintln!("{line}");
+        }
+    };
+    let report = lock(
+        &project.manifest,
+        &project.selectors,
+        &store,
+        &LockOptions {
+            update: args.update,
+            allow_expired: args.allow_expired,
+            allow_downgrade: args.allow_downgrade,
+        },
+        &say,
+    )?;
+    if args.json {
+        let doc = json!({ "changed": report.changed });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    }
+    if globals.quiet {
+        return Ok(());
+    }
+    let lock_path = project.manifest.lock_path();
+    for c in &report.changed {
+        let label = format!("{}:{}/{}", c.image, c.dist, c.arch);
+        let change = match (&c.old, &c.new) {
+            (Some(o), Some(n)) => format!("{} {o} -> {n}", c.package),
+            (None, Some(n)) => format!("+ {} {n}", c.package),
+            (Some(_), None) => format!("- {}", c.package),
+            (None, None) => c.package.clone(),
+        };
+        eprintln!("{label}  {change}");
+    }
+    let had_entry = |label: &str| project.manifest.lock.platforms.contains_key(label);
+    for (label, n) in &report.resolved {
+        if !had_entry(label) {
+            eprintln!("locked {label}: {n} packages");
+        }
+    }
+    if report.written {
+        eprintln!("wrote {}", lock_path.display());
+    } else if args.update {
+        eprintln!(
+            "nothing changed: {} is up to date with the archives",
+            lock_path.display()
+        );
+    } else {
+        eprintln!("{} already covers every debian platform", lock_path.display());
+    }
+    Ok(())
+}
+
+/// No network: does the lock cover every debian platform as the manifest now
+/// describes it?
+fn check(project: &Project, globals: &Globals) -> Result<(), Error> {
+    let unlocked = project.unlocked();
+    if !unlocked.is_empty() {
+        return Err(Error::LockIncomplete {
+            lock: project.manifest.lock_path(),
+            platforms: unlocked,
+        });
+    }
+    if !globals.quiet {
+        eprintln!(
+            "{} covers every debian platform of {}",
+            project.manifest.lock_path().display(),
+            project.manifest.source.path.display()
+        );
+    }
+    Ok(())
+}
