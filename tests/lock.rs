@@ -65,7 +65,10 @@ fn lock_pins_every_package_and_plan_reads_only_the_lock() {
     assert!(!text.contains("gawk-tiny"), "{text}");
     // The arch:all .deb is in the pool once, with its sha256 from the index.
     assert_eq!(text.matches("tools-all_1.0-1_all.deb").count(), 1, "{text}");
-    assert!(text.contains(&format!("key = \"{}\"", repo.key.fingerprint)), "{text}");
+    assert!(
+        text.contains(&format!("key = \"{}\"", repo.key.fingerprint)),
+        "{text}"
+    );
     p.imgraph(&["lock", "--check"]).success();
 
     // Locking again changes nothing, byte for byte.
@@ -100,7 +103,9 @@ fn lock_update_names_each_change_and_plan_dirties_exactly_those_platforms() {
     let p = project(&repo, r#""amd64", "arm64v8""#, "");
     p.imgraph(&["lock"]).success();
     // A build records the rootfs steps (the layer of a debian rootfs is part 2).
-    p.imgraph(&["build"]).code(1).stderr_has(&["not implemented yet"]);
+    p.imgraph(&["build"])
+        .code(1)
+        .stderr_has(&["not implemented yet"]);
     assert_eq!(rootfs_reason(&p, "amd64").0, "fresh");
 
     // A binNMU on arm64 only.
@@ -144,7 +149,9 @@ fn lock_update_names_each_change_and_plan_dirties_exactly_those_platforms() {
     p.imgraph(&["lock", "--check"])
         .code(1)
         .stderr_has(&["tiny:imtest/amd64", "run `imgraph lock`"]);
-    p.imgraph(&["plan"]).code(2).stderr_has(&["run `imgraph lock`"]);
+    p.imgraph(&["plan"])
+        .code(2)
+        .stderr_has(&["run `imgraph lock`"]);
     p.imgraph(&["lock"]).success();
     assert!(lock_text(&p).contains("\"gawk-tiny 5.2.1-2 amd64\","));
     p.imgraph(&["lock", "--check"]).success();

@@ -64,7 +64,10 @@ pub(super) fn run(project: &Project, args: &LockArgs, globals: &Globals) -> Resu
             lock_path.display()
         );
     } else {
-        eprintln!("{} already covers every debian platform", lock_path.display());
+        eprintln!(
+            "{} already covers every debian platform",
+            lock_path.display()
+        );
     }
     Ok(())
 }

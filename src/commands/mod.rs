@@ -64,7 +64,9 @@ impl Project {
         self.manifest
             .unlocked_platforms()
             .into_iter()
-            .filter(|p| self.selectors.is_empty() || self.selectors.iter().any(|s| s.matches_platform(p)))
+            .filter(|p| {
+                self.selectors.is_empty() || self.selectors.iter().any(|s| s.matches_platform(p))
+            })
             .map(|p| p.label())
             .collect()
     }

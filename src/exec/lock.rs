@@ -110,7 +110,7 @@ pub enum LockFailure {
     Resolve {
         /// `image:dist/arch`.
         platform: String,
-            /// The chain.
+        /// The chain.
         source: Box<ResolveError>,
     },
     /// The cache.
@@ -162,9 +162,8 @@ pub fn lock(
     say: &(dyn Fn(&str) + Sync),
 ) -> Result<LockReport, LockFailure> {
     let old = &manifest.lock;
-    let selected = |p: &PlatformSpec| {
-        selectors.is_empty() || selectors.iter().any(|s| s.matches_platform(p))
-    };
+    let selected =
+        |p: &PlatformSpec| selectors.is_empty() || selectors.iter().any(|s| s.matches_platform(p));
     let debian: Vec<(&PlatformSpec, &DebianSource)> = manifest
         .platforms
         .iter()
@@ -258,10 +257,7 @@ pub fn lock(
                     source,
                 })?;
         }
-        let keys: Vec<String> = archives
-            .iter()
-            .map(|a| releases[a].key.clone())
-            .collect();
+        let keys: Vec<String> = archives.iter().map(|a| releases[a].key.clone()).collect();
         let unchanged = old
             .platforms
             .get(&p.label())
@@ -412,7 +408,9 @@ fn resolve_group(
                     platform: platforms[0].0.label(),
                     source,
                 })?;
-            let index = m.packages(&f.release, component, arch, store).map_err(fail)?;
+            let index = m
+                .packages(&f.release, component, arch, store)
+                .map_err(fail)?;
             let url = format!("{mirror}/dists/{suite}/{}", index.path);
             say(&format!(
                 "  {url}: {} ({} bytes){}",
@@ -433,10 +431,7 @@ fn resolve_group(
         });
     }
     let universe = Universe::new(arch, indexes);
-    let keys: Vec<String> = archives
-        .iter()
-        .map(|a| releases[a].key.clone())
-        .collect();
+    let keys: Vec<String> = archives.iter().map(|a| releases[a].key.clone()).collect();
     let mut out = Vec::new();
     for (p, d) in platforms {
         let request = Request {

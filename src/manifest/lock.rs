@@ -224,11 +224,7 @@ impl Lock {
         );
         let _ = writeln!(out, "version = {LOCK_VERSION}");
         // Only the archives some platform still uses.
-        let used: BTreeSet<&String> = self
-            .platforms
-            .values()
-            .flat_map(|p| &p.archives)
-            .collect();
+        let used: BTreeSet<&String> = self.platforms.values().flat_map(|p| &p.archives).collect();
         for (key, a) in &self.archives {
             if !used.contains(key) {
                 continue;
@@ -376,7 +372,10 @@ mod tests {
                 LockedPlatform {
                     request: "blake3:1".into(),
                     archives: vec!["http://m/debian bookworm".into()],
-                    packages: vec![pkg("base-files", "12.4", arch), pkg("debconf", "1.5", "all")],
+                    packages: vec![
+                        pkg("base-files", "12.4", arch),
+                        pkg("debconf", "1.5", "all"),
+                    ],
                 },
             );
         }
