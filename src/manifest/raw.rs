@@ -181,8 +181,9 @@ pub(crate) struct RawRootfs {
     /// sha256) in `images.lock` beside this manifest; `build` reads only the lock.
     /// `{ debian = {} }` is a minbase system from `http://deb.debian.org/debian`.
     /// Every key of it shapes the package set, so changing one re-resolves.
+    #[serde(default)]
     #[schemars(
-        with = "Option<RawDebian>",
+        with = "RawDebian",
         extend("examples" = [{ "variant": "minbase", "include": ["ca-certificates"] }])
     )]
     pub(crate) debian: Option<S<RawDebian>>,
