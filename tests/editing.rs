@@ -119,6 +119,11 @@ fn every_manifest_in_the_repo_names_the_schema_and_validates_against_it() {
 fn the_schema_rejects_what_the_loader_rejects() {
     let ok = "[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { dir = \"r\" }\n";
     assert_eq!(schema_errors(ok), Vec::<String>::new());
+    let debian = ok.replace(
+        "dir = \"r\"",
+        "debian = { variant = \"apt\", include = [\"libstdc++6\"], mirror = \"https://deb.debian.org/debian\", suites = [\"{dist}\", \"{dist}-updates\"], keyring = \"k.gpg\" }",
+    );
+    assert_eq!(schema_errors(&debian), Vec::<String>::new());
     for (what, text) in [
         ("unknown arch", ok.replace("amd64", "amd46")),
         ("unknown key", ok.replace("dists", "dsts")),
@@ -145,6 +150,33 @@ fn the_schema_rejects_what_the_loader_rejects() {
         (
             "config typo",
             format!("{ok}config = {{ Cmd = [\"/x\"] }}\n"),
+        ),
+        (
+            "dir and debian",
+            ok.replace("dir = \"r\"", "dir = \"r\", debian = {}"),
+        ),
+        (
+            "debian variant",
+            ok.replace("dir = \"r\"", "debian = { variant = \"minbas\" }"),
+        ),
+        (
+            "debian key typo",
+            ok.replace("dir = \"r\"", "debian = { varient = \"apt\" }"),
+        ),
+        (
+            "debian package name",
+            ok.replace("dir = \"r\"", "debian = { include = [\"Curl\"] }"),
+        ),
+        (
+            "debian mirror credentials",
+            ok.replace(
+                "dir = \"r\"",
+                "debian = { mirror = \"http://u:p@h/debian\" }",
+            ),
+        ),
+        (
+            "debian empty suites",
+            ok.replace("dir = \"r\"", "debian = { suites = [] }"),
         ),
     ] {
         assert!(

@@ -225,6 +225,51 @@ const CASES: &[(&str, &str, &[&str])] = &[
         "[settings]\ncreated = \"git\"\n[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { dir = \"r\" }\n",
         &["images.toml:2:11", "there is no git repository at", "git init"],
     ),
+    (
+        "unknown debian variant",
+        "[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { debian = { variant = \"minbas\", keyring = \"keyring.gpg\" } }\n",
+        &["images.toml:4:33", "unknown debian variant \"minbas\"", "did you mean \"minbase\"?"],
+    ),
+    (
+        "debian rootfs for an arch Debian has no port for",
+        "[images.a]\ndists = [\"one\"]\narches = [\"amd64\", \"arm32v6\"]\nrootfs = { debian = { keyring = \"keyring.gpg\" } }\n",
+        &["images.toml:3:20", "arch \"arm32v6\" cannot have a `debian` rootfs: Debian has no port for it", "remove \"arm32v6\" from `arches`"],
+    ),
+    (
+        "not a debian package name",
+        "[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { debian = { include = [\"ca-certificates\", \"Curl\"], keyring = \"keyring.gpg\" } }\n",
+        &["images.toml:4:53", "include entry \"Curl\" is not a Debian package name", "did you mean \"curl\"?"],
+    ),
+    (
+        "missing debian keyring",
+        "[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { debian = { keyring = \"keys/{dist}.gpg\" } }\n",
+        &["images.toml:4:33", "debian keyring \"keys/one.gpg\" does not exist", "keys/one.gpg is where it was looked for"],
+    ),
+    (
+        "typo inside debian",
+        "[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { debian = { varient = \"apt\", keyring = \"keyring.gpg\" } }\n",
+        &["images.toml:4:23", "unknown field `varient`", "did you mean `variant`?"],
+    ),
+    (
+        "credentials in a debian mirror",
+        "[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { debian = { mirror = \"http://bob:hunter2@deb.example/debian\", keyring = \"keyring.gpg\" } }\n",
+        &["images.toml:4:40", "mirror url has credentials in it", "remove `user:password@`", "bob:*******@deb.example"],
+    ),
+    (
+        "ftp debian mirror",
+        "[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { debian = { security = \"ftp://deb.example/debian-security\", keyring = \"keyring.gpg\" } }\n",
+        &["images.toml:4:34", "security \"ftp://deb.example/debian-security\" is not an http:// or https:// url"],
+    ),
+    (
+        "empty debian suites",
+        "[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { debian = { suites = [], keyring = \"keyring.gpg\" } }\n",
+        &["images.toml:4:32", "`suites` is empty", "[\"{dist}\"]"],
+    ),
+    (
+        "package both included and excluded",
+        "[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { debian = { include = [\"curl\"], exclude = [\"curl\"], keyring = \"keyring.gpg\" } }\n",
+        &["images.toml:4:54", "package \"curl\" is both included and excluded"],
+    ),
 ];
 
 #[test]
@@ -236,6 +281,8 @@ fn every_bad_manifest_exits_2_with_location_and_hint() {
     for (what, text, needles) in CASES {
         let p = Project::new();
         std::fs::create_dir_all(p.path("r")).unwrap();
+        // A keyring, so a `debian` case fails for its own mistake alone.
+        p.file("keyring.gpg", b"not read by check");
         p.manifest(text);
         let run = p.imgraph_env(&["plan"], &[("SOURCE_DATE_EPOCH", "")]);
         assert_eq!(run.code, 2, "{what}: exit {}\n{}", run.code, run.stderr);
@@ -252,6 +299,27 @@ fn every_bad_manifest_exits_2_with_location_and_hint() {
             run.stderr
         );
     }
+}
+
+/// Every key of a `debian` rootfs, templates included, is accepted by `check`.
+#[test]
+fn a_debian_rootfs_with_every_key_passes_check() {
+    let p = Project::new();
+    p.file("keys/archive.gpg", b"a keyring");
+    p.manifest(
+        r#"[images.minideb]
+dists = ["bookworm", "trixie"]
+arches = ["amd64", "arm64v8"]
+rootfs = { debian = { variant = "apt", include = ["ca-certificates", "curl"], exclude = ["e2fsprogs"], mirror = "https://deb.debian.org/debian/", suites = ["{dist}", "{dist}-updates"], security = "http://deb.debian.org/debian-security", components = ["main", "contrib"], keyring = "keys/archive.gpg" } }
+
+[images.minimal]
+dists = ["bookworm"]
+arches = ["i386"]
+rootfs = { debian = { keyring = "keys/archive.gpg" } }
+"#,
+    );
+    let run = p.imgraph(&["check"]).success();
+    assert!(run.stderr.is_empty(), "{}", run.stderr);
 }
 
 #[test]

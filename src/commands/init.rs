@@ -86,12 +86,16 @@ tags = ["{{dist}}"]               # tag templates, per dist: {{image}} {{dist}}
 # latest = "stable"             # this dist is also tagged "latest"
 # registries = ["local"]        # where --push sends it; the first is canonical
 
-# Where each platform's root filesystem comes from: exactly one of dir, tar or
-# command. Templates: {{image}} {{dist}} {{arch}} {{debian_arch}} {{os}}
+# Where each platform's root filesystem comes from: exactly one of dir, tar,
+# command or debian. Templates: {{image}} {{dist}} {{arch}} {{debian_arch}} {{os}}
 # {{architecture}} {{variant}} {{platform}}, and {{out}} in a command.
 rootfs = {{ dir = "rootfs/{{dist}}/{{arch}}" }}
 # rootfs = {{ tar = "build/{{dist}}-{{arch}}.tar.xz" }}
 # rootfs = {{ command = "mmdebstrap --variant=minbase --arch={{debian_arch}} {{dist}} {{out}}.tar", inputs = [], timeout = "30m" }}
+# Debian packages, pinned per dist x arch in images.lock by `imgraph lock` (use
+# a Debian dist such as "bookworm"). variant: "minbase" (default), "essential"
+# or "apt"; also exclude, mirror, suites, security, components and keyring.
+# rootfs = {{ debian = {{ variant = "minbase", include = ["ca-certificates"], suites = ["{{dist}}", "{{dist}}-updates"], security = "http://deb.debian.org/debian-security" }} }}
 
 # The image config `docker run` uses. Also: entrypoint, workdir, user, labels,
 # exposed_ports, volumes, stop_signal.
@@ -117,5 +121,40 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(m.platforms.len(), 1);
         assert!(text.starts_with("#:schema ./images.schema.json\n"));
+    }
+
+    /// Each commented `rootfs = ...` line is a valid rootfs once uncommented (all
+    /// but the active `dir` need their sources, so only their shape is checked).
+    #[test]
+    fn the_commented_rootfs_examples_parse() {
+        let text = super::starter("2024-06-01");
+        let examples: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# rootfs = "))
+            .collect();
+        assert_eq!(examples.len(), 3, "{text}");
+        assert!(examples.iter().any(|e| e.starts_with("{ debian = ")));
+        for example in examples {
+            let manifest = format!(
+                "[images.a]\ndists = [\"bookworm\"]\narches = [\"amd64\"]\nrootfs = {example}\n"
+            );
+            let messages: Vec<String> = match crate::manifest::parse(
+                std::path::Path::new("images.toml"),
+                &manifest,
+                std::path::Path::new("/nonexistent"),
+                &Default::default(),
+            ) {
+                Ok(_) => Vec::new(),
+                Err(crate::manifest::ManifestError::Invalid(d)) => {
+                    d.items.into_iter().map(|i| i.message).collect()
+                }
+                Err(e) => panic!("{example}: {e}"),
+            };
+            // Only a missing tarball or keyring (there is no such folder) may fail it.
+            assert!(
+                messages.iter().all(|m| m.contains("does not exist")),
+                "{example}: {messages:?}"
+            );
+        }
     }
 }

@@ -9,8 +9,9 @@ use super::arch::{self, Arch};
 use super::created;
 use super::diagnostic::{did_you_mean, Diagnostic, Diagnostics, SourceFile};
 use super::model::*;
-use super::raw::{RawImage, RawManifest, RawRegistry, RawRootfs, S};
+use super::raw::{RawDebian, RawImage, RawManifest, RawRegistry, RawRootfs, S};
 use super::reference::{ReferenceError, RegistryUrl};
+use super::schema::{DEBIAN_PACKAGE, DEBIAN_VARIANTS};
 use super::structure;
 use super::template::{self, TemplateError, Vars};
 use super::ManifestError;
@@ -261,7 +262,7 @@ fn type_hint(message: &str) -> Option<String> {
     if let Some(rest) = message.strip_prefix("missing field `") {
         let field = rest.split('`').next().unwrap_or("");
         let example = match field {
-            "rootfs" => "rootfs = { dir = \"rootfs/{dist}/{arch}\" } (or { tar = \"...\" }, or { command = \"...\" })",
+            "rootfs" => "rootfs = { dir = \"rootfs/{dist}/{arch}\" } (or { tar = \"...\" }, { command = \"...\" } or { debian = {} })",
             "dists" => "dists = [\"bookworm\"]",
             "arches" => "arches = [\"amd64\"]",
             "url" => "url = \"host[:port]/namespace\"",
@@ -292,7 +293,7 @@ fn type_hint(message: &str) -> Option<String> {
         }
         "a string" => "write a quoted string here, e.g. \"...\"".to_string(),
         e if e.starts_with("struct RawRootfs") => {
-            format!("write a table: {{ dir = \"{value}\" }}, {{ tar = \"...\" }} or {{ command = \"...\" }}")
+            format!("write a table: {{ dir = \"{value}\" }}, {{ tar = \"...\" }}, {{ command = \"...\" }} or {{ debian = {{}} }}")
         }
         e if e.starts_with("struct ") || e == "a map" => {
             "write a table: { key = value, ... } or a [section]".to_string()
@@ -321,6 +322,20 @@ impl Validator<'_> {
     ) {
         self.diags
             .push(Diagnostic::at(Some(span), message).hint(hint));
+    }
+
+    /// [`Self::error`] for checks repeated per platform: the same problem at the
+    /// same place is reported once, not once per dist x arch.
+    fn error_once(
+        &mut self,
+        span: std::ops::Range<usize>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) {
+        let diag = Diagnostic::at(Some(span), message).hint(hint);
+        if !self.diags.contains(&diag) {
+            self.diags.push(diag);
+        }
     }
 
     fn manifest(&mut self, raw: RawManifest, source: &SourceFile) -> Manifest {
@@ -745,6 +760,33 @@ impl Validator<'_> {
         let platform_check = img.platform_check.unwrap_or(true);
         let rootfs = img.rootfs.get_ref();
         self.rootfs_shape(&img.rootfs);
+        if rootfs.debian.is_some() {
+            // Said at the arch, once, rather than as a template error per dist.
+            for a in img.arches.get_ref() {
+                let Some(arch) = Arch::by_name(a.get_ref()) else {
+                    continue;
+                };
+                if arch.debian_arch.is_none() {
+                    let ports: Vec<&str> = super::arch::ARCHES
+                        .iter()
+                        .filter(|a| a.debian_arch.is_some())
+                        .map(|a| a.name)
+                        .collect();
+                    self.error_once(
+                        a.span(),
+                        format!(
+                            "arch {:?} cannot have a `debian` rootfs: Debian has no port for it",
+                            arch.name
+                        ),
+                        format!(
+                            "remove {:?} from `arches`, or build it in another image with a dir, tar or command rootfs; Debian's arches: {}",
+                            arch.name,
+                            ports.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
 
         // tags, per dist
         let default_tags = [S::new(0..0, "{dist}".to_string())];
@@ -845,23 +887,31 @@ impl Validator<'_> {
 
     fn rootfs_shape(&mut self, raw: &S<RawRootfs>) {
         let r = raw.get_ref();
-        let kinds = [r.dir.is_some(), r.tar.is_some(), r.command.is_some()]
-            .iter()
-            .filter(|x| **x)
-            .count();
+        let kinds = [
+            r.dir.is_some(),
+            r.tar.is_some(),
+            r.command.is_some(),
+            r.debian.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
         if kinds != 1 {
             self.error(
                 raw.span(),
                 if kinds == 0 { "rootfs names no source" } else { "rootfs names more than one source" },
-                "use exactly one of { dir = \"...\" }, { tar = \"...\" } or { command = \"...\", inputs = [...] }",
+                "use exactly one of { dir = \"...\" }, { tar = \"...\" }, { command = \"...\", inputs = [...] } or { debian = { ... } }",
             );
+        }
+        if let Some(debian) = &r.debian {
+            self.debian_shape(debian.get_ref());
         }
         if r.command.is_none() {
             if let Some(first) = r.inputs.first() {
                 self.error(
                     first.span(),
                     "`inputs` only applies to a `command` rootfs",
-                    "remove it: a dir or tar source is hashed by its content already",
+                    "remove it: a dir or tar source is hashed by its content already, a debian source by its lock",
                 );
             }
             if let Some(t) = &r.timeout {
@@ -877,7 +927,7 @@ impl Validator<'_> {
                 self.error(
                     o.span(),
                     "`owners` only applies to a `dir` rootfs",
-                    "tarballs and command outputs always keep their owners; remove it",
+                    "tarballs, command outputs and debian packages always keep their owners; remove it",
                 );
             } else if !matches!(o.get_ref().as_str(), "root" | "preserve") {
                 self.error(
@@ -940,6 +990,11 @@ impl Validator<'_> {
             }
             return Some(RootfsSource::Tar { path, shown });
         }
+        if let Some(debian) = &r.debian {
+            return self
+                .debian_source(debian, vars, label)
+                .map(RootfsSource::Debian);
+        }
         let command = r.command.as_ref()?;
         let mut vars = vars.clone();
         vars.insert("out", Some("{out}".to_string()));
@@ -969,6 +1024,244 @@ impl Validator<'_> {
             out_is_tar,
             timeout,
         })
+    }
+
+    /// The checks of a `debian` table that do not depend on the platform, made
+    /// once per image.
+    fn debian_shape(&mut self, d: &RawDebian) {
+        if let Some(v) = &d.variant {
+            if !DEBIAN_VARIANTS.contains(&v.get_ref().as_str()) {
+                let hint = match did_you_mean(v.get_ref(), DEBIAN_VARIANTS.iter().copied()) {
+                    Some(best) => format!("did you mean {best:?}?"),
+                    None => "use \"essential\" (Essential: yes packages), \"apt\" (essential + apt) or \"minbase\" (essential + Priority: required, the default)".to_string(),
+                };
+                self.error(
+                    v.span(),
+                    format!("unknown debian variant {:?}", v.get_ref()),
+                    hint,
+                );
+            }
+        }
+        for (key, list) in [("include", &d.include), ("exclude", &d.exclude)] {
+            for p in list {
+                if !valid_debian_package(p.get_ref()) {
+                    let lower = p.get_ref().to_ascii_lowercase();
+                    let hint = if valid_debian_package(&lower) {
+                        format!("Debian package names are lowercase: did you mean {lower:?}?")
+                    } else {
+                        "Debian package names are lowercase letters, digits and `+ - .`, at least two characters, starting with a letter or digit (e.g. \"ca-certificates\"); no version or :arch suffix".to_string()
+                    };
+                    self.error(
+                        p.span(),
+                        format!("{key} entry {:?} is not a Debian package name", p.get_ref()),
+                        hint,
+                    );
+                }
+            }
+        }
+        for p in &d.exclude {
+            if d.include.iter().any(|i| i.get_ref() == p.get_ref()) {
+                self.error(
+                    p.span(),
+                    format!("package {:?} is both included and excluded", p.get_ref()),
+                    "remove it from `include` or from `exclude`",
+                );
+            }
+        }
+        for (key, list, default) in [
+            ("suites", &d.suites, "[\"{dist}\"]"),
+            ("components", &d.components, "[\"main\"]"),
+        ] {
+            let Some(list) = list else { continue };
+            if list.get_ref().is_empty() {
+                self.error(
+                    list.span(),
+                    format!("`{key}` is empty"),
+                    format!("remove it for the default {default}, or list at least one"),
+                );
+            }
+            let mut seen: Vec<&str> = Vec::new();
+            for item in list.get_ref() {
+                let name = item.get_ref().as_str();
+                if name.is_empty() || name.contains(char::is_whitespace) || name.starts_with('/') {
+                    self.error(
+                        item.span(),
+                        format!("{key} entry {name:?} is not an archive name"),
+                        format!("write one name per entry, without spaces, e.g. {default}"),
+                    );
+                } else if seen.contains(&name) {
+                    self.error(
+                        item.span(),
+                        format!("{key} entry {name:?} is listed twice"),
+                        "remove the duplicate",
+                    );
+                } else {
+                    seen.push(name);
+                }
+            }
+        }
+    }
+
+    /// One platform's [`DebianSource`]: templates rendered, urls normalised, lists
+    /// sorted (so their order does not change the request), keyring found.
+    fn debian_source(
+        &mut self,
+        raw: &S<RawDebian>,
+        vars: &Vars<'_>,
+        label: &str,
+    ) -> Option<DebianSource> {
+        let d = raw.get_ref();
+        // An arch Debian has no port for was reported at the arch already.
+        let debian_arch = vars.get("debian_arch").cloned().flatten()?;
+        let variant = d
+            .variant
+            .as_ref()
+            .map_or("minbase", |v| v.get_ref().as_str());
+        let mut ok = DEBIAN_VARIANTS.contains(&variant);
+        let packages = |list: &[S<String>]| {
+            let mut names: Vec<String> = list.iter().map(|p| p.get_ref().clone()).collect();
+            names.sort();
+            names.dedup();
+            names
+        };
+        let (include, exclude) = (packages(&d.include), packages(&d.exclude));
+        ok &= include
+            .iter()
+            .chain(&exclude)
+            .all(|p| valid_debian_package(p) && !(include.contains(p) && exclude.contains(p)));
+
+        let mirror = match &d.mirror {
+            Some(m) => self
+                .render(m, vars, label)
+                .and_then(|url| self.archive_url("mirror", m, &url)),
+            None => Some(DEFAULT_MIRROR.to_string()),
+        };
+        // `None`: a bad url (reported); `Some(None)`: no security archive.
+        let security = match &d.security {
+            Some(s) => self
+                .render(s, vars, label)
+                .and_then(|url| self.archive_url("security", s, &url))
+                .map(Some),
+            None => Some(None),
+        };
+        let default_suites = [S::new(0..0, "{dist}".to_string())];
+        let suite_templates: &[S<String>] = match &d.suites {
+            Some(s) => s.get_ref(),
+            None => &default_suites,
+        };
+        let mut suites = Vec::new();
+        for t in suite_templates {
+            let suite = self.render(t, vars, label)?;
+            if suite.is_empty() || suite.contains(char::is_whitespace) {
+                ok = false;
+            }
+            suites.push(suite);
+        }
+        let components: Vec<String> = match &d.components {
+            Some(c) => c.get_ref().iter().map(|c| c.get_ref().clone()).collect(),
+            None => vec!["main".to_string()],
+        };
+        ok &= !suites.is_empty() && !components.is_empty();
+        let keyring = self.keyring(raw, vars, label);
+        if !ok {
+            return None;
+        }
+        Some(DebianSource {
+            variant: variant.to_string(),
+            include,
+            exclude,
+            mirror: mirror?,
+            suites,
+            security: security?,
+            components,
+            keyring: keyring?,
+            debian_arch,
+        })
+    }
+
+    /// The keyring as an absolute path, which must be a file.
+    fn keyring(&mut self, raw: &S<RawDebian>, vars: &Vars<'_>, label: &str) -> Option<PathBuf> {
+        let (shown, span) = match &raw.get_ref().keyring {
+            Some(k) => (self.render(k, vars, label)?, k.span()),
+            None => (DEFAULT_KEYRING.to_string(), raw.span()),
+        };
+        let path = self.root.join(&shown);
+        if path.is_file() {
+            return Some(path);
+        }
+        let what = if path.exists() {
+            "is not a file"
+        } else {
+            "does not exist"
+        };
+        let hint = if raw.get_ref().keyring.is_none() {
+            "install Debian's archive keys (`apt-get install debian-archive-keyring`), or name a keyring: keyring = \"keys/debian-archive-keyring.gpg\" (relative to this manifest)".to_string()
+        } else {
+            format!(
+                "the keyring is an OpenPGP public keyring (e.g. /usr/share/keyrings/debian-archive-keyring.gpg); fix the path: {} is where it was looked for",
+                path.display()
+            )
+        };
+        self.error_once(span, format!("debian keyring {shown:?} {what}"), hint);
+        None
+    }
+
+    /// An archive url as the lock records it: `http://` or `https://`, a host, no
+    /// credentials, no trailing slash. `key` is `mirror` or `security`.
+    fn archive_url(&mut self, key: &str, raw: &S<String>, url: &str) -> Option<String> {
+        let example = if key == "security" {
+            "\"http://deb.debian.org/debian-security\""
+        } else {
+            "\"http://deb.debian.org/debian\""
+        };
+        let Some((scheme, rest)) = url
+            .split_once("://")
+            .filter(|(s, _)| matches!(*s, "http" | "https"))
+        else {
+            self.error_once(
+                raw.span(),
+                format!("{key} {url:?} is not an http:// or https:// url"),
+                format!("write the archive's url, e.g. {key} = {example}"),
+            );
+            return None;
+        };
+        let authority = rest.split('/').next().unwrap_or("");
+        if let Some((userinfo, host)) = authority.rsplit_once('@') {
+            // Point at `user:password` and keep the password out of the snippet
+            // (`parse` masks every range in `secrets`).
+            let with_at = self.sub_span(raw, &format!("{userinfo}@"));
+            let span = if with_at.len() == userinfo.len() + 1 {
+                with_at.start..with_at.end - 1
+            } else {
+                with_at
+            };
+            let secret = match userinfo.split_once(':') {
+                Some((_, password)) if span.len() == userinfo.len() => {
+                    span.end - password.len()..span.end
+                }
+                _ if span.len() == userinfo.len() => span.clone(),
+                _ => span.start + 1..span.end.saturating_sub(1).max(span.start + 1),
+            };
+            self.secrets.push(secret);
+            self.error_once(
+                span,
+                format!("{key} url has credentials in it; imgraph never sends them"),
+                format!(
+                    "remove `user:password@` and write {scheme}://{host}/...: a Debian archive is public, and imgraph trusts it for its InRelease signatures, not a login"
+                ),
+            );
+            return None;
+        }
+        if authority.is_empty() || url.contains(char::is_whitespace) {
+            self.error_once(
+                raw.span(),
+                format!("{key} {url:?} has no host or has spaces in it"),
+                format!("write the archive's url, e.g. {key} = {example}"),
+            );
+            return None;
+        }
+        let trimmed = url.trim_end_matches('/');
+        Some(trimmed.to_string())
     }
 
     fn render(&mut self, t: &S<String>, vars: &Vars<'_>, label: &str) -> Option<String> {
@@ -1041,8 +1334,25 @@ fn no_value_hint(name: &str, context: &str) -> String {
         "variant" => format!(
             "{arch} has no OCI variant (only arm platforms do): use {{arch}} or {{platform}} here"
         ),
+        "out" => "{out} is where a `command` writes the rootfs; it has no value elsewhere".into(),
         _ => "remove that arch from the image, or avoid the variable in this template".into(),
     }
+}
+
+/// The archive a `debian` rootfs reads when it names no `mirror`.
+const DEFAULT_MIRROR: &str = "http://deb.debian.org/debian";
+/// Debian's archive keys, as the `debian-archive-keyring` package installs them.
+const DEFAULT_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+
+/// Debian policy 5.6.1 ([`DEBIAN_PACKAGE`]): lowercase letters, digits, `+ - .`,
+/// at least two characters, starting with a letter or digit.
+fn valid_debian_package(name: &str) -> bool {
+    debug_assert_eq!(DEBIAN_PACKAGE, "^[a-z0-9][a-z0-9+.-]+$");
+    name.len() >= 2
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+.-".contains(c))
 }
 
 fn raw_rootfs_span(r: &S<RawRootfs>) -> std::ops::Range<usize> {
@@ -1063,4 +1373,110 @@ fn valid_tag(tag: &str) -> bool {
         && tag
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn debian_platforms(rootfs: &str, arches: &str) -> Result<Vec<PlatformSpec>, ManifestError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("keys")).unwrap();
+        std::fs::write(dir.path().join("keys/bookworm.gpg"), b"k").unwrap();
+        let text = format!(
+            "[images.m]\ndists = [\"bookworm\"]\narches = {arches}\nrootfs = {{ debian = {rootfs} }}\n"
+        );
+        parse(
+            Path::new("images.toml"),
+            &text,
+            dir.path(),
+            &LoadOptions::default(),
+        )
+        .map(|m| m.platforms)
+    }
+
+    fn debian(p: &PlatformSpec) -> &DebianSource {
+        match &p.rootfs {
+            RootfsSource::Debian(d) => d,
+            other => panic!("not a debian rootfs: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_debian_rootfs_resolves_per_platform() {
+        let platforms = debian_platforms(
+            r#"{ variant = "apt", include = ["curl", "ca-certificates", "curl"], exclude = ["bb", "a1"], mirror = "https://deb.example/debian//", suites = ["{dist}", "{dist}-updates"], security = "http://deb.example/debian-security/", keyring = "keys/{dist}.gpg" }"#,
+            r#"["amd64", "arm64v8"]"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let arm = debian(&platforms[1]);
+        assert_eq!(arm.debian_arch, "arm64");
+        assert_eq!(debian(&platforms[0]).debian_arch, "amd64");
+        assert_eq!(arm.variant, "apt");
+        // Sorted and deduplicated: the order written does not change the request.
+        assert_eq!(arm.include, ["ca-certificates", "curl"]);
+        assert_eq!(arm.exclude, ["a1", "bb"]);
+        assert_eq!(arm.mirror, "https://deb.example/debian");
+        assert_eq!(arm.suites, ["bookworm", "bookworm-updates"]);
+        assert_eq!(
+            arm.security.as_deref(),
+            Some("http://deb.example/debian-security")
+        );
+        assert_eq!(arm.components, ["main"]);
+        assert!(arm.keyring.is_absolute(), "{}", arm.keyring.display());
+        assert!(arm.keyring.ends_with("keys/bookworm.gpg"));
+        assert_eq!(
+            arm.archives().last().unwrap(),
+            &(
+                "http://deb.example/debian-security".to_string(),
+                "bookworm-security".to_string()
+            )
+        );
+    }
+
+    #[test]
+    fn a_debian_rootfs_defaults_to_minbase_from_deb_debian_org() {
+        let platforms =
+            debian_platforms(r#"{ keyring = "keys/bookworm.gpg" }"#, r#"["i386"]"#).unwrap();
+        let d = debian(&platforms[0]);
+        assert_eq!(d.variant, "minbase");
+        assert_eq!(d.mirror, "http://deb.debian.org/debian");
+        assert_eq!(d.suites, ["bookworm"]);
+        assert_eq!(d.security, None);
+        assert_eq!(d.components, ["main"]);
+        assert!(d.include.is_empty() && d.exclude.is_empty());
+        assert_eq!(d.debian_arch, "i386");
+    }
+
+    #[test]
+    fn one_debian_mistake_is_reported_once_for_every_platform() {
+        let err = debian_platforms(
+            r#"{ mirror = "ftp://x/debian", keyring = "keys/bookworm.gpg" }"#,
+            r#"["amd64", "arm64v8", "i386"]"#,
+        )
+        .unwrap_err();
+        let ManifestError::Invalid(d) = err else {
+            panic!("{err}")
+        };
+        assert_eq!(d.items.len(), 1, "{d}");
+    }
+
+    #[test]
+    fn debian_package_names_follow_policy() {
+        for ok in ["ca-certificates", "libstdc++6", "g++-12", "0ad", "xz-utils"] {
+            assert!(valid_debian_package(ok), "{ok}");
+        }
+        for bad in [
+            "a",
+            "Curl",
+            "-x",
+            "+x",
+            "libc6:amd64",
+            "curl=7.0",
+            "a b",
+            "",
+        ] {
+            assert!(!valid_debian_package(bad), "{bad}");
+        }
+    }
 }

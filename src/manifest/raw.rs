@@ -125,7 +125,8 @@ pub(crate) struct RawImage {
     #[schemars(with = "Vec<String>", extend("uniqueItems" = true, "default" = []))]
     pub(crate) registries: Vec<S<String>>,
     /// Where each platform's root filesystem comes from: exactly one of
-    /// `{ dir = "..." }`, `{ tar = "..." }` or `{ command = "...", inputs = [...] }`.
+    /// `{ dir = "..." }`, `{ tar = "..." }`, `{ command = "...", inputs = [...] }`
+    /// or `{ debian = { ... } }` (Debian packages pinned in `images.lock`).
     /// Paths are relative to this manifest; all may use templates. Required.
     #[schemars(with = "RawRootfs")]
     pub(crate) rootfs: S<RawRootfs>,
@@ -144,8 +145,8 @@ pub(crate) struct RawImage {
     pub(crate) platform_check: Option<bool>,
 }
 
-/// Where a platform's root filesystem comes from. Exactly one of `dir`, `tar` and
-/// `command`. Templates: `{image} {dist} {arch} {debian_arch} {os} {architecture}
+/// Where a platform's root filesystem comes from. Exactly one of `dir`, `tar`,
+/// `command` and `debian`. Templates: `{image} {dist} {arch} {debian_arch} {os} {architecture}
 /// {variant} {platform}`, and `{out}` in a command; a variable with no value for a
 /// platform (`{debian_arch}` on arm32v6) is an error at load time.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -154,6 +155,7 @@ pub(crate) struct RawImage {
     { "required": ["dir"] },
     { "required": ["tar"] },
     { "required": ["command"] },
+    { "required": ["debian"] },
 ]))]
 #[schemars(rename = "Rootfs")]
 pub(crate) struct RawRootfs {
@@ -174,6 +176,17 @@ pub(crate) struct RawRootfs {
         extend("examples" = ["mmdebstrap --variant=minbase --arch={debian_arch} {dist} {out}.tar"])
     )]
     pub(crate) command: Option<S<String>>,
+    /// Debian packages: `imgraph lock` resolves `variant` plus `include` against
+    /// the archive for each dist x arch and pins every package (version and
+    /// sha256) in `images.lock` beside this manifest; `build` reads only the lock.
+    /// `{ debian = {} }` is a minbase system from `http://deb.debian.org/debian`.
+    /// Every key of it shapes the package set, so changing one re-resolves.
+    #[serde(default)]
+    #[schemars(
+        with = "RawDebian",
+        extend("examples" = [{ "variant": "minbase", "include": ["ca-certificates"] }])
+    )]
+    pub(crate) debian: Option<S<RawDebian>>,
     /// Files and folders a `command` reads, relative to this manifest: their content
     /// is hashed into the key, so editing them reruns the command. Only with
     /// `command`. Default: `[]`.
@@ -189,6 +202,67 @@ pub(crate) struct RawRootfs {
     /// Only with `command`. Default: no limit.
     #[schemars(with = "Option<String>", extend("examples" = ["30m"]))]
     pub(crate) timeout: Option<S<String>>,
+}
+
+/// `rootfs = { debian = { ... } }`: which Debian packages make the root filesystem,
+/// and the archive they come from. Every key is optional. `mirror`, `security`,
+/// `suites` and `keyring` may use the per-platform templates (`{dist}`, `{arch}`,
+/// `{debian_arch}`, ...); an arch Debian has no port for (arm32v6) is refused.
+#[derive(Debug, Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Debian")]
+pub(crate) struct RawDebian {
+    /// The base package set, as mmdebstrap and debootstrap mean it: `"essential"`
+    /// (every `Essential: yes` package), `"apt"` (essential plus apt) or
+    /// `"minbase"` (essential plus every `Priority: required` package).
+    /// Dependencies are always added. Default: `"minbase"`.
+    #[serde(default)]
+    #[schemars(schema_with = "super::schema::debian_variant", extend("default" = "minbase"))]
+    pub(crate) variant: Option<S<String>>,
+    /// Extra packages to install (with their dependencies), e.g.
+    /// `["ca-certificates"]`. Debian package names: lowercase letters, digits and
+    /// `+ - .`. Order does not matter. Default: `[]`.
+    #[serde(default)]
+    #[schemars(schema_with = "super::schema::debian_packages", extend("default" = []))]
+    pub(crate) include: Vec<S<String>>,
+    /// Packages never installed, even when the variant or a dependency would
+    /// pull them in (an alternative is chosen instead where there is one).
+    /// Default: `[]`.
+    #[serde(default)]
+    #[schemars(schema_with = "super::schema::debian_packages", extend("default" = []))]
+    pub(crate) exclude: Vec<S<String>>,
+    /// The archive to read the suites from: an `http://` or `https://` url, no
+    /// credentials. Default: `"http://deb.debian.org/debian"`.
+    #[serde(default)]
+    #[schemars(schema_with = "super::schema::archive_url", extend("default" = "http://deb.debian.org/debian"))]
+    pub(crate) mirror: Option<S<String>>,
+    /// The suites read from `mirror`; for a package in several, the highest
+    /// version wins. E.g. `["{dist}", "{dist}-updates"]`. Default: `["{dist}"]`.
+    #[serde(default)]
+    #[schemars(schema_with = "super::schema::nonempty_strings", extend("default" = ["{dist}"]))]
+    pub(crate) suites: Option<S<Vec<S<String>>>>,
+    /// A security archive, e.g. `"http://deb.debian.org/debian-security"`: its
+    /// `{dist}-security` suite is read too. Default: none.
+    #[serde(default)]
+    #[schemars(
+        schema_with = "super::schema::archive_url",
+        extend("examples" = ["http://deb.debian.org/debian-security"])
+    )]
+    pub(crate) security: Option<S<String>>,
+    /// Archive components, e.g. `["main", "contrib"]`. Default: `["main"]`.
+    #[serde(default)]
+    #[schemars(schema_with = "super::schema::nonempty_strings", extend("default" = ["main"]))]
+    pub(crate) components: Option<S<Vec<S<String>>>>,
+    /// The OpenPGP keyring every suite's `InRelease` must be signed by: an
+    /// absolute path or one relative to this manifest. Default:
+    /// `"/usr/share/keyrings/debian-archive-keyring.gpg"` (Debian's
+    /// `debian-archive-keyring` package).
+    #[serde(default)]
+    #[schemars(
+        with = "Option<String>",
+        extend("default" = "/usr/share/keyrings/debian-archive-keyring.gpg")
+    )]
+    pub(crate) keyring: Option<S<String>>,
 }
 
 // Field names are the manifest's, so a change can be reported as

@@ -22,6 +22,11 @@ const REPOSITORY: &str =
 /// OCI tag grammar (what `load.rs` checks as `valid_tag`).
 const TAG: &str = "^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$";
 
+/// A Debian package name (Debian policy 5.6.1), as `load.rs` checks it.
+pub(crate) const DEBIAN_PACKAGE: &str = "^[a-z0-9][a-z0-9+.-]+$";
+/// The variants of a `debian` rootfs, as `load.rs` accepts them.
+pub(crate) const DEBIAN_VARIANTS: &[&str] = &["essential", "apt", "minbase"];
+
 /// The schema as a JSON value (draft 7: what taplo and Even Better TOML read best).
 pub fn schema() -> Value {
     let generator = SchemaSettings::draft07().into_generator();
@@ -127,6 +132,32 @@ pub(super) fn tags(_: &mut SchemaGenerator) -> Schema {
         "type": "array",
         "items": { "type": "string" },
         "minItems": 1,
+    })
+}
+
+pub(super) fn debian_variant(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "string", "enum": DEBIAN_VARIANTS })
+}
+
+pub(super) fn debian_packages(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "items": { "type": "string", "pattern": DEBIAN_PACKAGE },
+        "examples": [["ca-certificates", "curl"]],
+    })
+}
+
+/// An archive url: http or https, and no `user:password@` (the loader refuses it).
+pub(super) fn archive_url(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "string", "pattern": "^https?://[^/@]+(/.*)?$" })
+}
+
+pub(super) fn nonempty_strings(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "items": { "type": "string", "minLength": 1 },
+        "minItems": 1,
+        "uniqueItems": true,
     })
 }
 
