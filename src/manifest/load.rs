@@ -1176,6 +1176,7 @@ impl Validator<'_> {
             components,
             keyring: keyring?,
             debian_arch,
+            dist: vars.get("dist").cloned().flatten().unwrap_or_default(),
         })
     }
 

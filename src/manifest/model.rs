@@ -202,6 +202,8 @@ pub struct DebianSource {
     pub keyring: PathBuf,
     /// The Debian arch of the platform (`arm64` for arm64v8).
     pub debian_arch: String,
+    /// The dist, for the `{dist}-security` suite.
+    pub dist: String,
 }
 
 impl DebianSource {
@@ -212,9 +214,8 @@ impl DebianSource {
             .iter()
             .map(|s| (self.mirror.clone(), s.clone()))
             .collect();
-        if let (Some(sec), Some(first)) = (&self.security, self.suites.first()) {
-            let dist = first.split('-').next().unwrap_or(first);
-            out.push((sec.clone(), format!("{dist}-security")));
+        if let Some(sec) = &self.security {
+            out.push((sec.clone(), format!("{}-security", self.dist)));
         }
         out
     }
