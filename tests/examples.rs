@@ -60,3 +60,27 @@ fn busybox_example_builds_two_arches_and_each_binary_reports_its_arch() {
     // Rebuilding from scratch gives the same index.
     p.imgraph(&["verify", "--reproducible"]).success();
 }
+
+/// The minideb example's committed lock covers its manifest, with no network:
+/// what `lock --check` in its README says.
+#[test]
+fn minideb_example_lock_covers_its_manifest() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/minideb");
+    let p = Project::new();
+    for f in ["images.toml", "images.lock"] {
+        p.file(f, &std::fs::read(example.join(f)).unwrap());
+    }
+    let text = std::fs::read_to_string(p.path("images.toml"))
+        .unwrap()
+        .replace("../../schemas", "schemas");
+    p.manifest(&text);
+    p.imgraph(&["lock", "--check"]).success();
+    let plan = p.plan(&[]);
+    assert_eq!(
+        plan.iter()
+            .filter(|(id, _, _)| id.starts_with("rootfs:minideb:"))
+            .count(),
+        12,
+        "2 dists x 6 arches"
+    );
+}

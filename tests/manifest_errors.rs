@@ -5,6 +5,11 @@ use crate::support::Project;
 /// (what, manifest, substrings the error must contain)
 const CASES: &[(&str, &str, &[&str])] = &[
     (
+        "a rootfs table only implied by a dotted header",
+        "[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\n[images.a.rootfs.dir]\n",
+        &["images.toml:4:18", "the table [images.a.rootfs] is only implied", "write [images.a.rootfs] on a line of its own"],
+    ),
+    (
         "toml syntax error",
         "[images.a\ndists = [\"one\"]\n",
         &["images.toml:1:", "^"],

@@ -250,7 +250,10 @@ impl Release {
         arch: &str,
     ) -> Result<(&str, &FileEntry), ReleaseError> {
         self.check_arch(arch)?;
-        if !self.components.is_empty() && !self.components.iter().any(|c| c == component) {
+        // debian-security lists `updates/main` for what sources.list calls `main`
+        // (and its indexes under `main/`): apt matches the last part, so do we.
+        let listed = |c: &String| c == component || c.rsplit('/').next() == Some(component);
+        if !self.components.is_empty() && !self.components.iter().any(listed) {
             return Err(ReleaseError::UnknownComponent {
                 suite: self.name().to_string(),
                 component: component.to_string(),

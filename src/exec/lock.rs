@@ -246,16 +246,26 @@ pub fn lock(
         .retain(|label, _| debian.iter().any(|(p, _)| p.label() == *label));
     let mut groups: BTreeMap<GroupKey, Vec<Platform<'_>>> = BTreeMap::new();
     for (p, d) in &todo {
-        let archives = d.archives();
-        for (mirror, suite) in &archives {
-            let f = &releases[&(mirror.clone(), suite.clone())];
-            f.release
-                .release
-                .check_arch(&d.debian_arch)
-                .map_err(|source| LockFailure::Unpublished {
-                    platform: p.label(),
-                    source,
-                })?;
+        // The first suite must publish the arch; an -updates or -security suite
+        // that does not is skipped for it, as apt skips it.
+        let mut archives = Vec::new();
+        for (i, a) in d.archives().into_iter().enumerate() {
+            match releases[&a].release.release.check_arch(&d.debian_arch) {
+                Ok(()) => archives.push(a),
+                Err(source) if i == 0 => {
+                    return Err(LockFailure::Unpublished {
+                        platform: p.label(),
+                        source,
+                    })
+                }
+                Err(_) => say(&format!(
+                    "  {}: {} {} has no {}; skipped for it",
+                    p.label(),
+                    a.0,
+                    a.1,
+                    d.debian_arch
+                )),
+            }
         }
         let keys: Vec<String> = archives.iter().map(|a| releases[a].key.clone()).collect();
         let unchanged = old

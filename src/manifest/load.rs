@@ -128,6 +128,26 @@ fn toml_diagnostic(err: &toml::de::Error, source: &SourceFile) -> Diagnostic {
     if let Some(diag) = duplicate_table(&message, err.span(), source) {
         return diag;
     }
+    // `[images.x.rootfs.debian]` with no `[images.x.rootfs]` line: the TOML reader
+    // cannot locate the implicitly created `rootfs` table, and says so obscurely.
+    if message.contains("expected a borrowed string") {
+        let header = err
+            .span()
+            .and_then(|s| source.text[..s.start].rfind('[').map(|b| (b, s)))
+            .map(|(b, s)| {
+                source.text[b + 1..s.start]
+                    .trim_end_matches('.')
+                    .to_string()
+            });
+        let parent = header.unwrap_or_else(|| "images.NAME.rootfs".into());
+        return Diagnostic::at(
+            err.span(),
+            format!("the table [{parent}] is only implied by this header"),
+        )
+        .hint(format!(
+            "write [{parent}] on a line of its own before this header, or use the inline form (rootfs = {{ debian = {{ ... }} }})"
+        ));
+    }
     // `created = 5`: "quote it" would only trade this error for a bad timestamp.
     if message.starts_with("invalid type: ")
         && key_before(&source.text, err.span()).as_deref() == Some("created")
