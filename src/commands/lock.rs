@@ -6,7 +6,7 @@ use serde_json::json;
 use crate::cache::Store;
 use crate::cli::LockArgs;
 use crate::error::Error;
-use crate::exec::lock::{lock, LockOptions};
+use crate::exec::lock::{lock, LockOptions, OnBytes};
 
 use super::{Globals, Project};
 
@@ -21,7 +21,22 @@ pub(super) fn run(project: &Project, args: &LockArgs, globals: &Globals) -> Resu
             eprintln!("{line}");
         }
     };
-    let report = lock(
+    // On a terminal, one line counting the bytes fetched from the archives.
+    let bar = (!globals.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} fetching from the archive: {bytes} ({bytes_per_sec})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        bar
+    });
+    let on_bytes: Option<OnBytes> = bar
+        .clone()
+        .map(|b| std::sync::Arc::new(move |n: u64| b.inc(n)) as OnBytes);
+    let result = lock(
         &project.manifest,
         &project.selectors,
         &store,
@@ -31,7 +46,12 @@ pub(super) fn run(project: &Project, args: &LockArgs, globals: &Globals) -> Resu
             allow_downgrade: args.allow_downgrade,
         },
         &say,
-    )?;
+        on_bytes,
+    );
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let report = result?;
     if args.json {
         let doc = json!({ "changed": report.changed });
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());

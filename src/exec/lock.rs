@@ -153,13 +153,18 @@ fn archive_key(mirror: &str, suite: &str, inrelease: &str) -> String {
     format!("{mirror} {suite} {}", &short[..short.len().min(12)])
 }
 
+/// Called with the number of body bytes each time some arrive.
+pub type OnBytes = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
+
 /// Resolves what needs resolving and writes `images.lock` when it changed.
+/// `on_bytes` sees every downloaded byte (for a progress display).
 pub fn lock(
     manifest: &Manifest,
     selectors: &[Selector],
     store: &Store,
     opts: &LockOptions,
     say: &(dyn Fn(&str) + Sync),
+    on_bytes: Option<OnBytes>,
 ) -> Result<LockReport, LockFailure> {
     let old = &manifest.lock;
     let selected =
@@ -197,7 +202,11 @@ pub fn lock(
         if let Some(x) = m.get(url) {
             return Ok(x.clone());
         }
-        let x = Mirror::new(url)?;
+        let mut x = Mirror::new(url)?;
+        if let Some(cb) = &on_bytes {
+            let cb = cb.clone();
+            x = x.with_progress(move |n| cb(n));
+        }
         m.insert(url.to_string(), x.clone());
         Ok(x)
     };
