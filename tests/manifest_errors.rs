@@ -423,6 +423,28 @@ rootfs = { dir = "r", ownrs = "preserve" }
         .any(|(_, m)| m.contains("empty") || m.contains("no dists")));
 }
 
+#[test]
+fn check_reports_three_unknown_keys_at_once() {
+    let p = Project::new();
+    std::fs::create_dir_all(p.path("r")).unwrap();
+    p.manifest("[settings]\ncreatd = \"2024-06-01T00:00:00Z\"\n[images.a]\ndsts = [\"one\"]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { dir = \"r\" }\nconfg = { cmd = [\"/x\"] }\n");
+    let run = p.imgraph(&["check"]).code(2);
+    let found = problems(&run.stderr);
+    let at: Vec<&str> = found.iter().map(|(l, _)| l.as_str()).collect();
+    assert_eq!(
+        at,
+        ["images.toml:2:1", "images.toml:4:1", "images.toml:8:1"],
+        "{}",
+        run.stderr
+    );
+    run.stderr_has(&[
+        "did you mean `created`?",
+        "did you mean `dists`?",
+        "did you mean `config`?",
+        "has 3 problems",
+    ]);
+}
+
 /// One rule for repository names: what `check` accepts is what a push accepts.
 #[test]
 fn a_double_dot_in_a_registry_namespace_or_an_image_name_fails_check() {
