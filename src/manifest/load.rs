@@ -625,22 +625,7 @@ impl Validator<'_> {
                     .split_once("://")
                     .map_or(raw_value.as_str(), |(_, r)| r);
                 let userinfo = after_scheme.rsplit_once('@').map_or("", |(u, _)| u);
-                // Found as `user:password@` (the `@` keeps it from matching
-                // inside the scheme by chance), shown without the `@`.
-                let with_at = self.sub_span(url, &format!("{userinfo}@"));
-                let span = if with_at.len() == userinfo.len() + 1 {
-                    with_at.start..with_at.end - 1
-                } else {
-                    with_at
-                };
-                let secret = match userinfo.split_once(':') {
-                    Some((_, password)) if span.len() == userinfo.len() => {
-                        span.end - password.len()..span.end
-                    }
-                    _ if span.len() == userinfo.len() => span.clone(),
-                    // Escapes: mask the whole string, quotes aside.
-                    _ => span.start + 1..span.end.saturating_sub(1).max(span.start + 1),
-                };
+                let (span, secret) = self.userinfo_spans(url, userinfo);
                 self.secrets.push(secret);
                 self.error(
                     span,
@@ -1250,19 +1235,7 @@ impl Validator<'_> {
         if let Some((userinfo, host)) = authority.rsplit_once('@') {
             // Point at `user:password` and keep the password out of the snippet
             // (`parse` masks every range in `secrets`).
-            let with_at = self.sub_span(raw, &format!("{userinfo}@"));
-            let span = if with_at.len() == userinfo.len() + 1 {
-                with_at.start..with_at.end - 1
-            } else {
-                with_at
-            };
-            let secret = match userinfo.split_once(':') {
-                Some((_, password)) if span.len() == userinfo.len() => {
-                    span.end - password.len()..span.end
-                }
-                _ if span.len() == userinfo.len() => span.clone(),
-                _ => span.start + 1..span.end.saturating_sub(1).max(span.start + 1),
-            };
+            let (span, secret) = self.userinfo_spans(raw, userinfo);
             self.secrets.push(secret);
             self.error_once(
                 span,
@@ -1283,6 +1256,30 @@ impl Validator<'_> {
         }
         let trimmed = url.trim_end_matches('/');
         Some(trimmed.to_string())
+    }
+
+    /// Where `user:password` stands in a URL value (found as `user:password@`, so
+    /// it cannot match inside the scheme by chance; shown without the `@`), and the
+    /// part to mask: the password, or the whole value when escapes shift offsets.
+    fn userinfo_spans(
+        &self,
+        url: &S<String>,
+        userinfo: &str,
+    ) -> (std::ops::Range<usize>, std::ops::Range<usize>) {
+        let with_at = self.sub_span(url, &format!("{userinfo}@"));
+        let span = if with_at.len() == userinfo.len() + 1 {
+            with_at.start..with_at.end - 1
+        } else {
+            with_at
+        };
+        let secret = match userinfo.split_once(':') {
+            Some((_, password)) if span.len() == userinfo.len() => {
+                span.end - password.len()..span.end
+            }
+            _ if span.len() == userinfo.len() => span.clone(),
+            _ => span.start + 1..span.end.saturating_sub(1).max(span.start + 1),
+        };
+        (span, secret)
     }
 
     fn render(&mut self, t: &S<String>, vars: &Vars<'_>, label: &str) -> Option<String> {
