@@ -584,3 +584,373 @@ fn read_control(deb: &Path, file: &File, m: &Member, format: Format) -> Result<C
         names,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! Hostile and malformed `.deb`s built by hand (dpkg-deb refuses to write them);
+    //! real ones built with dpkg-deb are in tests/debian_deb.rs.
+
+    use super::*;
+    use std::io::Write;
+
+    /// One raw tar member; names go into the header as-is so `..` can be written.
+    fn tar_member(out: &mut Vec<u8>, name: &str, kind: tar::EntryType, link: &str, data: &[u8]) {
+        let mut h = tar::Header::new_gnu();
+        h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+        h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+        h.set_entry_type(kind);
+        h.set_mode(if kind.is_dir() { 0o755 } else { 0o644 });
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(data);
+        out.resize(out.len().div_ceil(512) * 512, 0);
+    }
+
+    fn tar(members: &[(&str, tar::EntryType, &str, &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, kind, link, data) in members {
+            tar_member(&mut out, name, *kind, link, data);
+        }
+        out.resize(out.len() + 1024, 0);
+        out
+    }
+
+    fn gz(bytes: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap()
+    }
+
+    /// An `ar` archive as dpkg-deb writes it.
+    fn ar(members: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut out = b"!<arch>\n".to_vec();
+        for (name, data) in members {
+            let header = format!(
+                "{:<16}{:<12}{:<6}{:<6}{:<8}{:<10}`\n",
+                name,
+                0,
+                0,
+                0,
+                "100644",
+                data.len()
+            );
+            assert_eq!(header.len(), 60);
+            out.extend_from_slice(header.as_bytes());
+            out.extend_from_slice(data);
+            if data.len() % 2 == 1 {
+                out.push(b'\n');
+            }
+        }
+        out
+    }
+
+    const CONTROL: &[u8] = b"Package: hello\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@imgraph.invalid>\nDescription: test\n";
+
+    fn control_tar() -> Vec<u8> {
+        gz(&tar(&[
+            ("./", tar::EntryType::Directory, "", b""),
+            ("./control", tar::EntryType::Regular, "", CONTROL),
+            (
+                "./md5sums",
+                tar::EntryType::Regular,
+                "",
+                b"b1946ac92492d2347c6235b4d2611184  usr/share/hello\n",
+            ),
+            ("./postinst", tar::EntryType::Regular, "", b"#!/bin/sh\n"),
+        ]))
+    }
+
+    fn deb_with_data(data: &[(&str, tar::EntryType, &str, &[u8])]) -> Vec<u8> {
+        ar(&[
+            ("debian-binary", b"2.0\n"),
+            ("control.tar.gz", &control_tar()),
+            ("data.tar.gz", &gz(&tar(data))),
+        ])
+    }
+
+    /// Opens `bytes` as a .deb in a fresh folder whose temp subfolder must stay empty.
+    fn open_bytes(bytes: &[u8]) -> (Result<Deb, DebError>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        let path = dir.path().join("pkg.deb");
+        std::fs::write(&path, bytes).unwrap();
+        (Deb::open(&path, &tmp), dir)
+    }
+
+    /// Nothing but the .deb and the empty temp folder is left in `dir`.
+    fn assert_nothing_written(dir: &tempfile::TempDir) {
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["pkg.deb", "tmp"]);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+    }
+
+    #[test]
+    fn a_hand_built_deb_reads_control_md5sums_and_data() {
+        let (deb, _dir) = open_bytes(&deb_with_data(&[
+            ("./", tar::EntryType::Directory, "", b""),
+            ("./usr/", tar::EntryType::Directory, "", b""),
+            ("./usr/share/", tar::EntryType::Directory, "", b""),
+            ("./usr/share/hello", tar::EntryType::Regular, "", b"hello\n"),
+            (
+                "./usr/share/hi",
+                tar::EntryType::Link,
+                "./usr/share/hello",
+                b"",
+            ),
+        ]));
+        let deb = deb.unwrap();
+        assert_eq!(deb.control().get("Package"), Some("hello"));
+        assert_eq!(
+            deb.md5sums(),
+            Some(&b"b1946ac92492d2347c6235b4d2611184  usr/share/hello\n"[..])
+        );
+        assert_eq!(deb.conffiles(), None);
+        assert_eq!(deb.control_members(), ["control", "md5sums", "postinst"]);
+        let paths: Vec<String> = deb
+            .entries()
+            .iter()
+            .map(|e| e.entry.display_path())
+            .collect();
+        assert_eq!(
+            paths,
+            ["usr", "usr/share", "usr/share/hello", "usr/share/hi"]
+        );
+        let mut text = String::new();
+        deb.content(&deb.entries()[2])
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(text, "hello\n");
+        assert_eq!(
+            deb.entries()[3].entry.kind,
+            crate::rootfs::EntryKind::Hardlink {
+                target: b"usr/share/hello".to_vec()
+            }
+        );
+    }
+
+    #[test]
+    fn parent_dir_in_data_tar_is_refused_naming_the_entry_and_nothing_is_written() {
+        let (err, dir) = open_bytes(&deb_with_data(&[
+            ("./", tar::EntryType::Directory, "", b""),
+            ("./usr/", tar::EntryType::Directory, "", b""),
+            ("./usr/a", tar::EntryType::Regular, "", b"spooled first"),
+            ("./../evil", tar::EntryType::Regular, "", b"x"),
+        ]));
+        let err = err.unwrap_err();
+        match &err {
+            DebError::Data(TarSourceError::ParentDir { entry, .. }) => {
+                assert_eq!(entry, "./../evil")
+            }
+            other => panic!("{other:?}"),
+        }
+        let msg = err.to_string();
+        assert!(msg.contains("pkg.deb:data.tar.gz"), "{msg}");
+        assert!(msg.contains("./../evil"), "{msg}");
+        assert_nothing_written(&dir);
+    }
+
+    #[test]
+    fn a_symlink_escape_then_a_write_through_it_is_refused() {
+        for target in ["/etc", "../../../tmp"] {
+            let (err, dir) = open_bytes(&deb_with_data(&[
+                ("./", tar::EntryType::Directory, "", b""),
+                ("./lib", tar::EntryType::Symlink, target, b""),
+                ("./lib/passwd", tar::EntryType::Regular, "", b"evil"),
+            ]));
+            let err = err.unwrap_err();
+            match &err {
+                DebError::Data(TarSourceError::NotUnderDirectory { entry, parent, .. }) => {
+                    assert_eq!(entry, "lib/passwd");
+                    assert_eq!(parent, "lib");
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(err.to_string().contains("pkg.deb:data.tar.gz"), "{err}");
+            assert_nothing_written(&dir);
+        }
+    }
+
+    #[test]
+    fn hard_links_only_to_earlier_entries_of_the_same_deb() {
+        let (err, dir) = open_bytes(&deb_with_data(&[
+            ("./", tar::EntryType::Directory, "", b""),
+            ("./bin/", tar::EntryType::Directory, "", b""),
+            ("./bin/sh", tar::EntryType::Link, "./bin/dash", b""),
+            ("./bin/dash", tar::EntryType::Regular, "", b"x"),
+        ]));
+        match err.unwrap_err() {
+            DebError::Data(TarSourceError::HardlinkTargetMissing { entry, target, .. }) => {
+                assert_eq!(entry, "./bin/sh");
+                assert_eq!(target, "./bin/dash");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_nothing_written(&dir);
+    }
+
+    #[test]
+    fn a_truncated_member_is_named() {
+        let big: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let data = tar(&[
+            ("./", tar::EntryType::Directory, "", b""),
+            ("./big", tar::EntryType::Regular, "", &big),
+        ]);
+        let whole = ar(&[
+            ("debian-binary", b"2.0\n"),
+            ("control.tar.gz", &control_tar()),
+            ("data.tar", &data),
+        ]);
+        // Cut inside data.tar.
+        let (err, dir) = open_bytes(&whole[..whole.len() - 1000]);
+        match err.unwrap_err() {
+            DebError::Truncated { member, .. } => assert_eq!(member, "data.tar"),
+            other => panic!("{other:?}"),
+        }
+        assert_nothing_written(&dir);
+        // Cut inside data.tar's ar header.
+        let control_end = 8 + 60 + 4 + 60 + control_tar().len().div_ceil(2) * 2;
+        let (err, _dir) = open_bytes(&whole[..control_end + 30]);
+        match err.unwrap_err() {
+            DebError::Truncated { member, .. } => {
+                assert_eq!(member, "the header after control.tar.gz")
+            }
+            other => panic!("{other:?}"),
+        }
+        // An ar member that is whole but holds a cut xz stream.
+        let mut xz = Vec::new();
+        let mut enc = xz2::write::XzEncoder::new(&mut xz, 1);
+        enc.write_all(&data).unwrap();
+        enc.finish().unwrap();
+        let cut = ar(&[
+            ("debian-binary", b"2.0\n"),
+            ("control.tar.gz", &control_tar()),
+            ("data.tar.xz", &xz[..xz.len() - 20]),
+        ]);
+        let (err, dir) = open_bytes(&cut);
+        let err = err.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DebError::Data(TarSourceError::Read { .. } | TarSourceError::Truncated { .. })
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("pkg.deb:data.tar.xz"), "{err}");
+        assert_nothing_written(&dir);
+    }
+
+    #[test]
+    fn a_wrong_debian_binary_is_refused() {
+        for (members, found) in [
+            (vec![("debian-binary", &b"3.0\n"[..])], "3.0\n"),
+            (vec![("debian-binary", &b"2.0"[..])], "2.0"),
+            (vec![("control.tar.gz", &b"x"[..])], "control.tar.gz"),
+        ] {
+            let mut all = members.clone();
+            let control = control_tar();
+            let data = gz(&tar(&[("./", tar::EntryType::Directory, "", b"")]));
+            all.push(("control.tar.gz", &control));
+            all.push(("data.tar.gz", &data));
+            let (err, dir) = open_bytes(&ar(&all));
+            match err.unwrap_err() {
+                DebError::BadFormat { found: f, .. } => assert_eq!(f, found),
+                other => panic!("{other:?}"),
+            }
+            assert_nothing_written(&dir);
+        }
+        let (err, _dir) = open_bytes(b"<html>404</html>");
+        assert!(matches!(err.unwrap_err(), DebError::NotAnArchive { .. }));
+    }
+
+    #[test]
+    fn long_names_bzip2_unknown_and_mislabelled_members_are_refused() {
+        let control = control_tar();
+        let data = gz(&tar(&[("./", tar::EntryType::Directory, "", b"")]));
+        let cases: Vec<(Vec<(&str, &[u8])>, &str)> = vec![
+            (vec![("//", b"data.tar.gz/\n")], "LongName"),
+            (vec![("#1/20", b"x")], "LongName"),
+            (
+                vec![("control.tar.gz", &control), ("data.tar.bz2", b"BZh9")],
+                "UnsupportedCompression",
+            ),
+            (
+                vec![("control.tar.gz", &control), ("data.tar.lzma", b"]")],
+                "UnsupportedCompression",
+            ),
+            (
+                vec![("control.tar.gz", &control), ("data.tar.xz", &data)],
+                "CompressionMismatch",
+            ),
+            (vec![("data.tar.gz", &data)], "UnexpectedMember"),
+            (
+                vec![("control.tar.gz", &control), ("evil", b"x")],
+                "UnexpectedMember",
+            ),
+            (vec![("control.tar.gz", &control)], "MissingMember"),
+            (
+                vec![
+                    ("control.tar.gz", &control),
+                    ("_ignored", b"x"),
+                    ("data.tar.gz", &data),
+                ],
+                "ok",
+            ),
+        ];
+        for (members, want) in cases {
+            let mut all: Vec<(&str, &[u8])> = vec![("debian-binary", b"2.0\n")];
+            all.extend(members);
+            let (res, _dir) = open_bytes(&ar(&all));
+            let got = match &res {
+                Ok(_) => "ok",
+                Err(DebError::LongName { .. }) => "LongName",
+                Err(DebError::UnsupportedCompression { .. }) => "UnsupportedCompression",
+                Err(DebError::CompressionMismatch { .. }) => "CompressionMismatch",
+                Err(DebError::UnexpectedMember { .. }) => "UnexpectedMember",
+                Err(DebError::MissingMember { .. }) => "MissingMember",
+                Err(other) => panic!("{other:?}"),
+            };
+            assert_eq!(got, want, "{res:?}");
+            if let Err(e) = res {
+                assert!(e.to_string().contains("pkg.deb"), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn hostile_control_archives_are_refused() {
+        for (name, kind, problem) in [
+            ("./../control", tar::EntryType::Regular, "`..`"),
+            ("./sub/control", tar::EntryType::Regular, "top level"),
+            ("./dev", tar::EntryType::Char, "plain file"),
+        ] {
+            let control = gz(&tar(&[
+                ("./control", tar::EntryType::Regular, "", CONTROL),
+                (name, kind, "", b""),
+            ]));
+            let data = gz(&tar(&[("./", tar::EntryType::Directory, "", b"")]));
+            let (err, _dir) = open_bytes(&ar(&[
+                ("debian-binary", b"2.0\n"),
+                ("control.tar.gz", &control),
+                ("data.tar.gz", &data),
+            ]));
+            let err = err.unwrap_err();
+            match &err {
+                DebError::BadControlEntry { entry, .. } => assert_eq!(entry, name),
+                other => panic!("{other:?}"),
+            }
+            assert!(err.to_string().contains(problem), "{err}");
+        }
+    }
+}
