@@ -878,7 +878,8 @@ mod tests {
     fn long_names_bzip2_unknown_and_mislabelled_members_are_refused() {
         let control = control_tar();
         let data = gz(&tar(&[("./", tar::EntryType::Directory, "", b"")]));
-        let cases: Vec<(Vec<(&str, &[u8])>, &str)> = vec![
+        type Members<'a> = Vec<(&'a str, &'a [u8])>;
+        let cases: Vec<(Members<'_>, &str)> = vec![
             (vec![("//", b"data.tar.gz/\n")], "LongName"),
             (vec![("#1/20", b"x")], "LongName"),
             (
