@@ -3,6 +3,7 @@
 //! debootstrap and mmdebstrap do. Used by `imgraph lock` to pin every package
 //! of a `debian` rootfs in `images.lock`.
 
+pub mod deb;
 pub mod deb822;
 pub mod fetch;
 pub mod packages;

@@ -177,7 +177,8 @@ pub struct TarEntry {
 pub struct TarSource {
     path: PathBuf,
     entries: Vec<TarEntry>,
-    source: File,
+    /// The plain tarball, when contents are indexed in it; `None` for a stream.
+    source: Option<File>,
     spool: Option<File>,
 }
 
@@ -204,8 +205,9 @@ impl Slot {
 }
 
 /// Normalises an archive path: no leading `/` or `./`, no empty or `.` components, no
-/// trailing `/`; `..` is refused.
-fn normalise(raw: &[u8]) -> Option<Vec<u8>> {
+/// trailing `/`; `..` is refused. Shared with the `.deb` reader so that both apply the
+/// same rules.
+pub(crate) fn normalise(raw: &[u8]) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(raw.len());
     for comp in raw.split(|b| *b == b'/') {
         match comp {
@@ -259,7 +261,36 @@ impl TarSource {
         Ok(TarSource {
             path: path.to_path_buf(),
             entries,
-            source,
+            source: Some(source),
+            spool,
+        })
+    }
+
+    /// Reads a tar stream that is not a file of its own (a `.deb`'s `data.tar`), already
+    /// decoded, with exactly the checks of [`TarSource::open`]. Contents are spooled into
+    /// an anonymous file in `temp_dir`; `label` names the stream in errors (e.g.
+    /// `pkg.deb:data.tar.xz`). The stream is read to its end, so a decoder checks its
+    /// trailer.
+    pub(crate) fn from_stream(
+        label: &Path,
+        stream: impl Read,
+        temp_dir: &Path,
+    ) -> Result<TarSource, TarSourceError> {
+        let mut reader = Reader {
+            path: label.to_path_buf(),
+            temp_dir: temp_dir.to_path_buf(),
+            spool: None,
+            spool_len: 0,
+            raw: Vec::new(),
+            live: HashMap::new(),
+        };
+        reader.read_stream(stream)?;
+        let spool = reader.spool.take();
+        let entries = reader.finish()?;
+        Ok(TarSource {
+            path: label.to_path_buf(),
+            entries,
+            source: None,
             spool,
         })
     }
@@ -278,9 +309,9 @@ impl TarSource {
     /// `entry.entry.size` bytes.
     pub fn content(&self, entry: &TarEntry) -> impl Read + '_ {
         let (file, offset) = match entry.data {
-            Some(DataLoc::Source(o)) => (&self.source, o),
-            Some(DataLoc::Spool(o)) => (self.spool.as_ref().unwrap_or(&self.source), o),
-            None => (&self.source, 0),
+            Some(DataLoc::Source(o)) => (self.source.as_ref(), o),
+            Some(DataLoc::Spool(o)) => (self.spool.as_ref(), o),
+            None => (None, 0),
         };
         let len = if entry.data.is_some() {
             entry.entry.size
@@ -297,7 +328,8 @@ impl TarSource {
 
 /// Reads a byte range of a file with `pread`, so many readers can share one handle.
 struct RangeReader<'a> {
-    file: &'a File,
+    /// `None` only for an empty range (an entry without content).
+    file: Option<&'a File>,
     pos: u64,
     end: u64,
 }
@@ -309,7 +341,10 @@ impl Read for RangeReader<'_> {
             return Ok(0);
         }
         let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        let Some(file) = self.file else {
+            return Err(io::Error::other("tar content has no backing file"));
+        };
+        let n = file.read_at(&mut buf[..want], self.pos)?;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
