@@ -458,13 +458,12 @@ fn completions_complete_selectors_and_step_ids_from_the_manifest() {
     assert!(complete(&["ex"]).contains("explain\t"));
 
     // Through bash itself, as a user's TAB would.
-    let script = format!(
-        "source <({bin} completions bash | sed 's|\"imgraph\" --|\"{bin}\" --|'); COMP_WORDS=(imgraph plan hello:one/arm); COMP_CWORD=2; COMP_TYPE=9; _clap_complete_imgraph imgraph hello:one/arm plan; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
-        bin = env!("CARGO_BIN_EXE_imgraph")
-    );
+    // As a user has it: `imgraph` on PATH (whose folders may hold spaces).
+    let script = "source <(imgraph completions bash); COMP_WORDS=(imgraph plan hello:one/arm); COMP_CWORD=2; COMP_TYPE=9; _clap_complete_imgraph imgraph hello:one/arm plan; printf '%s\\n' \"${COMPREPLY[@]}\"";
     let out = std::process::Command::new("bash")
-        .args(["-c", &script])
+        .args(["-c", script])
         .current_dir(p.root())
+        .env("PATH", path_with_imgraph())
         .env_remove("IMGRAPH_COMPLETE")
         .output()
         .unwrap();
@@ -534,11 +533,10 @@ fn bash_completes_step_ids_and_selectors_across_colons() {
             &["one", "one/amd64"],
         ),
     ];
-    let bin = env!("CARGO_BIN_EXE_imgraph");
     for (line, words, cword, cur, prev, expected) in cases {
         let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
         let script = format!(
-            "source <({bin} completions bash | sed 's|\"imgraph\" --|\"{bin}\" --|')\n\
+            "source <(imgraph completions bash)\n\
              COMP_LINE='{line}'; COMP_POINT=${{#COMP_LINE}}; COMP_WORDS=({words}); COMP_CWORD={cword}; COMP_TYPE=9\n\
              _clap_complete_imgraph imgraph '{cur}' '{prev}'\n\
              printf '%s\\n' \"${{COMPREPLY[@]}}\"",
@@ -547,6 +545,7 @@ fn bash_completes_step_ids_and_selectors_across_colons() {
         let out = std::process::Command::new("bash")
             .args(["--norc", "--noprofile", "-c", &script])
             .current_dir(p.root())
+            .env("PATH", path_with_imgraph())
             .env_remove("IMGRAPH_COMPLETE")
             .output()
             .unwrap();
@@ -593,4 +592,14 @@ fn every_command_has_help_with_examples() {
             run.stdout
         );
     }
+}
+
+/// `PATH` with the folder of the `imgraph` under test first.
+fn path_with_imgraph() -> std::ffi::OsString {
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_imgraph"));
+    let mut dirs = vec![bin.parent().unwrap().to_path_buf()];
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    std::env::join_paths(dirs).unwrap()
 }

@@ -6,7 +6,7 @@ use crate::support::{hello_binary, Project};
 
 fn command_project(command: &str, extra: &str) -> Project {
     let p = Project::new();
-    p.executable("scripts/mk", format!("#!/bin/sh\nset -e\nmkdir -p \"$1/etc\"\ncp {} \"$1/hello\"\necho hello > \"$1/etc/hostname\"\n", hello_binary("amd64").display()).as_bytes());
+    p.executable("scripts/mk", format!("#!/bin/sh\nset -e\nmkdir -p \"$1/etc\"\ncp '{}' \"$1/hello\"\necho hello > \"$1/etc/hostname\"\n", hello_binary("amd64").display()).as_bytes());
     p.file("inputs/version", b"1\n");
     p.manifest(&format!(
         "[settings]\ncreated = \"2024-06-01T00:00:00Z\"\n[images.cmd]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = {{ command = \"{command}\", inputs = [\"scripts/mk\", \"inputs\"]{extra} }}\n"
