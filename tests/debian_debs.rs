@@ -2,6 +2,8 @@
 //! signed apt repository on 127.0.0.1 (tests/support/apt_repo.rs): the lock-like
 //! entries come from the repository's own Packages indexes.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use imgraph::cache::Store;
@@ -76,7 +78,13 @@ fn locked_debs_are_fetched_once_verified_and_not_fetched_again() {
     assert!(all >= 2, "the arch:all package is listed for both arches");
     let distinct = packages.len() - all / 2;
 
-    let got = fetch_debs(&packages, &mirrors(2), &store, 3).unwrap();
+    // The progress callback sees every byte, from every fetching thread.
+    let seen = Arc::new(AtomicU64::new(0));
+    let counter = seen.clone();
+    let with_progress = mirrors(2).with_progress(move |n| {
+        counter.fetch_add(n, Ordering::Relaxed);
+    });
+    let got = fetch_debs(&packages, &with_progress, &store, 3).unwrap();
     assert_eq!(got.downloaded, distinct);
     assert_eq!(got.blobs.len(), packages.len());
     for (p, blob) in packages.iter().zip(&got.blobs) {
@@ -94,6 +102,7 @@ fn locked_debs_are_fetched_once_verified_and_not_fetched_again() {
         seen.values().sum()
     };
     assert_eq!(got.downloaded_bytes, distinct_bytes);
+    assert_eq!(seen.load(Ordering::Relaxed), distinct_bytes);
     // Every .deb was requested once: the arch:all one too, though listed twice.
     assert_eq!(
         pool_requests(&repo, ".deb"),
