@@ -7,6 +7,7 @@ mod support;
 mod core;
 mod debian_archive;
 mod debian_deb;
+mod debian_debs;
 mod debian_resolve;
 mod edges;
 mod editing;

@@ -118,6 +118,14 @@ pub enum FetchError {
         /// The decoder's error.
         source: io::Error,
     },
+    /// What arrived could not be written where it was going (a temp file in the cache).
+    #[error("fetching {url}: storing what arrived: {source}")]
+    Sink {
+        /// The URL.
+        url: String,
+        /// The write error.
+        source: io::Error,
+    },
     /// The cache could not be read or written.
     #[error(transparent)]
     Cache(#[from] CacheError),
@@ -416,15 +424,45 @@ impl Mirror {
             .collect()
     }
 
+    /// The URL of a file the mirror serves, by its path from the mirror's root
+    /// (a `Filename` of a Packages index: `pool/main/b/bash/bash_5.2_amd64.deb`).
+    pub fn file_url(&self, path: &str) -> String {
+        format!("{}/{}", self.base, path.trim_start_matches('/'))
+    }
+
+    /// Streams the file at `path` (see [`Mirror::file_url`]) into a writer that
+    /// `sink` makes afresh for every attempt, hashing it as it arrives, with the
+    /// retries of the indexes (connection errors, 5xx, a body cut short); reads at
+    /// most `limit + 1` bytes. Returns the writer, `sha256:<hex>` and the byte
+    /// count; checking them is the caller's job, so that a large file (a `.deb`)
+    /// goes to disk rather than memory and is kept only once it has been checked.
+    pub fn stream_file<W: Write>(
+        &self,
+        path: &str,
+        limit: u64,
+        mut sink: impl FnMut() -> Result<W, FetchError>,
+    ) -> Result<(W, String, u64), FetchError> {
+        let url = self.file_url(path);
+        self.retry
+            .run(|_| self.get_once(&url, limit, sink()?), FetchError::verdict)
+    }
+
     /// GETs `url` whole (with retries), hashing the body as it arrives; reads at
     /// most `limit + 1` bytes, so an endless body fails its size check without
     /// being read to the end. Returns the bytes, `sha256:<hex>` and the length.
     fn get(&self, url: &str, limit: u64) -> Result<(Vec<u8>, String, u64), FetchError> {
-        self.retry
-            .run(|_| self.get_once(url, limit), FetchError::verdict)
+        self.retry.run(
+            |_| self.get_once(url, limit, Vec::new()),
+            FetchError::verdict,
+        )
     }
 
-    fn get_once(&self, url: &str, limit: u64) -> Result<(Vec<u8>, String, u64), FetchError> {
+    fn get_once<W: Write>(
+        &self,
+        url: &str,
+        limit: u64,
+        sink: W,
+    ) -> Result<(W, String, u64), FetchError> {
         let response = self
             .agent
             .get(url)
@@ -441,13 +479,17 @@ impl Mirror {
             });
         }
         let mut reader = response.into_body().into_reader().take(limit + 1);
-        let mut out = HashingWriter::new(Vec::new());
+        let mut out = HashingWriter::new(sink);
         let mut buf = vec![0u8; 256 * 1024];
         loop {
             match reader.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => {
-                    out.write_all(&buf[..n]).expect("writing to memory");
+                    out.write_all(&buf[..n])
+                        .map_err(|source| FetchError::Sink {
+                            url: url.to_string(),
+                            source,
+                        })?;
                     if let Some(progress) = &self.progress {
                         progress(n as u64);
                     }

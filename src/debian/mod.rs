@@ -1,10 +1,12 @@
 //! The Debian archive, natively: its control-file syntax, its version order, its
 //! signed indexes and a resolver that picks a package set the way apt,
 //! debootstrap and mmdebstrap do. Used by `imgraph lock` to pin every package
-//! of a `debian` rootfs in `images.lock`.
+//! of a `debian` rootfs in `images.lock`, and by the build to fetch the `.deb`s
+//! it pins ([`debs`]).
 
 pub mod deb;
 pub mod deb822;
+pub mod debs;
 pub mod fetch;
 pub mod packages;
 pub mod relation;
