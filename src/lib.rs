@@ -5,8 +5,8 @@
 //! Modules in pipeline order; each imports only modules listed above it
 //! (`scripts/layers` checks it, ARCHITECTURE.md says what each owns):
 //! the leaf utilities [`digest`], [`decompress`] and [`budget`]; [`manifest`] ->
-//! [`graph`] -> [`key`]; the stages [`debian`], [`rootfs`], [`cache`], [`oci`],
-//! [`registry`]; [`exec`] (scheduler, steps, build, push, verify); the argument
+//! [`graph`] -> [`key`]; the stages [`rootfs`], [`cache`], [`oci`], [`registry`],
+//! [`debian`]; [`exec`] (scheduler, steps, build, push, lock, verify); the argument
 //! grammar [`cli`]; [`error`]; the [`commands`].
 
 // Leaf utilities: no imports from the crate.
@@ -22,8 +22,6 @@ pub mod graph;
 pub mod key;
 
 // The stages a step runs.
-pub mod debian;
-
 pub mod rootfs;
 
 pub mod cache;
@@ -31,6 +29,10 @@ pub mod cache;
 pub mod oci;
 
 pub mod registry;
+
+// The Debian archive: signed indexes, the resolver, .debs (reads through
+// cache, rootfs and registry's retry policy).
+pub mod debian;
 
 // Running the graph: the library entry points the commands share.
 pub mod exec;
