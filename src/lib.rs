@@ -13,6 +13,7 @@
 pub mod budget;
 pub mod decompress;
 pub mod digest;
+pub mod notice;
 
 // What the user wrote, and the step graph it compiles to.
 pub mod manifest;

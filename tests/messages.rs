@@ -68,6 +68,10 @@ fn a_socket_in_a_dir_rootfs_is_skipped_with_a_warning() {
         "{}",
         warnings[0]
     );
+    // -q: nothing but errors.
+    std::fs::remove_dir_all(p.path("cache")).unwrap();
+    let run = p.imgraph(&["-q", "build"]).success();
+    assert_eq!(run.stderr, "", "-q printed something");
 }
 
 /// A build that waits more than a second for another build's cache lock says so,

@@ -97,10 +97,10 @@ impl Store {
                         .ok()
                         .and_then(|s| s.trim().parse::<u32>().ok())
                         .map_or_else(|| "another imgraph".to_string(), |pid| format!("pid {pid}"));
-                    eprintln!(
+                    crate::notice::notice(&format!(
                         "waiting for the cache lock held by {holder} ({})",
                         path.display()
-                    );
+                    ));
                     file.lock().map_err(lock_err)?;
                     break;
                 }

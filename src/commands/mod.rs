@@ -123,6 +123,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
                 && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
         }
     };
+    crate::notice::set_quiet(cli.quiet);
     let globals = Globals {
         quiet: cli.quiet,
         verbose: cli.verbose,

@@ -279,10 +279,10 @@ fn warn_skipped(path: PathBuf, socket: bool) {
         } else {
             "file of unknown type"
         };
-        eprintln!(
+        crate::notice::notice(&format!(
             "warning: skipping {what} {}: it cannot be stored in an image layer",
             path.display()
-        );
+        ));
     }
 }
 
