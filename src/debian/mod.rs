@@ -8,6 +8,7 @@ pub mod deb;
 pub mod deb822;
 pub mod debs;
 pub mod fetch;
+pub mod install;
 pub mod packages;
 pub mod relation;
 pub mod release;
