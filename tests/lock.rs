@@ -102,11 +102,23 @@ fn lock_update_names_each_change_and_plan_dirties_exactly_those_platforms() {
     let repo = AptRepo::start();
     let p = project(&repo, r#""amd64", "arm64v8""#, "");
     p.imgraph(&["lock"]).success();
-    // A build records the rootfs steps (the layer of a debian rootfs is part 2).
-    p.imgraph(&["build"])
-        .code(1)
-        .stderr_has(&["not implemented yet"]);
+    // A build from the lock: every package installed, the dpkg database says so.
+    p.imgraph(&["build"]).success();
     assert_eq!(rootfs_reason(&p, "amd64").0, "fresh");
+    let status = layer_file(&p, "arm64v8", "var/lib/dpkg/status");
+    assert!(
+        status.contains("Package: libc-tiny\n") && status.contains("Version: 2.36-9+deb12u1\n"),
+        "{status}"
+    );
+    assert_eq!(
+        status.matches("Status: install ok installed").count(),
+        5,
+        "{status}"
+    );
+    assert_eq!(
+        layer_file(&p, "amd64", "usr/share/doc/libc-tiny/README"),
+        "libc-tiny 2.36-9+deb12u1 for amd64\n"
+    );
 
     // A binNMU on arm64 only.
     repo.publish("libc-tiny", "2.36-9+deb12u1+b1", "arm64");
@@ -127,9 +139,28 @@ fn lock_update_names_each_change_and_plan_dirties_exactly_those_platforms() {
         Some("lock changed: libc-tiny 2.36-9+deb12u1 -> 2.36-9+deb12u1+b1")
     );
     assert_eq!(rootfs_reason(&p, "amd64").0, "fresh", "only arm64 changed");
+    // build --changed rebuilds that platform only, and says so.
+    let json: Value = p
+        .imgraph(&["build", "--changed", "--json"])
+        .success()
+        .json();
+    let executed: Vec<&str> = json["executed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .filter(|s| s.starts_with("rootfs:") || s.starts_with("layer:"))
+        .collect();
+    assert_eq!(
+        executed,
+        ["rootfs:tiny:imtest/arm64v8", "layer:tiny:imtest/arm64v8"],
+        "{json}"
+    );
+    assert_eq!(json["changed"][0]["arch"], "arm64v8", "{json}");
+    assert!(layer_file(&p, "arm64v8", "var/lib/dpkg/status").contains("2.36-9+deb12u1+b1"));
 
     // An arch:all update moves every arch.
-    p.imgraph(&["build"]).code(1);
+    p.imgraph(&["build"]).success();
     repo.publish("tools-all", "1.0-2", "all");
     let json: Value = p.imgraph(&["lock", "--update", "--json"]).success().json();
     let arches: Vec<&str> = json["changed"]
@@ -228,6 +259,12 @@ fn an_arch_the_suite_does_not_publish_is_bad_input_naming_its_arches() {
         .code(2)
         .stderr_has(&["riscv64", "amd64, arm64"]);
     assert!(!p.path("images.lock").exists());
+}
+
+/// A file's text from the exported layer of `tiny:imtest/ARCH`, read with tar.
+fn layer_file(p: &Project, arch: &str, path: &str) -> String {
+    let layer = p.path(&format!("out/tiny/{SUITE}/{arch}/rootfs.tar.gz"));
+    crate::support::tool("tar", &["-xzOf", layer.to_str().unwrap(), path])
 }
 
 fn copy_dir(from: &std::path::Path, to: &std::path::Path) {

@@ -44,12 +44,12 @@ pub enum StepError {
         /// `image:dist/arch`.
         platform: String,
     },
-    /// Unpacking locked `.deb`s into a layer is not built yet.
-    #[error("{platform}: its packages are pinned in images.lock, but building a debian rootfs from the lock (fetching and unpacking the .debs) is not implemented yet; use a `command` rootfs (mmdebstrap) meanwhile")]
-    DebianRootfsNotBuilt {
-        /// `image:dist/arch`.
-        platform: String,
-    },
+    /// Fetching a locked `.deb`.
+    #[error(transparent)]
+    DebFetch(Box<crate::debian::debs::DebFetchError>),
+    /// Installing the `.deb`s into a root filesystem.
+    #[error(transparent)]
+    Install(#[from] crate::debian::install::InstallError),
     /// An upstream output of an unexpected shape (a corrupt cache entry).
     #[error("cache entry for {0} has outputs of the wrong kind; delete the cache folder's actions/ to rebuild")]
     BadUpstream(String),
@@ -288,19 +288,8 @@ fn prepare_rootfs(
         }
         RootfsSource::Debian(d) => {
             // plan and build read only the lock: never the network.
-            let label = p.label();
-            let locked = ctx
-                .manifest
-                .lock
-                .platforms
-                .get(&label)
-                .filter(|_| ctx.manifest.lock.is_current(&label, d))
-                .ok_or(StepError::DebianNotLocked { platform: label })?;
+            let locked = locked_platform(ctx, p, d)?;
             let packages = locked.package_map();
-            let tree = format!(
-                "lock:{}",
-                blake3::hash(&serde_json::to_vec(&packages).unwrap_or_default()).to_hex()
-            );
             let inputs = StepInputs::new("rootfs")
                 .manifest(
                     field,
@@ -313,14 +302,71 @@ fn prepare_rootfs(
                     }}),
                 )
                 .packages(packages);
-            let out = StepOutput::Rootfs {
-                tree,
-                files: locked.packages.len() as u64,
-                kept: None,
-            };
-            Ok((inputs, Some(out)))
+            // Fetching and unpacking run when the step does (build), not in plan.
+            Ok((inputs, None))
         }
     }
+}
+
+/// The platform's entry in `images.lock`, resolved for its current options.
+fn locked_platform<'m>(
+    ctx: &Ctx<'m>,
+    p: &PlatformSpec,
+    d: &crate::manifest::DebianSource,
+) -> Result<&'m crate::manifest::lock::LockedPlatform, StepError> {
+    let label = p.label();
+    ctx.manifest
+        .lock
+        .platforms
+        .get(&label)
+        .filter(|_| ctx.manifest.lock.is_current(&label, d))
+        .ok_or(StepError::DebianNotLocked { platform: label })
+}
+
+/// Builds a `debian` rootfs from the lock: every `.deb` fetched into the cache
+/// (verified against the locked sha256) and installed into one tarball, kept in
+/// the cache by the hash of the package set (the same set is never built twice).
+fn build_debian_rootfs(
+    ctx: &Ctx<'_>,
+    p: &PlatformSpec,
+    d: &crate::manifest::DebianSource,
+) -> Result<StepOutput, StepError> {
+    use crate::debian::debs::{fetch_debs, MirrorSet};
+    let locked = locked_platform(ctx, p, d)?;
+    let packages = locked.package_map();
+    let tree = blake3::hash(&serde_json::to_vec(&packages).unwrap_or_default())
+        .to_hex()
+        .to_string();
+    let keep_dir = ctx.store.root().join("rootfs");
+    let kept = keep_dir.join(format!("debian-{tree}.tar"));
+    if !kept.is_file() {
+        std::fs::create_dir_all(&keep_dir).map_err(|source| {
+            StepError::Install(crate::debian::install::InstallError::Write {
+                path: keep_dir.clone(),
+                source,
+            })
+        })?;
+        let fetched = fetch_debs(&locked.packages, &MirrorSet::new(), ctx.store, 4)
+            .map_err(|e| StepError::DebFetch(Box::new(e)))?;
+        let debs: Vec<_> = locked
+            .packages
+            .iter()
+            .cloned()
+            .zip(fetched.blobs.iter().map(|b| ctx.store.blob_path(&b.digest)))
+            .collect();
+        crate::debian::install::install(
+            &debs,
+            &d.debian_arch,
+            p.created,
+            &ctx.store.tmp_dir(),
+            &kept,
+        )?;
+    }
+    Ok(StepOutput::Rootfs {
+        tree: format!("lock:{tree}"),
+        files: locked.packages.len() as u64,
+        kept: Some(kept.display().to_string()),
+    })
 }
 
 /// Checks that must hold even when the output came from the cache.
@@ -350,6 +396,9 @@ pub(super) fn execute(
     let out = match step.id.kind {
         StepKind::Rootfs => {
             let p = platform(ctx, step);
+            if let RootfsSource::Debian(d) = &p.rootfs {
+                return build_debian_rootfs(ctx, p, d);
+            }
             let RootfsSource::Command {
                 command,
                 out_is_tar,
@@ -399,11 +448,14 @@ pub(super) fn execute(
                         LayerSource::Tar { path: kept }
                     }
                 }
-                (RootfsSource::Debian(_), _) => {
-                    return Err(StepError::DebianRootfsNotBuilt {
-                        platform: p.label(),
-                    })
-                }
+                (
+                    RootfsSource::Debian(_),
+                    Some(StepOutput::Rootfs {
+                        kept: Some(kept), ..
+                    }),
+                ) => LayerSource::Tar {
+                    path: std::path::PathBuf::from(kept),
+                },
                 _ => return Err(StepError::BadUpstream(step.id.to_string())),
             };
             let opts = LayerOptions {
