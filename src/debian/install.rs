@@ -142,10 +142,13 @@ impl Node {
 }
 
 /// The top-level folders that merged `/usr` moves under `usr/`: `bin`, `sbin` and
-/// every `lib*` (`lib`, `lib32`, `lib64`, `libx32`, `libo32`), as the `usrmerge`
+/// the `lib*` ones (`lib`, `lib32`, `lib64`, `libx32`, `libo32`; not `libexec`), as the `usrmerge`
 /// conversion and mmdebstrap's merged-/usr setup do.
 fn is_merged_top(name: &[u8]) -> bool {
-    name == b"bin" || name == b"sbin" || name.starts_with(b"lib")
+    matches!(
+        name,
+        b"bin" | b"sbin" | b"lib" | b"lib32" | b"lib64" | b"libx32" | b"libo32"
+    )
 }
 
 /// The path a package's path is installed at under merged `/usr`.
@@ -814,6 +817,8 @@ pub fn install(
         tree.add_package(i)?;
     }
     usr_links(&mut tree);
+    base_files(&mut tree);
+    shells(&mut tree);
     users(&mut tree, created);
     alternatives(&mut tree);
     dpkg_database(&mut tree, debian_arch);
@@ -840,7 +845,6 @@ fn write_tar(tree: &Tree<'_>, created: u64, out: &Path) -> Result<u64, InstallEr
     builder.mode(tar::HeaderMode::Complete);
     let clamp = i64::try_from(created).unwrap_or(i64::MAX);
     let mut count = 0u64;
-    let mut written_files: BTreeSet<&[u8]> = BTreeSet::new();
     // The root folder first, as mmdebstrap's tarball has it.
     let root = Node::dir(0o755);
     let all =
@@ -870,24 +874,18 @@ fn write_tar(tree: &Tree<'_>, created: u64, out: &Path) -> Result<u64, InstallEr
                 h.set_entry_type(tar::EntryType::Symlink);
                 link = Some(target.clone());
             }
-            EntryKind::Hardlink { target } => {
-                if written_files.contains(target.as_slice()) {
-                    h.set_entry_type(tar::EntryType::Link);
-                    let mut t = b"./".to_vec();
-                    t.extend_from_slice(target);
-                    link = Some(t);
-                } else {
-                    // The target sorts after the link once merged: a copy.
-                    h.set_entry_type(tar::EntryType::Regular);
-                    let mut bytes = Vec::new();
-                    if let Data::Deb(d, idx) = node.data {
-                        let deb = &tree.debs[d];
-                        deb.content(&deb.entries()[idx])
-                            .read_to_end(&mut bytes)
-                            .map_err(werr)?;
-                    }
-                    content = Some(bytes);
+            EntryKind::Hardlink { .. } => {
+                // dpkg unpacks a hard link as a file of its own (mmdebstrap's tree
+                // has copies), and merged /usr may sort the link before its target.
+                h.set_entry_type(tar::EntryType::Regular);
+                let mut bytes = Vec::new();
+                if let Data::Deb(d, idx) = node.data {
+                    let deb = &tree.debs[d];
+                    deb.content(&deb.entries()[idx])
+                        .read_to_end(&mut bytes)
+                        .map_err(werr)?;
                 }
+                content = Some(bytes);
             }
             EntryKind::CharDevice { major, minor } | EntryKind::BlockDevice { major, minor } => {
                 h.set_entry_type(if matches!(node.kind, EntryKind::CharDevice { .. }) {
@@ -913,9 +911,6 @@ fn write_tar(tree: &Tree<'_>, created: u64, out: &Path) -> Result<u64, InstallEr
             builder
                 .append_data(&mut h, &name, bytes.as_slice())
                 .map_err(werr)?;
-            if node.kind == EntryKind::File {
-                written_files.insert(path);
-            }
         }
         count += 1;
     }
@@ -925,4 +920,123 @@ fn write_tar(tree: &Tree<'_>, created: u64, out: &Path) -> Result<u64, InstallEr
     tmp.as_file().sync_all().map_err(werr)?;
     tmp.persist(out).map_err(|e| werr(e.error))?;
     Ok(count)
+}
+
+/// What base-files' postinst leaves on a first configure: the default dot files,
+/// `/etc/profile` and `/etc/motd` copied from `/usr/share/base-files`, the FHS
+/// folders it creates, `/var/run -> /run`, `/var/lock -> /run/lock`, `/usr/local/*`
+/// and `/usr/share/info/dir`. Not reproduced: `/var/log/{wtmp,btmp,lastlog}` (logs).
+fn base_files(tree: &mut Tree<'_>) {
+    if !tree.has("usr/share/base-files") {
+        return;
+    }
+    if tree.has("etc/dpkg/origins/debian") && !tree.has("etc/dpkg/origins/default") {
+        tree.put("etc/dpkg/origins/default", Node::symlink("debian"));
+    }
+    for (from, to) in [
+        ("dot.profile", "root/.profile"),
+        ("dot.bashrc", "root/.bashrc"),
+        ("profile", "etc/profile"),
+        ("motd", "etc/motd"),
+        ("info.dir", "usr/share/info/dir"),
+    ] {
+        let from = format!("usr/share/base-files/{from}");
+        if tree.has(to) {
+            continue;
+        }
+        if let Some(node) = tree.nodes.get(from.as_bytes()).cloned() {
+            // `cp -p`: mode, owner and mtime travel with the bytes.
+            let mut node = node;
+            node.package = None;
+            if to == "usr/share/info/dir" {
+                node.mode = 0o644;
+            }
+            tree.put(to, node);
+        }
+    }
+    for (dir, mode, gid) in [
+        ("mnt", 0o755, 0),
+        ("srv", 0o755, 0),
+        ("opt", 0o755, 0),
+        ("etc/opt", 0o755, 0),
+        ("var/opt", 0o755, 0),
+        ("media", 0o755, 0),
+        ("var/mail", 0o2775, MAIL_GID),
+        ("run/lock", 0o1777, 0),
+        ("usr/local", 0o755, 0),
+        ("usr/local/share", 0o755, 0),
+        ("usr/local/share/man", 0o755, 0),
+        ("usr/local/bin", 0o755, 0),
+        ("usr/local/games", 0o755, 0),
+        ("usr/local/lib", 0o755, 0),
+        ("usr/local/include", 0o755, 0),
+        ("usr/local/sbin", 0o755, 0),
+        ("usr/local/src", 0o755, 0),
+        ("usr/local/etc", 0o755, 0),
+    ] {
+        if !tree.has(dir) {
+            let mut node = Node::dir(mode);
+            node.gid = gid;
+            tree.put(dir, node);
+        }
+    }
+    tree.put("var/spool/mail", Node::symlink("../mail"));
+    tree.put("usr/local/man", Node::symlink("share/man"));
+    // migrate_directory: the packaged folders become links (nothing is below them).
+    for (dir, target) in [("var/run", "/run"), ("var/lock", "/run/lock")] {
+        let mut below = dir.as_bytes().to_vec();
+        below.push(b'/');
+        if !tree.nodes.keys().any(|k| k.starts_with(&below)) {
+            tree.put(dir, Node::symlink(target));
+        }
+    }
+}
+
+/// base-passwd's `mail` group.
+const MAIL_GID: u64 = 8;
+
+/// `/etc/shells` as debianutils' `update-shells` writes it: the template, the
+/// shells of every `shells.d` file, then their merged-/usr aliases.
+fn shells(tree: &mut Tree<'_>) {
+    let Some(template) = tree.read(b"usr/share/debianutils/shells") else {
+        return;
+    };
+    let mut lines: Vec<String> = Vec::new();
+    let mut out = String::new();
+    for line in String::from_utf8_lossy(&template).lines() {
+        if line.starts_with('/') {
+            lines.push(line.to_string());
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    let dir = b"usr/share/debianutils/shells.d/".to_vec();
+    let files: Vec<Vec<u8>> = tree
+        .nodes
+        .range(dir.clone()..)
+        .take_while(|(k, _)| k.starts_with(&dir))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for f in files {
+        for line in String::from_utf8_lossy(&tree.read(&f).unwrap_or_default()).lines() {
+            let line = line.trim();
+            if line.starts_with('/') && !lines.iter().any(|l| l == line) {
+                lines.push(line.to_string());
+            }
+        }
+    }
+    let aliases: Vec<String> = lines
+        .iter()
+        .filter_map(|l| {
+            let rest = l.strip_prefix('/')?;
+            let top = rest.split('/').next()?;
+            is_merged_top(top.as_bytes()).then(|| format!("/usr/{rest}"))
+        })
+        .collect();
+    for l in lines.iter().chain(&aliases) {
+        out.push_str(l);
+        out.push('\n');
+    }
+    tree.put("etc/shells", Node::file(0o644, out.into_bytes()));
 }
