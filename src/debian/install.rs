@@ -559,7 +559,7 @@ fn dpkg_database(tree: &mut Tree<'_>, debian_arch: &str) {
                 let sum = tree
                     .read(&merged_path(path.as_bytes()))
                     .map_or_else(|| "newconffile".to_string(), |b| md5_hex(&b));
-                conffiles.push_str(&format!("\n /{path} {sum}"));
+                conffiles.push_str(&format!("\n/{path} {sum}"));
             }
             tree.put(
                 &format!("{db}/info/{info}.conffiles"),
