@@ -1040,3 +1040,214 @@ fn shells(tree: &mut Tree<'_>) {
     }
     tree.put("etc/shells", Node::file(0o644, out.into_bytes()));
 }
+
+#[cfg(test)]
+mod tests {
+    //! Tiny packages built with the real `dpkg-deb`, installed and read back.
+
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::process::Command;
+
+    /// Builds `name_1.0_ARCH.deb` in `dir` from `control` extra fields and `files`
+    /// (path -> content; a content starting with `->` is a symlink target).
+    fn deb(
+        dir: &Path,
+        name: &str,
+        extra: &str,
+        files: &[(&str, &str)],
+    ) -> (LockedPackage, PathBuf) {
+        let root = dir.join(format!("{name}.src"));
+        std::fs::create_dir_all(root.join("DEBIAN")).unwrap();
+        let arch = if extra.contains("Multi-Arch: same") {
+            "amd64"
+        } else {
+            "all"
+        };
+        std::fs::write(
+            root.join("DEBIAN/control"),
+            format!("Package: {name}\nVersion: 1.0\nArchitecture: {arch}\nMaintainer: t <t@imgraph.invalid>\n{extra}Description: test {name}\n"),
+        )
+        .unwrap();
+        let mut conffiles = String::new();
+        for (path, content) in files {
+            let p = root.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            if let Some(target) = content.strip_prefix("->") {
+                std::os::unix::fs::symlink(target, &p).unwrap();
+            } else {
+                std::fs::write(&p, content).unwrap();
+            }
+            if path.starts_with("etc/") {
+                conffiles.push_str(&format!("/{path}\n"));
+            }
+        }
+        if !conffiles.is_empty() {
+            std::fs::write(root.join("DEBIAN/conffiles"), conffiles).unwrap();
+        }
+        let out = dir.join(format!("{name}_1.0_{arch}.deb"));
+        let st = Command::new("dpkg-deb")
+            .args(["--root-owner-group", "-Zgzip", "--build"])
+            .arg(&root)
+            .arg(&out)
+            .output()
+            .expect("dpkg-deb (see .ci/run)");
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+        let locked = LockedPackage {
+            name: name.into(),
+            version: "1.0".into(),
+            arch: arch.into(),
+            sha256: String::new(),
+            size: 0,
+            filename: String::new(),
+            archive: String::new(),
+        };
+        (locked, out)
+    }
+
+    /// Installs and reads the tarball back: path -> (link target or content).
+    fn run(
+        dir: &Path,
+        debs: &[(LockedPackage, PathBuf)],
+    ) -> Result<BTreeMap<String, String>, InstallError> {
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        let out = dir.join("rootfs.tar");
+        install(debs, "amd64", 1_700_000_000, &tmp, &out)?;
+        let mut map = BTreeMap::new();
+        let mut ar = tar::Archive::new(std::fs::File::open(&out).unwrap());
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = String::from_utf8_lossy(&e.path_bytes())
+                .trim_start_matches("./")
+                .trim_end_matches('/')
+                .to_string();
+            assert!(
+                e.header().mtime().unwrap() <= 1_700_000_000,
+                "{path} clamped"
+            );
+            let link = e.link_name_bytes().map(|l| l.into_owned());
+            let value = match link {
+                Some(l) => format!("->{}", String::from_utf8_lossy(&l)),
+                None => {
+                    let mut s = String::new();
+                    e.read_to_string(&mut s).unwrap();
+                    s
+                }
+            };
+            map.insert(path, value);
+        }
+        Ok(map)
+    }
+
+    #[test]
+    fn a_file_shipped_twice_without_replaces_is_a_conflict_naming_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = deb(dir.path(), "pkga", "", &[("usr/bin/tool", "a\n")]);
+        // Shipped as /bin/tool: merged /usr puts it at the same path.
+        let b = deb(dir.path(), "pkgb", "", &[("bin/tool", "b\n")]);
+        let err = run(dir.path(), &[a, b]).unwrap_err();
+        match &err {
+            InstallError::Conflict {
+                path,
+                first,
+                second,
+            } => {
+                assert_eq!(
+                    (path.as_str(), first.as_str(), second.as_str()),
+                    ("usr/bin/tool", "pkga", "pkgb")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            !dir.path().join("rootfs.tar").exists(),
+            "nothing at the output path"
+        );
+    }
+
+    #[test]
+    fn replaces_decides_who_owns_a_shared_file_in_either_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = deb(dir.path(), "old", "", &[("usr/share/x", "old\n")]);
+        let new = deb(
+            dir.path(),
+            "new",
+            "Replaces: old (<< 2)\n",
+            &[("usr/share/x", "new\n")],
+        );
+        for debs in [
+            vec![old.clone(), new.clone()],
+            vec![new.clone(), old.clone()],
+        ] {
+            let tree = run(dir.path(), &debs).unwrap();
+            assert_eq!(tree["usr/share/x"], "new\n");
+        }
+    }
+
+    #[test]
+    fn merged_usr_moves_bin_and_lib_and_links_the_top_level() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = deb(
+            dir.path(),
+            "a",
+            "",
+            &[
+                ("bin/sh", "->dash"),
+                ("bin/dash", "#!dash\n"),
+                ("lib64/ld.so", "->/lib/x/ld.so"),
+                ("usr/libexec/helper", "h\n"),
+            ],
+        );
+        let tree = run(dir.path(), &[a]).unwrap();
+        assert_eq!(tree["bin"], "->usr/bin");
+        assert_eq!(tree["lib64"], "->usr/lib64");
+        assert_eq!(tree["usr/bin/sh"], "->dash");
+        assert_eq!(tree["usr/lib64/ld.so"], "->/lib/x/ld.so");
+        assert_eq!(tree["usr/libexec/helper"], "h\n");
+        assert!(
+            !tree.contains_key("libexec")
+                && !tree.contains_key("sbin")
+                && !tree.contains_key("lib")
+        );
+        // The .list keeps the paths as shipped.
+        let list = &tree["var/lib/dpkg/info/a.list"];
+        assert!(
+            list.starts_with("/.\n") && list.contains("\n/bin/dash\n"),
+            "{list}"
+        );
+    }
+
+    #[test]
+    fn status_has_dpkgs_field_order_conffiles_md5_and_multi_arch_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = deb(
+            dir.path(),
+            "liba",
+            "Multi-Arch: same\nDepends: libc6 (>= 2.36)\nHomepage: https://imgraph.invalid\nSection: libs\nPriority: optional\n",
+            &[("etc/a.conf", "key=value\n"), ("usr/lib/liba.so", "elf\n")],
+        );
+        let tree = run(dir.path(), &[a]).unwrap();
+        let md5 = md5_hex(b"key=value\n");
+        assert_eq!(
+            tree["var/lib/dpkg/status"],
+            format!(
+                "Package: liba\nStatus: install ok installed\nPriority: optional\nSection: libs\n\
+                 Maintainer: t <t@imgraph.invalid>\nArchitecture: amd64\nMulti-Arch: same\nVersion: 1.0\n\
+                 Depends: libc6 (>= 2.36)\nConffiles:\n /etc/a.conf {md5}\nDescription: test liba\n\
+                 Homepage: https://imgraph.invalid\n\n"
+            )
+        );
+        assert!(tree.contains_key("var/lib/dpkg/info/liba:amd64.list"));
+        assert_eq!(
+            tree["var/lib/dpkg/info/liba:amd64.conffiles"],
+            "/etc/a.conf\n"
+        );
+        assert_eq!(tree["var/lib/dpkg/arch"], "amd64\n");
+        assert_eq!(tree["var/lib/dpkg/info/format"], "1\n");
+    }
+}
