@@ -8,6 +8,7 @@ mod core;
 mod debian_archive;
 mod debian_deb;
 mod debian_debs;
+mod debian_install;
 mod debian_resolve;
 mod edges;
 mod editing;

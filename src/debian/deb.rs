@@ -256,6 +256,9 @@ pub struct Deb {
     md5sums: Option<Vec<u8>>,
     conffiles: Option<Vec<u8>>,
     control_members: Vec<String>,
+    /// Every other plain control member (maintainer scripts, `triggers`, `shlibs`, ...)
+    /// with its mode: dpkg keeps them in `/var/lib/dpkg/info/` for later upgrades.
+    extra_members: Vec<(String, u32, Vec<u8>)>,
     data: TarSource,
 }
 
@@ -357,6 +360,7 @@ impl Deb {
             md5sums: control.md5sums,
             conffiles: control.conffiles,
             control_members: control.names,
+            extra_members: control.extra,
             data,
         })
     }
@@ -382,8 +386,15 @@ impl Deb {
         self.conffiles.as_deref()
     }
 
+    /// Every plain control member other than `control`, `md5sums` and `conffiles`
+    /// (maintainer scripts, `triggers`, `shlibs`, `symbols`, `templates`, ...), as
+    /// `(name, mode, bytes)` sorted by name: what dpkg copies to `/var/lib/dpkg/info/`.
+    pub fn extra_members(&self) -> &[(String, u32, Vec<u8>)] {
+        &self.extra_members
+    }
+
     /// The names of every control member (`control`, `md5sums`, `postinst`, ...), sorted;
-    /// only `control`, `md5sums` and `conffiles` are kept.
+    /// the contents of plain ones are in [`Deb::control`], [`Deb::md5sums`], [`Deb::conffiles`] and [`Deb::extra_members`].
     pub fn control_members(&self) -> &[String] {
         &self.control_members
     }
@@ -481,6 +492,7 @@ struct Control {
     md5sums: Option<Vec<u8>>,
     conffiles: Option<Vec<u8>>,
     names: Vec<String>,
+    extra: Vec<(String, u32, Vec<u8>)>,
 }
 
 /// Reads the control member: top-level plain files only (symlinks are listed by name).
@@ -500,6 +512,7 @@ fn read_control(deb: &Path, file: &File, m: &Member, format: Format) -> Result<C
     let mut control_text = None;
     let mut md5sums = None;
     let mut conffiles = None;
+    let mut extra = Vec::new();
     for item in archive.entries().map_err(|e| read_err(&last, e))? {
         let mut entry = item.map_err(|e| read_err(&format!("the header after {last}"), e))?;
         let raw = entry.path_bytes().into_owned();
@@ -528,7 +541,7 @@ fn read_control(deb: &Path, file: &File, m: &Member, format: Format) -> Result<C
                 if entry.size() > MAX_CONTROL_MEMBER {
                     return Err(bad("is larger than 64 MiB"));
                 }
-                if matches!(name.as_str(), "control" | "md5sums" | "conffiles") {
+                {
                     let mut bytes = Vec::with_capacity(entry.size() as usize);
                     entry
                         .read_to_end(&mut bytes)
@@ -542,7 +555,11 @@ fn read_control(deb: &Path, file: &File, m: &Member, format: Format) -> Result<C
                     match name.as_str() {
                         "control" => control_text = Some(bytes),
                         "md5sums" => md5sums = Some(bytes),
-                        _ => conffiles = Some(bytes),
+                        "conffiles" => conffiles = Some(bytes),
+                        _ => {
+                            let mode = entry.header().mode().unwrap_or(0o644) & 0o7777;
+                            extra.push((name.clone(), mode, bytes));
+                        }
                     }
                 }
             }
@@ -577,11 +594,13 @@ fn read_control(deb: &Path, file: &File, m: &Member, format: Format) -> Result<C
     if paragraph.get("Package").is_none_or(str::is_empty) {
         return Err(bad_control("no Package field".into()));
     }
+    extra.sort();
     Ok(Control {
         paragraph,
         md5sums,
         conffiles,
         names,
+        extra,
     })
 }
 
