@@ -64,12 +64,8 @@ const ONLY_MMDEBSTRAP: &[&str] = &[
     "var/log/faillog",
     "var/log/lastlog",
     "var/log/wtmp",
-    // Postinst effects not reproduced yet: tzdata (UTC), pam-auth-update,
-    // passwd (subuid), init-system-helpers (systemd/sysv enablement), util-linux.
-    "etc/environment",
-    "etc/localtime",
-    "etc/timezone",
-    "etc/nsswitch.conf",
+    // Postinst effects not reproduced: pam-auth-update (login, su), and
+    // init-system enablement of e2fsprogs, apt, dpkg and util-linux units.
     "etc/pam.d/common-account",
     "etc/pam.d/common-auth",
     "etc/pam.d/common-password",
@@ -81,9 +77,6 @@ const ONLY_MMDEBSTRAP: &[&str] = &[
     "var/lib/pam/seen",
     "var/lib/pam/session",
     "var/lib/pam/session-noninteractive",
-    "etc/security/opasswd",
-    "etc/subgid",
-    "etc/subuid",
     "etc/rc0.d/K01hwclock.sh",
     "etc/rc6.d/K01hwclock.sh",
     "etc/rcS.d/S01hwclock.sh",

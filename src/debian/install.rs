@@ -819,6 +819,7 @@ pub fn install(
     usr_links(&mut tree);
     base_files(&mut tree);
     shells(&mut tree);
+    small_postinsts(&mut tree);
     users(&mut tree, created);
     alternatives(&mut tree);
     dpkg_database(&mut tree, debian_arch);
@@ -1039,6 +1040,50 @@ fn shells(tree: &mut Tree<'_>) {
         out.push('\n');
     }
     tree.put("etc/shells", Node::file(0o644, out.into_bytes()));
+}
+
+/// The one-line effects of a few minbase postinsts: libc-bin's
+/// `/etc/nsswitch.conf`, tzdata's UTC default, passwd's empty `subuid`/`subgid`,
+/// libpam-modules' empty `/etc/environment` and `opasswd`. Not reproduced:
+/// pam-auth-update's `/etc/pam.d/common-*` (needed by `login`/`su`, not by a
+/// shell or apt) and init-system enablement links (no init runs in a container).
+fn small_postinsts(tree: &mut Tree<'_>) {
+    let installed: BTreeSet<String> = tree
+        .debs
+        .iter()
+        .map(|d| field(d, "Package").to_string())
+        .collect();
+    if let Some(node) = tree
+        .nodes
+        .get(&b"usr/share/libc-bin/nsswitch.conf"[..])
+        .cloned()
+    {
+        if !tree.has("etc/nsswitch.conf") {
+            let mut node = node;
+            node.package = None;
+            tree.put("etc/nsswitch.conf", node);
+        }
+    }
+    if installed.contains("tzdata") && tree.has("usr/share/zoneinfo/Etc/UTC") {
+        tree.put(
+            "etc/localtime",
+            Node::symlink("/usr/share/zoneinfo/Etc/UTC"),
+        );
+        tree.put("etc/timezone", Node::file(0o644, b"Etc/UTC\n".to_vec()));
+    }
+    let mut empty = Vec::new();
+    if installed.contains("passwd") {
+        empty.extend([("etc/subuid", 0o644), ("etc/subgid", 0o644)]);
+    }
+    if installed.contains("libpam-modules") {
+        empty.extend([("etc/environment", 0o644), ("etc/security/opasswd", 0o600)]);
+    }
+    for (path, mode) in empty {
+        let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
+        if tree.has(parent) && !tree.has(path) {
+            tree.put(path, Node::file(mode, Vec::new()));
+        }
+    }
 }
 
 #[cfg(test)]
