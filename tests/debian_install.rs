@@ -137,7 +137,7 @@ fn build(lock: &Lock, label: &str, debian_arch: &str, cache: &Path, out: &Path) 
 }
 
 /// Every entry of a tarball: normalised path -> (type, link target, content).
-fn read_tar(path: &Path) -> BTreeMap<String, (char, String, Vec<u8>)> {
+fn read_tar(path: &Path) -> BTreeMap<String, (char, String, Vec<u8>, (u32, u64, u64))> {
     let mut out = BTreeMap::new();
     let mut archive = tar::Archive::new(std::fs::File::open(path).unwrap());
     for entry in archive.entries().unwrap() {
@@ -158,9 +158,15 @@ fn read_tar(path: &Path) -> BTreeMap<String, (char, String, Vec<u8>)> {
             .link_name_bytes()
             .map(|l| String::from_utf8_lossy(&l).into_owned())
             .unwrap_or_default();
+        let h = entry.header();
+        let meta = (
+            h.mode().unwrap() & 0o7777,
+            h.uid().unwrap(),
+            h.gid().unwrap(),
+        );
         let mut content = Vec::new();
         entry.read_to_end(&mut content).unwrap();
-        out.insert(name, (t, link, content));
+        out.insert(name, (t, link, content, meta));
     }
     out
 }
@@ -225,8 +231,15 @@ fn bookworm_minbase_amd64_matches_mmdebstrap_and_works() {
         .map(String::as_str)
         .collect();
     let mut content = Vec::new();
-    for (k, (t, l, c)) in &a {
-        if let Some((t2, l2, c2)) = b.get(k) {
+    let mut meta = Vec::new();
+    for (k, (t, l, c, m)) in &a {
+        if let Some((t2, l2, c2, m2)) = b.get(k) {
+            if m != m2 && *t != 'l' {
+                meta.push(format!(
+                    "{k} {:o}:{}:{} vs {:o}:{}:{}",
+                    m.0, m.1, m.2, m2.0, m2.1, m2.2
+                ));
+            }
             // dpkg writes `.list` files in archive order; ours are sorted.
             let same = if k.ends_with(".list") {
                 let set = |c: &[u8]| -> BTreeSet<String> {
@@ -271,6 +284,7 @@ fn bookworm_minbase_amd64_matches_mmdebstrap_and_works() {
     let documented: BTreeSet<&str> = ONLY_MMDEBSTRAP.iter().copied().collect();
     assert_eq!(only_theirs, documented);
     assert_eq!(content, DIFFERENT_CONTENT);
+    assert!(meta.is_empty(), "mode/uid/gid differ: {meta:?}");
 
     // It works: a shell, dpkg's database, apt.
     let root = work.path().join("root");
@@ -284,6 +298,33 @@ fn bookworm_minbase_amd64_matches_mmdebstrap_and_works() {
     assert!(ok && out.is_empty(), "dpkg --audit: {out}");
     let (ok, out) = chroot(&root, "apt-get --version");
     assert!(ok && out.starts_with("apt "), "{out}");
+
+    // The database is consistent enough for dpkg to install a package on top.
+    let pkg = work.path().join("hello");
+    std::fs::create_dir_all(pkg.join("DEBIAN")).unwrap();
+    std::fs::create_dir_all(pkg.join("usr/share/hello")).unwrap();
+    std::fs::write(
+        pkg.join("DEBIAN/control"),
+        "Package: hello-imgraph\nVersion: 1.0\nArchitecture: all\nMaintainer: t <t@imgraph.invalid>\nDepends: libc6, dash\nDescription: test\n",
+    )
+    .unwrap();
+    std::fs::write(pkg.join("usr/share/hello/hi"), "hi\n").unwrap();
+    let st = Command::new("dpkg-deb")
+        .args(["--root-owner-group", "--build"])
+        .arg(&pkg)
+        .arg(root.join("tmp/hello.deb"))
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let (ok, out) = chroot(
+        &root,
+        "dpkg -i /tmp/hello.deb && dpkg -s hello-imgraph && dpkg --audit",
+    );
+    assert!(ok && out.contains("Status: install ok installed"), "{out}");
 }
 
 #[test]

@@ -993,6 +993,9 @@ fn base_files(tree: &mut Tree<'_>) {
     }
 }
 
+/// base-passwd's `_apt` user.
+const APT_UID: u64 = 42;
+
 /// base-passwd's `mail` group.
 const MAIL_GID: u64 = 8;
 
@@ -1044,7 +1047,8 @@ fn shells(tree: &mut Tree<'_>) {
 
 /// The one-line effects of a few minbase postinsts: libc-bin's
 /// `/etc/nsswitch.conf`, tzdata's UTC default, passwd's empty `subuid`/`subgid`,
-/// libpam-modules' empty `/etc/environment` and `opasswd`. Not reproduced:
+/// libpam-modules' empty `/etc/environment` and `opasswd`, apt's `_apt`-owned
+/// `partial/` folders. Not reproduced:
 /// pam-auth-update's `/etc/pam.d/common-*` (needed by `login`/`su`, not by a
 /// shell or apt) and init-system enablement links (no init runs in a container).
 fn small_postinsts(tree: &mut Tree<'_>) {
@@ -1070,6 +1074,19 @@ fn small_postinsts(tree: &mut Tree<'_>) {
             Node::symlink("/usr/share/zoneinfo/Etc/UTC"),
         );
         tree.put("etc/timezone", Node::file(0o644, b"Etc/UTC\n".to_vec()));
+    }
+    if installed.contains("apt") {
+        // apt's postinst hands its download folders to the `_apt` sandbox user.
+        for dir in [
+            "var/cache/apt/archives/partial",
+            "var/lib/apt/lists/partial",
+        ] {
+            if let Some(node) = tree.nodes.get_mut(dir.as_bytes()) {
+                node.mode = 0o700;
+                node.uid = APT_UID;
+                node.gid = 0;
+            }
+        }
     }
     let mut empty = Vec::new();
     if installed.contains("passwd") {
