@@ -137,7 +137,10 @@ fn build(lock: &Lock, label: &str, debian_arch: &str, cache: &Path, out: &Path) 
 }
 
 /// Every entry of a tarball: normalised path -> (type, link target, content).
-fn read_tar(path: &Path) -> BTreeMap<String, (char, String, Vec<u8>, (u32, u64, u64))> {
+/// One tar entry as compared: type, link target, content, (mode, uid, gid).
+type TarItem = (char, String, Vec<u8>, (u32, u64, u64));
+
+fn read_tar(path: &Path) -> BTreeMap<String, TarItem> {
     let mut out = BTreeMap::new();
     let mut archive = tar::Archive::new(std::fs::File::open(path).unwrap());
     for entry in archive.entries().unwrap() {

@@ -1312,4 +1312,21 @@ mod tests {
         assert_eq!(tree["var/lib/dpkg/arch"], "amd64\n");
         assert_eq!(tree["var/lib/dpkg/info/format"], "1\n");
     }
+
+    #[test]
+    fn a_deb_that_is_not_the_locked_package_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut locked, path) = deb(dir.path(), "pkga", "", &[("usr/share/a", "a\n")]);
+        locked.version = "2.0".into();
+        match run(dir.path(), &[(locked, path)]).unwrap_err() {
+            InstallError::WrongDeb { found, locked, .. } => {
+                assert_eq!(
+                    (found.as_str(), locked.as_str()),
+                    ("pkga 1.0 all", "pkga 2.0 all")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!dir.path().join("rootfs.tar").exists());
+    }
 }
