@@ -1329,4 +1329,27 @@ mod tests {
         }
         assert!(!dir.path().join("rootfs.tar").exists());
     }
+
+    #[test]
+    fn the_same_debs_give_the_same_bytes_whatever_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = deb(
+            dir.path(),
+            "a",
+            "",
+            &[("usr/share/a", "a\n"), ("etc/a.conf", "x\n")],
+        );
+        let b = deb(dir.path(), "b", "", &[("bin/b", "b\n")]);
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        let (one, two) = (dir.path().join("1.tar"), dir.path().join("2.tar"));
+        install(&[a.clone(), b.clone()], "amd64", 1_700_000_000, &tmp, &one).unwrap();
+        install(&[b, a], "amd64", 1_700_000_000, &tmp, &two).unwrap();
+        assert_eq!(std::fs::read(&one).unwrap(), std::fs::read(&two).unwrap());
+        assert_eq!(
+            std::fs::read_dir(&tmp).unwrap().count(),
+            0,
+            "no temp files left"
+        );
+    }
 }
