@@ -846,6 +846,10 @@ fn write_tar(tree: &Tree<'_>, created: u64, out: &Path) -> Result<u64, InstallEr
     builder.mode(tar::HeaderMode::Complete);
     let clamp = i64::try_from(created).unwrap_or(i64::MAX);
     let mut count = 0u64;
+    // Files written so far that came from a .deb (a hard link may point at them).
+    // (Only when it holds the very entry the link names: a Replaces may have put
+    // another package's file there.)
+    let mut written_files: BTreeMap<&[u8], (usize, usize)> = BTreeMap::new();
     // The root folder first, as mmdebstrap's tarball has it.
     let root = Node::dir(0o755);
     let all =
@@ -875,9 +879,18 @@ fn write_tar(tree: &Tree<'_>, created: u64, out: &Path) -> Result<u64, InstallEr
                 h.set_entry_type(tar::EntryType::Symlink);
                 link = Some(target.clone());
             }
+            EntryKind::Hardlink { target }
+                if matches!(node.data, Data::Deb(d, i)
+                    if written_files.get(target.as_slice()) == Some(&(d, i))) =>
+            {
+                h.set_entry_type(tar::EntryType::Link);
+                let mut t = b"./".to_vec();
+                t.extend_from_slice(target);
+                link = Some(t);
+            }
             EntryKind::Hardlink { .. } => {
-                // dpkg unpacks a hard link as a file of its own (mmdebstrap's tree
-                // has copies), and merged /usr may sort the link before its target.
+                // Merged /usr sorted the link before its target (or the target
+                // was replaced): a file of its own with the same bytes.
                 h.set_entry_type(tar::EntryType::Regular);
                 let mut bytes = Vec::new();
                 if let Data::Deb(d, idx) = node.data {
@@ -912,6 +925,9 @@ fn write_tar(tree: &Tree<'_>, created: u64, out: &Path) -> Result<u64, InstallEr
             builder
                 .append_data(&mut h, &name, bytes.as_slice())
                 .map_err(werr)?;
+            if let (EntryKind::File, Data::Deb(d, i)) = (&node.kind, &node.data) {
+                written_files.insert(path, (*d, *i));
+            }
         }
         count += 1;
     }
@@ -1112,7 +1128,7 @@ mod tests {
     use std::process::Command;
 
     /// Builds `name_1.0_ARCH.deb` in `dir` from `control` extra fields and `files`
-    /// (path -> content; a content starting with `->` is a symlink target).
+    /// (path -> content; `->T` is a symlink to T, `=>P` a hard link to the earlier P).
     fn deb(
         dir: &Path,
         name: &str,
@@ -1137,6 +1153,8 @@ mod tests {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             if let Some(target) = content.strip_prefix("->") {
                 std::os::unix::fs::symlink(target, &p).unwrap();
+            } else if let Some(target) = content.strip_prefix("=>") {
+                std::fs::hard_link(root.join(target), &p).unwrap();
             } else {
                 std::fs::write(&p, content).unwrap();
             }
@@ -1351,5 +1369,26 @@ mod tests {
             0,
             "no temp files left"
         );
+    }
+
+    #[test]
+    fn hard_links_stay_links_unless_merged_usr_puts_the_link_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = deb(
+            dir.path(),
+            "a",
+            "",
+            &[
+                ("usr/bin/perl", "elf\n"),
+                ("usr/bin/perl5", "=>usr/bin/perl"),
+                // Sorts after usr/bin/aaa once merged, but is the file in the .deb.
+                ("bin/zzz", "z\n"),
+                ("usr/bin/aaa", "=>bin/zzz"),
+            ],
+        );
+        let tree = run(dir.path(), &[a]).unwrap();
+        assert_eq!(tree["usr/bin/perl5"], "->./usr/bin/perl", "a tar hard link");
+        assert_eq!(tree["usr/bin/aaa"], "z\n", "written as a copy");
+        assert_eq!(tree["usr/bin/zzz"], "z\n");
     }
 }
