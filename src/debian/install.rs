@@ -819,6 +819,7 @@ pub fn install(
     usr_links(&mut tree);
     base_files(&mut tree);
     shells(&mut tree);
+    small_postinsts(&mut tree);
     users(&mut tree, created);
     alternatives(&mut tree);
     dpkg_database(&mut tree, debian_arch);
@@ -845,6 +846,10 @@ fn write_tar(tree: &Tree<'_>, created: u64, out: &Path) -> Result<u64, InstallEr
     builder.mode(tar::HeaderMode::Complete);
     let clamp = i64::try_from(created).unwrap_or(i64::MAX);
     let mut count = 0u64;
+    // Files written so far that came from a .deb (a hard link may point at them).
+    // (Only when it holds the very entry the link names: a Replaces may have put
+    // another package's file there.)
+    let mut written_files: BTreeMap<&[u8], (usize, usize)> = BTreeMap::new();
     // The root folder first, as mmdebstrap's tarball has it.
     let root = Node::dir(0o755);
     let all =
@@ -874,9 +879,18 @@ fn write_tar(tree: &Tree<'_>, created: u64, out: &Path) -> Result<u64, InstallEr
                 h.set_entry_type(tar::EntryType::Symlink);
                 link = Some(target.clone());
             }
+            EntryKind::Hardlink { target }
+                if matches!(node.data, Data::Deb(d, i)
+                    if written_files.get(target.as_slice()) == Some(&(d, i))) =>
+            {
+                h.set_entry_type(tar::EntryType::Link);
+                let mut t = b"./".to_vec();
+                t.extend_from_slice(target);
+                link = Some(t);
+            }
             EntryKind::Hardlink { .. } => {
-                // dpkg unpacks a hard link as a file of its own (mmdebstrap's tree
-                // has copies), and merged /usr may sort the link before its target.
+                // Merged /usr sorted the link before its target (or the target
+                // was replaced): a file of its own with the same bytes.
                 h.set_entry_type(tar::EntryType::Regular);
                 let mut bytes = Vec::new();
                 if let Data::Deb(d, idx) = node.data {
@@ -911,6 +925,9 @@ fn write_tar(tree: &Tree<'_>, created: u64, out: &Path) -> Result<u64, InstallEr
             builder
                 .append_data(&mut h, &name, bytes.as_slice())
                 .map_err(werr)?;
+            if let (EntryKind::File, Data::Deb(d, i)) = (&node.kind, &node.data) {
+                written_files.insert(path, (*d, *i));
+            }
         }
         count += 1;
     }
@@ -992,6 +1009,9 @@ fn base_files(tree: &mut Tree<'_>) {
     }
 }
 
+/// base-passwd's `_apt` user.
+const APT_UID: u64 = 42;
+
 /// base-passwd's `mail` group.
 const MAIL_GID: u64 = 8;
 
@@ -1041,6 +1061,64 @@ fn shells(tree: &mut Tree<'_>) {
     tree.put("etc/shells", Node::file(0o644, out.into_bytes()));
 }
 
+/// The one-line effects of a few minbase postinsts: libc-bin's
+/// `/etc/nsswitch.conf`, tzdata's UTC default, passwd's empty `subuid`/`subgid`,
+/// libpam-modules' empty `/etc/environment` and `opasswd`, apt's `_apt`-owned
+/// `partial/` folders. Not reproduced:
+/// pam-auth-update's `/etc/pam.d/common-*` (needed by `login`/`su`, not by a
+/// shell or apt) and init-system enablement links (no init runs in a container).
+fn small_postinsts(tree: &mut Tree<'_>) {
+    let installed: BTreeSet<String> = tree
+        .debs
+        .iter()
+        .map(|d| field(d, "Package").to_string())
+        .collect();
+    if let Some(node) = tree
+        .nodes
+        .get(&b"usr/share/libc-bin/nsswitch.conf"[..])
+        .cloned()
+    {
+        if !tree.has("etc/nsswitch.conf") {
+            let mut node = node;
+            node.package = None;
+            tree.put("etc/nsswitch.conf", node);
+        }
+    }
+    if installed.contains("tzdata") && tree.has("usr/share/zoneinfo/Etc/UTC") {
+        tree.put(
+            "etc/localtime",
+            Node::symlink("/usr/share/zoneinfo/Etc/UTC"),
+        );
+        tree.put("etc/timezone", Node::file(0o644, b"Etc/UTC\n".to_vec()));
+    }
+    if installed.contains("apt") {
+        // apt's postinst hands its download folders to the `_apt` sandbox user.
+        for dir in [
+            "var/cache/apt/archives/partial",
+            "var/lib/apt/lists/partial",
+        ] {
+            if let Some(node) = tree.nodes.get_mut(dir.as_bytes()) {
+                node.mode = 0o700;
+                node.uid = APT_UID;
+                node.gid = 0;
+            }
+        }
+    }
+    let mut empty = Vec::new();
+    if installed.contains("passwd") {
+        empty.extend([("etc/subuid", 0o644), ("etc/subgid", 0o644)]);
+    }
+    if installed.contains("libpam-modules") {
+        empty.extend([("etc/environment", 0o644), ("etc/security/opasswd", 0o600)]);
+    }
+    for (path, mode) in empty {
+        let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
+        if tree.has(parent) && !tree.has(path) {
+            tree.put(path, Node::file(mode, Vec::new()));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Tiny packages built with the real `dpkg-deb`, installed and read back.
@@ -1050,7 +1128,7 @@ mod tests {
     use std::process::Command;
 
     /// Builds `name_1.0_ARCH.deb` in `dir` from `control` extra fields and `files`
-    /// (path -> content; a content starting with `->` is a symlink target).
+    /// (path -> content; `->T` is a symlink to T, `=>P` a hard link to the earlier P).
     fn deb(
         dir: &Path,
         name: &str,
@@ -1075,6 +1153,8 @@ mod tests {
             std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             if let Some(target) = content.strip_prefix("->") {
                 std::os::unix::fs::symlink(target, &p).unwrap();
+            } else if let Some(target) = content.strip_prefix("=>") {
+                std::fs::hard_link(root.join(target), &p).unwrap();
             } else {
                 std::fs::write(&p, content).unwrap();
             }
@@ -1249,5 +1329,66 @@ mod tests {
         );
         assert_eq!(tree["var/lib/dpkg/arch"], "amd64\n");
         assert_eq!(tree["var/lib/dpkg/info/format"], "1\n");
+    }
+
+    #[test]
+    fn a_deb_that_is_not_the_locked_package_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut locked, path) = deb(dir.path(), "pkga", "", &[("usr/share/a", "a\n")]);
+        locked.version = "2.0".into();
+        match run(dir.path(), &[(locked, path)]).unwrap_err() {
+            InstallError::WrongDeb { found, locked, .. } => {
+                assert_eq!(
+                    (found.as_str(), locked.as_str()),
+                    ("pkga 1.0 all", "pkga 2.0 all")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(!dir.path().join("rootfs.tar").exists());
+    }
+
+    #[test]
+    fn the_same_debs_give_the_same_bytes_whatever_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = deb(
+            dir.path(),
+            "a",
+            "",
+            &[("usr/share/a", "a\n"), ("etc/a.conf", "x\n")],
+        );
+        let b = deb(dir.path(), "b", "", &[("bin/b", "b\n")]);
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        let (one, two) = (dir.path().join("1.tar"), dir.path().join("2.tar"));
+        install(&[a.clone(), b.clone()], "amd64", 1_700_000_000, &tmp, &one).unwrap();
+        install(&[b, a], "amd64", 1_700_000_000, &tmp, &two).unwrap();
+        assert_eq!(std::fs::read(&one).unwrap(), std::fs::read(&two).unwrap());
+        assert_eq!(
+            std::fs::read_dir(&tmp).unwrap().count(),
+            0,
+            "no temp files left"
+        );
+    }
+
+    #[test]
+    fn hard_links_stay_links_unless_merged_usr_puts_the_link_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = deb(
+            dir.path(),
+            "a",
+            "",
+            &[
+                ("usr/bin/perl", "elf\n"),
+                ("usr/bin/perl5", "=>usr/bin/perl"),
+                // Sorts after usr/bin/aaa once merged, but is the file in the .deb.
+                ("bin/zzz", "z\n"),
+                ("usr/bin/aaa", "=>bin/zzz"),
+            ],
+        );
+        let tree = run(dir.path(), &[a]).unwrap();
+        assert_eq!(tree["usr/bin/perl5"], "->./usr/bin/perl", "a tar hard link");
+        assert_eq!(tree["usr/bin/aaa"], "z\n", "written as a copy");
+        assert_eq!(tree["usr/bin/zzz"], "z\n");
     }
 }
