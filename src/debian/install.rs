@@ -42,9 +42,6 @@ pub struct Installed {
 /// Installing failed; nothing is left at the output path.
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
-    /// Not implemented yet (kept for callers that match on it).
-    #[error("building a debian rootfs from images.lock is not implemented yet")]
-    NotYet,
     /// Reading a `.deb`.
     #[error(transparent)]
     Deb(#[from] super::deb::DebError),
