@@ -130,7 +130,14 @@ fn build(lock: &Lock, label: &str, debian_arch: &str, cache: &Path, out: &Path) 
         .cloned()
         .zip(fetched.blobs.iter().map(|b| store.blob_path(&b.digest)))
         .collect();
+    let started = std::time::Instant::now();
     let installed = install(&debs, debian_arch, CREATED, &store.tmp_dir(), out).unwrap();
+    eprintln!(
+        "install {label}: {} packages, {} entries in {:?}",
+        installed.packages,
+        installed.entries,
+        started.elapsed()
+    );
     assert_eq!(installed.packages, packages.len());
     packages.len()
 }
