@@ -109,11 +109,11 @@ const ONLY_MMDEBSTRAP: &[&str] = &[
 /// `created`'s (mmdebstrap's is the day it ran).
 const DIFFERENT_CONTENT: &[&str] = &["etc/shadow"];
 
-/// Locks bookworm minbase for `arches` in a temp project; the lock read back.
-fn lock(arches: &str) -> (crate::support::Project, Lock) {
+/// Locks `dist` minbase for `arches` in a temp project; the lock read back.
+fn lock(dist: &str, arches: &str) -> (crate::support::Project, Lock) {
     let p = crate::support::Project::new();
     p.manifest(&format!(
-        "[images.minideb]\ndists = [\"bookworm\"]\narches = [{arches}]\nrootfs = {{ debian = {{ variant = \"minbase\" }} }}\n"
+        "[images.minideb]\ndists = [\"{dist}\"]\narches = [{arches}]\nrootfs = {{ debian = {{ variant = \"minbase\" }} }}\n"
     ));
     p.imgraph(&["lock"]).success();
     let lock = Lock::read(&p.path("images.lock")).unwrap();
@@ -130,7 +130,14 @@ fn build(lock: &Lock, label: &str, debian_arch: &str, cache: &Path, out: &Path) 
         .cloned()
         .zip(fetched.blobs.iter().map(|b| store.blob_path(&b.digest)))
         .collect();
+    let started = std::time::Instant::now();
     let installed = install(&debs, debian_arch, CREATED, &store.tmp_dir(), out).unwrap();
+    eprintln!(
+        "install {label}: {} packages, {} entries in {:?}",
+        installed.packages,
+        installed.entries,
+        started.elapsed()
+    );
     assert_eq!(installed.packages, packages.len());
     packages.len()
 }
@@ -212,7 +219,7 @@ fn chroot(root: &Path, script: &str) -> (bool, String) {
 #[test]
 fn bookworm_minbase_amd64_matches_mmdebstrap_and_works() {
     tool("mmdebstrap", &["--version"]);
-    let (_p, lock) = lock("\"amd64\"");
+    let (_p, lock) = lock("bookworm", "\"amd64\"");
     let work = tempfile::tempdir().unwrap();
     let ours = work.path().join("ours.tar");
     let count = build(
@@ -340,7 +347,7 @@ fn bookworm_minbase_amd64_matches_mmdebstrap_and_works() {
 #[test]
 fn bookworm_minbase_arm64_runs_dpkg_under_qemu_user() {
     tool("qemu-aarch64-static", &["--version"]);
-    let (_p, lock) = lock("\"arm64v8\"");
+    let (_p, lock) = lock("bookworm", "\"arm64v8\"");
     let work = tempfile::tempdir().unwrap();
     let ours = work.path().join("arm64.tar");
     build(
@@ -373,4 +380,34 @@ fn bookworm_minbase_arm64_runs_dpkg_under_qemu_user() {
         std::fs::read_to_string(root.join("var/lib/dpkg/arch")).unwrap(),
         "arm64\n"
     );
+}
+
+#[test]
+fn trixie_minbase_amd64_works() {
+    let (_p, lock) = lock("trixie", "\"amd64\"");
+    let work = tempfile::tempdir().unwrap();
+    let ours = work.path().join("trixie.tar");
+    let count = build(
+        &lock,
+        "minideb:trixie/amd64",
+        "amd64",
+        &work.path().join("cache"),
+        &ours,
+    );
+    let root = work.path().join("root");
+    unpack(&ours, &root);
+    assert_eq!(
+        std::fs::read_link(root.join("bin")).unwrap(),
+        Path::new("usr/bin")
+    );
+    let (ok, out) = chroot(&root, "echo ok");
+    assert!(ok && out == "ok\n", "{out}");
+    let (ok, out) = chroot(&root, "dpkg -l | grep -c '^ii '");
+    assert!(ok, "{out}");
+    assert_eq!(out.trim(), count.to_string(), "dpkg -l lists every package");
+    let (ok, out) = chroot(
+        &root,
+        "dpkg --audit && apt-get --version && awk 'BEGIN{print 1+1}'",
+    );
+    assert!(ok && out.contains("apt ") && out.ends_with("2\n"), "{out}");
 }

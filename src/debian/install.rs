@@ -190,7 +190,15 @@ impl<'a> Tree<'a> {
         let deb = &self.debs[i];
         for (idx, e) in deb.entries().iter().enumerate() {
             let entry = &e.entry;
-            let path = merged_path(&entry.path);
+            // trixie's base-files ships the merged-/usr links (`bin -> usr/bin`)
+            // itself: they stay at the top level.
+            let is_usr_link = matches!(&entry.kind, EntryKind::Symlink { target }
+                if !entry.path.contains(&b'/') && *target == [&b"usr/"[..], &entry.path].concat());
+            let path = if is_usr_link {
+                entry.path.clone()
+            } else {
+                merged_path(&entry.path)
+            };
             let (kind, data) = match &entry.kind {
                 EntryKind::Hardlink { target } => {
                     let at = deb
@@ -653,10 +661,9 @@ fn dpkg_database(tree: &mut Tree<'_>, debian_arch: &str) {
         );
     }
 
-    let installed: BTreeSet<&str> = debs.iter().map(|d| field(d, "Package")).collect();
     let mut diversions = String::new();
     for (pkg, from, to) in DIVERSIONS {
-        if installed.contains(pkg) {
+        if scripts_mention(debs, pkg, &["dpkg-divert", from]) {
             diversions.push_str(&format!("{from}\n{to}\n{pkg}\n"));
         }
     }
@@ -664,6 +671,24 @@ fn dpkg_database(tree: &mut Tree<'_>, debian_arch: &str) {
         &format!("{db}/diversions"),
         Node::file(0o644, diversions.into_bytes()),
     );
+}
+
+/// Whether `package`'s maintainer scripts mention every one of `words`: a table
+/// entry of [`ALTERNATIVES`] or [`DIVERSIONS`] applies only to the versions of the
+/// package that still do what it describes (trixie's dash no longer diverts
+/// `/bin/sh`).
+fn scripts_mention(debs: &[Deb], package: &str, words: &[&str]) -> bool {
+    debs.iter()
+        .filter(|d| field(d, "Package") == package)
+        .any(|d| {
+            d.extra_members()
+                .iter()
+                .filter(|(name, _, _)| matches!(name.as_str(), "preinst" | "postinst"))
+                .any(|(_, _, bytes)| {
+                    let text = String::from_utf8_lossy(bytes);
+                    words.iter().all(|w| text.contains(w))
+                })
+        })
 }
 
 /// One `Name: value` field as dpkg writes it (continuation lines indented).
@@ -675,18 +700,13 @@ fn format_field(name: &str, value: &str) -> String {
 
 /// The `update-alternatives` links and their administrative files.
 fn alternatives(tree: &mut Tree<'_>) {
-    let installed: BTreeSet<String> = tree
-        .debs
-        .iter()
-        .map(|d| field(d, "Package").to_string())
-        .collect();
     let exists = |tree: &Tree<'_>, p: &str| {
         tree.has(&String::from_utf8_lossy(&merged_path(
             p.trim_start_matches('/').as_bytes(),
         )))
     };
     for (pkg, name, link, path, priority, slaves) in ALTERNATIVES {
-        if !installed.contains(*pkg) || !exists(tree, path) {
+        if !scripts_mention(tree.debs, pkg, &["update-alternatives", link]) || !exists(tree, path) {
             continue;
         }
         if !tree.has("etc/alternatives") {
@@ -773,7 +793,9 @@ fn usr_links(tree: &mut Tree<'_>) {
         .map(|(p, _)| String::from_utf8_lossy(&p[4..]).into_owned())
         .collect();
     for top in tops {
-        tree.put(&top, Node::symlink(&format!("usr/{top}")));
+        if !tree.has(&top) {
+            tree.put(&top, Node::symlink(&format!("usr/{top}")));
+        }
     }
 }
 
@@ -1387,5 +1409,21 @@ mod tests {
         assert_eq!(tree["usr/bin/perl5"], "->./usr/bin/perl", "a tar hard link");
         assert_eq!(tree["usr/bin/aaa"], "z\n", "written as a copy");
         assert_eq!(tree["usr/bin/zzz"], "z\n");
+    }
+
+    #[test]
+    fn a_package_shipping_the_merged_usr_links_itself_as_trixie_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let tool = deb(dir.path(), "tool", "", &[("usr/bin/tool", "t\n")]);
+        let base = deb(
+            dir.path(),
+            "base-files",
+            "",
+            &[("bin", "->usr/bin"), ("lib", "->usr/lib")],
+        );
+        let tree = run(dir.path(), &[tool, base]).unwrap();
+        assert_eq!(tree["bin"], "->usr/bin");
+        assert_eq!(tree["lib"], "->usr/lib");
+        assert_eq!(tree["usr/bin/tool"], "t\n");
     }
 }
