@@ -345,41 +345,75 @@ fn bookworm_minbase_amd64_matches_mmdebstrap_and_works() {
 }
 
 #[test]
-fn bookworm_minbase_arm64_runs_dpkg_under_qemu_user() {
-    tool("qemu-aarch64-static", &["--version"]);
-    let (_p, lock) = lock("bookworm", "\"arm64v8\"");
+fn bookworm_minbase_of_every_foreign_arch_runs_dpkg_under_qemu_user() {
+    // (bashbrew arch, Debian arch, qemu-user binary): no binfmt_misc involved.
+    let arches = [
+        ("arm64v8", "arm64", "qemu-aarch64-static"),
+        ("arm32v7", "armhf", "qemu-arm-static"),
+        ("i386", "i386", "qemu-i386-static"),
+        ("ppc64le", "ppc64el", "qemu-ppc64le-static"),
+        ("s390x", "s390x", "qemu-s390x-static"),
+    ];
+    let list: Vec<String> = arches.iter().map(|(a, _, _)| format!("{a:?}")).collect();
+    let (_p, lock) = lock("bookworm", &list.join(", "));
     let work = tempfile::tempdir().unwrap();
-    let ours = work.path().join("arm64.tar");
-    build(
-        &lock,
-        "minideb:bookworm/arm64v8",
-        "arm64",
-        &work.path().join("cache"),
-        &ours,
-    );
-    let root: PathBuf = work.path().join("root");
-    unpack(&ours, &root);
-    let out = Command::new("qemu-aarch64-static")
-        .arg("-L")
-        .arg(&root)
-        .arg(root.join("usr/bin/dpkg"))
-        .arg("--version")
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        text.starts_with("Debian 'dpkg' package management program version 1.21"),
-        "{text}"
-    );
-    assert_eq!(
-        std::fs::read_to_string(root.join("var/lib/dpkg/arch")).unwrap(),
-        "arm64\n"
-    );
+    for (arch, debian_arch, qemu) in arches {
+        tool(qemu, &["--version"]);
+        let ours = work.path().join(format!("{arch}.tar"));
+        build(
+            &lock,
+            &format!("minideb:bookworm/{arch}"),
+            debian_arch,
+            &work.path().join("cache"),
+            &ours,
+        );
+        let root: PathBuf = work.path().join(arch);
+        unpack(&ours, &root);
+        let run = |loader: Option<&std::path::Path>| {
+            let mut cmd = Command::new(qemu);
+            cmd.arg("-L").arg(&root);
+            cmd.args(loader);
+            cmd.arg(root.join("usr/bin/dpkg")).arg("--version");
+            cmd.output().unwrap()
+        };
+        let mut out = run(None);
+        if !out.status.success() {
+            // ppc64el's /lib64/ld64.so.2 is an absolute symlink (as in every Debian
+            // ppc64el system), which qemu-user's -L follows on the host: start the
+            // image's own loader instead.
+            let loader = std::fs::read_dir(root.join("usr/lib"))
+                .unwrap()
+                .flatten()
+                .filter(|d| d.path().is_dir())
+                .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+                .map(|e| e.path())
+                .find(|p| {
+                    let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                    name.starts_with("ld")
+                        && name.contains(".so")
+                        && p.is_file()
+                        && !p.symlink_metadata().unwrap().file_type().is_symlink()
+                })
+                .unwrap_or_else(|| panic!("{arch}: no dynamic loader in usr/lib/*/"));
+            out = run(Some(&loader));
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{arch}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.starts_with("Debian 'dpkg' package management program version 1.21"),
+            "{arch}: {text}"
+        );
+        assert!(text.contains(&format!("({debian_arch})")), "{arch}: {text}");
+        assert_eq!(
+            std::fs::read_to_string(root.join("var/lib/dpkg/arch")).unwrap(),
+            format!("{debian_arch}\n")
+        );
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }
 
 #[test]
