@@ -10,6 +10,7 @@
 //! grammar [`cli`]; [`error`]; the [`commands`].
 
 // Leaf utilities: no imports from the crate.
+pub mod atomic_file;
 pub mod budget;
 pub mod decompress;
 pub mod digest;

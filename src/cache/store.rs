@@ -178,22 +178,12 @@ impl Store {
     /// Copies a blob to `dest` (atomically), checking its digest on the way:
     /// a corrupt cache blob is never exported.
     pub fn copy_blob_to(&self, digest: &str, dest: &Path) -> Result<u64, CacheError> {
-        let dir = dest.parent().unwrap_or(Path::new("."));
+        let dir = crate::atomic_file::parent_dir(dest);
         std::fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempfile_in(dir)
+        let mut tmp = crate::atomic_file::AtomicFile::create(dest)
             .map_err(io_err("creating a temp file in", dir))?;
         let size = self.stream_verified(digest, &mut tmp, dest)?;
-        // Exported files are for people and other tools, not the temp file's 0600.
-        tmp.as_file()
-            .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-            .map_err(io_err("setting permissions of", dest))?;
-        tmp.persist(dest).map_err(|e| CacheError::Io {
-            action: "renaming into",
-            path: dest.to_path_buf(),
-            source: e.error,
-        })?;
+        tmp.commit(false).map_err(io_err("renaming into", dest))?;
         Ok(size)
     }
 

@@ -856,12 +856,8 @@ fn write_tar(tree: &Tree<'_>, created: u64, out: &Path) -> Result<u64, InstallEr
         path: out.to_path_buf(),
         source,
     };
-    let dir = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(werr)?;
-    let mut builder = tar::Builder::new(BufWriter::with_capacity(1 << 20, tmp.as_file()));
+    let tmp = crate::atomic_file::AtomicFile::create(out).map_err(werr)?;
+    let mut builder = tar::Builder::new(BufWriter::with_capacity(1 << 20, tmp.file()));
     builder.mode(tar::HeaderMode::Complete);
     let clamp = i64::try_from(created).unwrap_or(i64::MAX);
     let mut count = 0u64;
@@ -953,8 +949,7 @@ fn write_tar(tree: &Tree<'_>, created: u64, out: &Path) -> Result<u64, InstallEr
     let mut w = builder.into_inner().map_err(werr)?;
     w.flush().map_err(werr)?;
     drop(w);
-    tmp.as_file().sync_all().map_err(werr)?;
-    tmp.persist(out).map_err(|e| werr(e.error))?;
+    tmp.commit(true).map_err(werr)?;
     Ok(count)
 }
 

@@ -496,22 +496,9 @@ fn write_if_changed(path: &Path, lock: &Lock) -> Result<bool, LockFailure> {
     if std::fs::read(path).is_ok_and(|old| old == text.as_bytes()) {
         return Ok(false);
     }
-    let err = |source| LockFailure::Write {
+    crate::atomic_file::write_file(path, text.as_bytes()).map_err(|source| LockFailure::Write {
         path: path.to_path_buf(),
         source,
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".images.lock.")
-        .tempfile_in(dir)
-        .map_err(err)?;
-    std::io::Write::write_all(&mut tmp, text.as_bytes()).map_err(err)?;
-    tmp.as_file()
-        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
+    })?;
     Ok(true)
 }

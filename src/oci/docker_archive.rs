@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::image::canonical_json;
+use crate::atomic_file::AtomicFile;
 use crate::cache::{Descriptor, Store};
 
 /// Writing the archive failed.
@@ -114,20 +115,10 @@ pub fn write(
         }
         _ => {}
     }
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
+    let tmp = AtomicFile::create(path).map_err(io_err)?;
+    write_to(store, img, tmp, path)?
+        .commit(true)
         .map_err(io_err)?;
-    let tmp = write_to(store, img, tmp, path)?;
-    tmp.as_file()
-        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .map_err(io_err)?;
-    tmp.as_file().sync_all().map_err(io_err)?;
-    tmp.persist(path).map_err(|e| io_err(e.error))?;
     Ok(existing.is_some())
 }
 

@@ -258,23 +258,9 @@ fn file_kind(meta: &std::fs::Metadata) -> &'static str {
     }
 }
 
-/// Replaces `path` atomically (temp file beside it, then rename), mode 0644.
+/// Replaces `path` atomically, mode 0644.
 fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(io(path))?;
-    tmp.write_all(bytes).map_err(io(path))?;
-    tmp.as_file()
-        .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))
-        .map_err(io(path))?;
-    tmp.persist(path).map_err(|e| io(path)(e.error))?;
-    Ok(())
+    crate::atomic_file::write_file(path, bytes).map_err(io(path))
 }
 
 fn hex_of(blob: &Descriptor) -> &str {
@@ -318,10 +304,7 @@ fn replace_dir(
     dir: &Path,
     fill: impl FnOnce(&Path) -> Result<(), LayoutError>,
 ) -> Result<(), LayoutError> {
-    let parent = dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let parent = crate::atomic_file::parent_dir(dir);
     std::fs::create_dir_all(parent).map_err(io(parent))?;
     let name = dir
         .file_name()
