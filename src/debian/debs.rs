@@ -252,26 +252,27 @@ fn fetch_one(w: &Wanted<'_>, mirrors: &MirrorSet, store: &Store) -> Result<u64, 
         source: Box::new(source),
     };
     let mirror = mirrors.mirror(w.mirror).map_err(fetch_err)?;
-    let (writer, actual, actual_size) = mirror
+    let (writer, _) = mirror
         .stream_file(&p.filename, p.size.saturating_add(SLACK), || {
             Ok(store.blob_writer()?)
         })
         .map_err(fetch_err)?;
-    if actual != w.digest || actual_size != p.size {
-        // Dropping the writer deletes its temp file: nothing is cached.
-        drop(writer);
-        return Err(DebFetchError::Mismatch {
+    // The blob writer hashed it as it arrived; it keeps only the locked bytes.
+    let expected = crate::cache::Descriptor {
+        digest: w.digest.clone(),
+        size: p.size,
+    };
+    match writer.finish_verified(&expected)? {
+        Ok(stored) => Ok(stored.size),
+        Err(found) => Err(DebFetchError::Mismatch {
             url: mirror.file_url(&p.filename),
             package: p.id(),
             expected: p.sha256.to_ascii_lowercase(),
             expected_size: p.size,
-            actual: actual.trim_start_matches("sha256:").to_string(),
-            actual_size,
-        });
+            actual: found.digest.trim_start_matches("sha256:").to_string(),
+            actual_size: found.size,
+        }),
     }
-    let stored = writer.finish()?;
-    debug_assert_eq!(stored.digest, w.digest);
-    Ok(stored.size)
 }
 
 /// Checks what a lock entry says before it is used for a URL or a cache path (a

@@ -431,17 +431,17 @@ impl Mirror {
     }
 
     /// Streams the file at `path` (see [`Mirror::file_url`]) into a writer that
-    /// `sink` makes afresh for every attempt, hashing it as it arrives, with the
-    /// retries of the indexes (connection errors, 5xx, a body cut short); reads at
-    /// most `limit + 1` bytes. Returns the writer, `sha256:<hex>` and the byte
-    /// count; checking them is the caller's job, so that a large file (a `.deb`)
-    /// goes to disk rather than memory and is kept only once it has been checked.
+    /// `sink` makes afresh for every attempt, with the retries of the indexes
+    /// (connection errors, 5xx, a body cut short); reads at most `limit + 1` bytes.
+    /// Returns the writer and the byte count. The writer checks what it got (a
+    /// `BlobWriter` hashes as it writes), so a large file (a `.deb`) goes to disk
+    /// rather than memory, is hashed once, and is kept only once it has been checked.
     pub fn stream_file<W: Write>(
         &self,
         path: &str,
         limit: u64,
         mut sink: impl FnMut() -> Result<W, FetchError>,
-    ) -> Result<(W, String, u64), FetchError> {
+    ) -> Result<(W, u64), FetchError> {
         let url = self.file_url(path);
         self.retry
             .run(|_| self.get_once(&url, limit, sink()?), FetchError::verdict)
@@ -451,18 +451,19 @@ impl Mirror {
     /// most `limit + 1` bytes, so an endless body fails its size check without
     /// being read to the end. Returns the bytes, `sha256:<hex>` and the length.
     fn get(&self, url: &str, limit: u64) -> Result<(Vec<u8>, String, u64), FetchError> {
-        self.retry.run(
-            |_| self.get_once(url, limit, Vec::new()),
+        let (out, _) = self.retry.run(
+            |_| self.get_once(url, limit, HashingWriter::new(Vec::new())),
             FetchError::verdict,
-        )
+        )?;
+        Ok(out.finish())
     }
 
     fn get_once<W: Write>(
         &self,
         url: &str,
         limit: u64,
-        sink: W,
-    ) -> Result<(W, String, u64), FetchError> {
+        mut out: W,
+    ) -> Result<(W, u64), FetchError> {
         let response = self
             .agent
             .get(url)
@@ -479,7 +480,7 @@ impl Mirror {
             });
         }
         let mut reader = response.into_body().into_reader().take(limit + 1);
-        let mut out = HashingWriter::new(sink);
+        let mut received = 0u64;
         let mut buf = vec![0u8; 256 * 1024];
         loop {
             match reader.read(&mut buf) {
@@ -490,6 +491,7 @@ impl Mirror {
                             url: url.to_string(),
                             source,
                         })?;
+                    received += n as u64;
                     if let Some(progress) = &self.progress {
                         progress(n as u64);
                     }
@@ -498,13 +500,12 @@ impl Mirror {
                 Err(source) => {
                     return Err(FetchError::Interrupted {
                         url: url.to_string(),
-                        received: out.count(),
+                        received,
                         source,
                     })
                 }
             }
         }
-        let (bytes, digest, size) = out.finish();
-        Ok((bytes, digest, size))
+        Ok((out, received))
     }
 }
