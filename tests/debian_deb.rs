@@ -6,20 +6,17 @@
 //! them).
 
 use std::collections::BTreeMap;
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use imgraph::debian::deb::Deb;
-use imgraph::debian::packages::parse_index;
-use imgraph::decompress::{decoder, Format};
 use imgraph::rootfs::EntryKind;
 
+use crate::support::live_debian::{bookworm_records, download, MIRROR};
 use crate::support::tool;
-
-const MIRROR: &str = "http://deb.debian.org/debian";
 
 /// One line of `dpkg-deb -c`: the `ls`-style mode string, numeric owner/group, size, date and
 /// time (UTC), path without the leading `./` and trailing `/`, and the link target
@@ -304,43 +301,13 @@ fn dpkg_deb_built_packages_read_in_process_like_dpkg_deb_lists_them() {
 #[test]
 fn live_bookworm_base_files_reads_like_dpkg_deb_lists_it() {
     let dir = tempfile::tempdir().unwrap();
-    let xz = dir.path().join("Packages.xz");
-    tool(
-        "curl",
-        &[
-            "-fsS",
-            "--retry",
-            "3",
-            "-o",
-            xz.to_str().unwrap(),
-            &format!("{MIRROR}/dists/bookworm/main/binary-amd64/Packages.xz"),
-        ],
-    );
-    let mut text = String::new();
-    decoder(
-        Format::of_file(&xz).unwrap(),
-        BufReader::new(std::fs::File::open(&xz).unwrap()),
-    )
-    .unwrap()
-    .read_to_string(&mut text)
-    .unwrap();
-    let records = parse_index(&text).expect("bookworm's Packages parses");
+    let records = bookworm_records("amd64", dir.path());
     let record = records
         .iter()
         .find(|r| r.name == "base-files")
         .expect("bookworm has base-files");
     let deb_path = dir.path().join("base-files.deb");
-    tool(
-        "curl",
-        &[
-            "-fsS",
-            "--retry",
-            "3",
-            "-o",
-            deb_path.to_str().unwrap(),
-            &format!("{MIRROR}/{}", record.filename),
-        ],
-    );
+    download(&format!("{MIRROR}/{}", record.filename), &deb_path);
     let sha = tool("sha256sum", &[deb_path.to_str().unwrap()]);
     assert_eq!(sha.split_whitespace().next(), Some(record.sha256.as_str()));
 

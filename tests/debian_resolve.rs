@@ -4,19 +4,15 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufReader, Read};
 use std::path::Path;
 use std::process::Command;
 
 use imgraph::debian::deb822;
-use imgraph::debian::packages::parse_index;
 use imgraph::debian::resolve::{resolve, Index, Request, Universe, Variant};
 use imgraph::debian::version::Version;
-use imgraph::decompress::{decoder, Format};
 
+use crate::support::live_debian::{bookworm_records, MIRROR};
 use crate::support::tool;
-
-const MIRROR: &str = "http://deb.debian.org/debian";
 
 /// A small deterministic generator (xorshift), so a failure reproduces.
 struct Rng(u64);
@@ -149,19 +145,7 @@ fn version_order_matches_dpkg_compare_versions() {
 
 /// Downloads, decompresses and parses bookworm main's Packages index for `arch`.
 fn bookworm_universe(arch: &str, dir: &Path) -> Universe {
-    let xz = dir.join(format!("Packages-{arch}.xz"));
-    let url = format!("{MIRROR}/dists/bookworm/main/binary-{arch}/Packages.xz");
-    tool(
-        "curl",
-        &["-fsS", "--retry", "3", "-o", xz.to_str().unwrap(), &url],
-    );
-    let file = std::fs::File::open(&xz).unwrap();
-    let mut text = String::new();
-    decoder(Format::of_file(&xz).unwrap(), BufReader::new(file))
-        .unwrap()
-        .read_to_string(&mut text)
-        .unwrap();
-    let records = parse_index(&text).expect("bookworm's Packages parses");
+    let records = bookworm_records(arch, dir);
     assert!(records.len() > 50_000, "{} records", records.len());
     Universe::new(
         arch,

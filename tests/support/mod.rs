@@ -5,6 +5,7 @@
 
 pub mod apt_repo;
 pub mod fault_proxy;
+pub mod live_debian;
 pub mod registry;
 
 use std::path::{Path, PathBuf};
