@@ -1,8 +1,6 @@
 //! The edges: exports never destroy what they did not write, substituted paths
 //! never split or run as shell code, relative and stdout outputs work.
 
-use std::process::{Command, Stdio};
-
 use serde_json::Value;
 
 use crate::support::{hello_binary, tool, Project};
@@ -155,25 +153,17 @@ fn the_readmes_relative_export_names_work() {
 fn docker_archive_to_stdout_and_never_onto_a_folder() {
     let p = Project::hello(&["amd64"]);
     // `-o -` streams the archive to stdout, like `docker save`.
-    let out = Command::new(env!("CARGO_BIN_EXE_imgraph"))
-        .args(["export", "hello:one/amd64", "-o", "-"])
-        .current_dir(p.root())
-        .env_remove("IMGRAPH_CACHE")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let streamed = p
+        .imgraph(&["export", "hello:one/amd64", "-o", "-"])
+        .success()
+        .stdout_bytes;
     assert!(!p.path("-").exists(), "wrote a file named -");
-    std::fs::write(p.path("streamed.tar"), &out.stdout).unwrap();
+    std::fs::write(p.path("streamed.tar"), &streamed).unwrap();
     p.imgraph(&["export", "hello:one/amd64", "-o", "file.tar"])
         .success();
     assert_eq!(
         std::fs::read(p.path("file.tar")).unwrap(),
-        out.stdout,
+        streamed,
         "stdout and file archives differ"
     );
     tool(

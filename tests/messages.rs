@@ -31,12 +31,7 @@ fn an_unreadable_rootfs_file_fails_with_permission_denied() {
         .env("NO_COLOR", "1")
         .output()
         .expect("setpriv (util-linux)");
-    let run = Run {
-        what: "setpriv --reuid=nobody imgraph build".into(),
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let run = Run::from(out, "setpriv --reuid=nobody imgraph build".into());
     let run = run.code(1).stderr_has(&["etc/shadow", "Permission denied"]);
     // The reason is said once, not repeated by messages that embed it.
     assert_eq!(

@@ -199,16 +199,20 @@ pub struct Run {
     pub code: i32,
     /// Standard output.
     pub stdout: String,
+    /// Standard output as bytes (a tarball on `-o -`).
+    pub stdout_bytes: Vec<u8>,
     /// Standard error.
     pub stderr: String,
 }
 
 impl Run {
-    fn from(out: Output, what: String) -> Run {
+    /// A finished process, named `what` in failures.
+    pub fn from(out: Output, what: String) -> Run {
         Run {
             what,
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stdout_bytes: out.stdout,
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
     }
