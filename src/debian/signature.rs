@@ -143,14 +143,6 @@ impl Keyring {
         &self.path
     }
 
-    /// Primary-key fingerprints of the keys it holds (uppercase hex).
-    pub fn fingerprints(&self) -> Vec<String> {
-        self.keys
-            .iter()
-            .map(|k| format!("{:X}", k.fingerprint()))
-            .collect()
-    }
-
     /// Verifies a cleartext-signed message (`InRelease`) at time `now`.
     ///
     /// Accepted when at least one signature was made by a key (or a validly bound

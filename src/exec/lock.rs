@@ -55,8 +55,6 @@ pub struct Changed {
 /// What `lock` did.
 #[derive(Debug)]
 pub struct LockReport {
-    /// The new lock.
-    pub lock: Lock,
     /// Platforms resolved now, with their package count.
     pub resolved: Vec<(String, usize)>,
     /// Package changes of platforms that had an entry.
@@ -362,7 +360,6 @@ pub fn lock(
 
     let written = write_if_changed(&manifest.lock_path(), &new)?;
     Ok(LockReport {
-        lock: new,
         resolved,
         changed,
         written,

@@ -84,18 +84,6 @@ impl StepId {
     pub fn as_str(&self) -> &str {
         &self.text
     }
-
-    /// The same image, dist (and arch) with another kind: the rootfs of a layer,
-    /// the config beside a manifest.
-    pub fn with_kind(&self, kind: StepKind) -> StepId {
-        StepId::new(
-            kind,
-            &self.image,
-            &self.dist,
-            self.arch,
-            self.registry.as_deref(),
-        )
-    }
 }
 
 impl PartialEq for StepId {
@@ -215,11 +203,6 @@ impl Role {
         }
     }
 
-    /// A role by kind alone (`layer` of a manifest step).
-    pub fn kind(kind: StepKind) -> Role {
-        Role { kind, arch: None }
-    }
-
     /// The upstream step this role names, seen from `step`.
     pub fn step_of(&self, step: &StepId) -> StepId {
         match (self.arch.or(step.arch), self.kind.is_platform()) {
@@ -313,11 +296,15 @@ mod tests {
         assert_eq!(role.to_string(), "manifest:s390x");
         assert_eq!(role.to_string().parse::<Role>().unwrap(), role);
         assert_eq!(role.step_of(&index), manifest);
-        let layer = manifest.with_kind(StepKind::Layer);
+        let layer = StepId::platform(StepKind::Layer, "h", "one", arch("s390x"));
         let role = Role::of(&layer, &manifest);
         assert_eq!(role.to_string(), "layer");
         assert_eq!(role.step_of(&manifest), layer);
         let tag = StepId::dist(StepKind::Tag, "h", "one", Some("r"));
-        assert_eq!(Role::kind(StepKind::Index).step_of(&tag), index);
+        let index_role = Role {
+            kind: StepKind::Index,
+            arch: None,
+        };
+        assert_eq!(index_role.step_of(&tag), index);
     }
 }
