@@ -41,6 +41,24 @@ pub enum StepOutput {
     },
     /// A push step in a build without `--push`.
     Skipped,
+    /// An artifact attached to a platform manifest (an SBOM, a provenance
+    /// statement): an OCI 1.1 image manifest with `artifactType` and `subject`,
+    /// exported beside the image in `out/` and pushed as a referrer of it.
+    Attachment(AttachmentOut),
+}
+
+/// An attachment step's outputs: everything needed to export or push it without
+/// reading anything else.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttachmentOut {
+    /// The artifact manifest (`application/vnd.oci.image.manifest.v1+json`).
+    pub manifest: Descriptor,
+    /// Its `artifactType`, e.g. `application/spdx+json`.
+    pub artifact_type: String,
+    /// The blobs the artifact manifest references (its config and layers).
+    pub blobs: Vec<Descriptor>,
+    /// The platform manifest it is attached to (its `subject`).
+    pub subject: Descriptor,
 }
 
 /// The layer step's outputs.
@@ -67,6 +85,7 @@ impl StepOutput {
                 format!("{}+{}", index.digest, refs.join(","))
             }
             StepOutput::Skipped => String::new(),
+            StepOutput::Attachment(a) => a.manifest.digest.clone(),
         }
     }
 
@@ -75,6 +94,10 @@ impl StepOutput {
         match self {
             StepOutput::Layer(l) => vec![l.blob.digest.clone()],
             StepOutput::Blob(d) => vec![d.digest.clone()],
+            StepOutput::Attachment(a) => std::iter::once(&a.manifest)
+                .chain(&a.blobs)
+                .map(|d| d.digest.clone())
+                .collect(),
             _ => Vec::new(),
         }
     }
@@ -85,6 +108,7 @@ impl StepOutput {
             StepOutput::Blob(d) => Some(d),
             StepOutput::Layer(l) => Some(&l.blob),
             StepOutput::Tag { index, .. } | StepOutput::Push { index, .. } => Some(index),
+            StepOutput::Attachment(a) => Some(&a.manifest),
             _ => None,
         }
     }
