@@ -326,13 +326,17 @@ fn describe_output(out: &mut String, output: &StepOutput) {
             line("refs", refs.join(", "));
         }
         StepOutput::Skipped => line("skipped", "not pushed (no --push)".into()),
-        StepOutput::Attachment(a) => line(
-            "artifact",
-            format!(
-                "{} {} ({} bytes) attached to {}",
-                a.artifact_type, a.manifest.digest, a.manifest.size, a.subject.digest
-            ),
-        ),
+        StepOutput::Attachments(attached) => {
+            for a in attached {
+                line(
+                    "artifact",
+                    format!(
+                        "{} {} ({} bytes) attached to {}",
+                        a.artifact_type, a.manifest.digest, a.manifest.size, a.subject.digest
+                    ),
+                );
+            }
+        }
     }
 }
 

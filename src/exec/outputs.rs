@@ -41,14 +41,15 @@ pub enum StepOutput {
     },
     /// A push step in a build without `--push`.
     Skipped,
-    /// An artifact attached to a platform manifest (an SBOM, a provenance
-    /// statement): an OCI 1.1 image manifest with `artifactType` and `subject`,
-    /// exported beside the image in `out/` and pushed as a referrer of it.
-    Attachment(AttachmentOut),
+    /// Artifacts attached to a platform manifest (an SBOM in each format asked
+    /// for, a provenance statement): OCI 1.1 image manifests with `artifactType`
+    /// and `subject`, exported beside the image in `out/` and pushed as its
+    /// referrers.
+    Attachments(Vec<AttachmentOut>),
 }
 
-/// An attachment step's outputs: everything needed to export or push it without
-/// reading anything else.
+/// One attached artifact: everything needed to export or push it without reading
+/// anything else.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttachmentOut {
     /// The artifact manifest (`application/vnd.oci.image.manifest.v1+json`).
@@ -85,7 +86,11 @@ impl StepOutput {
                 format!("{}+{}", index.digest, refs.join(","))
             }
             StepOutput::Skipped => String::new(),
-            StepOutput::Attachment(a) => a.manifest.digest.clone(),
+            StepOutput::Attachments(a) => a
+                .iter()
+                .map(|a| a.manifest.digest.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
         }
     }
 
@@ -94,8 +99,9 @@ impl StepOutput {
         match self {
             StepOutput::Layer(l) => vec![l.blob.digest.clone()],
             StepOutput::Blob(d) => vec![d.digest.clone()],
-            StepOutput::Attachment(a) => std::iter::once(&a.manifest)
-                .chain(&a.blobs)
+            StepOutput::Attachments(a) => a
+                .iter()
+                .flat_map(|a| std::iter::once(&a.manifest).chain(&a.blobs))
                 .map(|d| d.digest.clone())
                 .collect(),
             _ => Vec::new(),
@@ -108,7 +114,6 @@ impl StepOutput {
             StepOutput::Blob(d) => Some(d),
             StepOutput::Layer(l) => Some(&l.blob),
             StepOutput::Tag { index, .. } | StepOutput::Push { index, .. } => Some(index),
-            StepOutput::Attachment(a) => Some(&a.manifest),
             _ => None,
         }
     }
