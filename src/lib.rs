@@ -6,7 +6,7 @@
 //! (`scripts/layers` checks it, ARCHITECTURE.md says what each owns):
 //! the leaf utilities [`digest`], [`decompress`] and [`budget`]; [`manifest`] ->
 //! [`graph`] -> [`key`]; the stages [`rootfs`], [`cache`], [`oci`], [`registry`],
-//! [`debian`]; [`exec`] (scheduler, steps, build, push, lock, verify); the argument
+//! [`debian`], [`attest`]; [`exec`] (scheduler, steps, build, push, lock, verify); the argument
 //! grammar [`cli`]; [`error`]; the [`commands`].
 
 // Leaf utilities: no imports from the crate.
@@ -35,6 +35,10 @@ pub mod registry;
 // The Debian archive: signed indexes, the resolver, .debs (reads through
 // cache, rootfs and registry's retry policy).
 pub mod debian;
+
+// SBOMs and provenance of a platform image, and the artifact manifests that
+// attach them (reads the layer through decompress, dpkg files through debian).
+pub mod attest;
 
 // Running the graph: the library entry points the commands share.
 pub mod exec;

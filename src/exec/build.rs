@@ -13,7 +13,7 @@ use super::{
 use crate::cache::{CacheError, Store};
 use crate::graph::{Graph, StepId, StepKind, Target};
 use crate::manifest::{Arch, Manifest, Selector};
-use crate::oci::layout::{export_index, export_platform, LayoutError, PlatformBlobs};
+use crate::oci::layout::{export_index, export_platform, Attached, LayoutError, PlatformBlobs};
 
 /// What stops a build as a whole (a failed step is in [`BuildReport::failures`]).
 #[derive(Debug, thiserror::Error)]
@@ -129,6 +129,20 @@ impl BuildReport {
             compression: manifest.settings.compression,
             config: self.output(&id(StepKind::Config))?.blob()?.clone(),
             manifest: self.output(&id(StepKind::Manifest))?.blob()?.clone(),
+            attached: [StepKind::Sbom, StepKind::Provenance]
+                .into_iter()
+                .filter_map(|kind| match self.output(&id(kind)) {
+                    Some(StepOutput::Attachments(a)) => Some(a),
+                    _ => None,
+                })
+                .flatten()
+                .map(|a| Attached {
+                    stem: super::attach::file_stem(&a.artifact_type),
+                    artifact_type: a.artifact_type.clone(),
+                    manifest: a.manifest.clone(),
+                    blobs: a.blobs.clone(),
+                })
+                .collect(),
         })
     }
 

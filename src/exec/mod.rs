@@ -1,6 +1,7 @@
 //! Running the graph: for each step compute its inputs and key, look the key up,
 //! and (when building) execute the dirty ones, in parallel where the graph allows.
 
+pub mod attach;
 pub mod build;
 pub mod lock;
 mod outputs;
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 use petgraph::graph::NodeIndex;
 use serde::Serialize;
 
-pub use outputs::{LayerOut, StepOutput};
+pub use outputs::{AttachmentOut, LayerOut, StepOutput};
 pub use progress::Progress;
 pub use steps::StepError;
 

@@ -45,7 +45,34 @@ pub enum StepOutput {
     /// for, a provenance statement): OCI 1.1 image manifests with `artifactType`
     /// and `subject`, exported beside the image in `out/` and pushed as its
     /// referrers.
-    Attachments(Vec<AttachmentOut>),
+    Attachments(#[serde(with = "attachment_list")] Vec<AttachmentOut>),
+}
+
+/// An internally tagged enum (`"kind": ...`) cannot hold a bare sequence, so
+/// the list is stored as `{"kind": "attachments", "attachments": [...]}`.
+mod attachment_list {
+    use super::AttachmentOut;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize)]
+    struct Ref<'a> {
+        attachments: &'a [AttachmentOut],
+    }
+
+    #[derive(Deserialize)]
+    struct Owned {
+        attachments: Vec<AttachmentOut>,
+    }
+
+    pub(super) fn serialize<S: Serializer>(v: &[AttachmentOut], s: S) -> Result<S::Ok, S::Error> {
+        Ref { attachments: v }.serialize(s)
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Vec<AttachmentOut>, D::Error> {
+        Ok(Owned::deserialize(d)?.attachments)
+    }
 }
 
 /// One attached artifact: everything needed to export or push it without reading
@@ -116,5 +143,27 @@ impl StepOutput {
             StepOutput::Tag { index, .. } | StepOutput::Push { index, .. } => Some(index),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attachments_round_trip_through_the_action_cache_json() {
+        let d = |c: char| Descriptor {
+            digest: format!("sha256:{}", c.to_string().repeat(64)),
+            size: 2,
+        };
+        let out = StepOutput::Attachments(vec![AttachmentOut {
+            manifest: d('a'),
+            artifact_type: "application/spdx+json".into(),
+            blobs: vec![d('b'), d('c')],
+            subject: d('d'),
+        }]);
+        let value = serde_json::to_value(&out).unwrap();
+        assert_eq!(value["kind"], "attachments");
+        assert_eq!(serde_json::from_value::<StepOutput>(value).unwrap(), out);
     }
 }

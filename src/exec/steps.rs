@@ -50,6 +50,9 @@ pub enum StepError {
     /// Installing the `.deb`s into a root filesystem.
     #[error(transparent)]
     Install(#[from] crate::debian::install::InstallError),
+    /// Reading the image's layer for its SBOM.
+    #[error(transparent)]
+    Attest(#[from] crate::attest::AttestError),
     /// An upstream output of an unexpected shape (a corrupt cache entry).
     #[error("cache entry for {0} has outputs of the wrong kind; delete the cache folder's actions/ to rebuild")]
     BadUpstream(String),
@@ -61,7 +64,7 @@ pub(super) struct Prepared {
     pub(super) known_output: Option<StepOutput>,
 }
 
-fn platform<'m>(ctx: &Ctx<'m>, step: &Step) -> &'m PlatformSpec {
+pub(super) fn platform<'m>(ctx: &Ctx<'m>, step: &Step) -> &'m PlatformSpec {
     match step.target {
         Target::Platform(i) => &ctx.manifest.platforms[i],
         Target::Dist(_) => unreachable!("platform steps target platforms"),
@@ -81,14 +84,17 @@ fn upstream<'o>(deps: &[(&Step, &'o StepOutput)], kind: StepKind) -> Option<&'o 
         .map(|(_, o)| *o)
 }
 
-fn layer_of<'o>(deps: &[(&Step, &'o StepOutput)], id: &str) -> Result<&'o LayerOut, StepError> {
+pub(super) fn layer_of<'o>(
+    deps: &[(&Step, &'o StepOutput)],
+    id: &str,
+) -> Result<&'o LayerOut, StepError> {
     match upstream(deps, StepKind::Layer) {
         Some(StepOutput::Layer(l)) => Ok(l),
         _ => Err(StepError::BadUpstream(id.to_string())),
     }
 }
 
-fn blob_of<'o>(
+pub(super) fn blob_of<'o>(
     deps: &[(&Step, &'o StepOutput)],
     kind: StepKind,
     id: &str,
@@ -155,6 +161,8 @@ pub(super) fn prepare(
                 )
                 .upstream("layer", layer_of(deps, &step.id)?.blob.digest.clone())
         }
+        StepKind::Sbom => super::attach::prepare_sbom(ctx, step, deps)?,
+        StepKind::Provenance => super::attach::prepare_provenance(ctx, step, deps)?,
         StepKind::Index => {
             let d = dist(ctx, step);
             let mut i = StepInputs::new("index")
@@ -182,6 +190,13 @@ pub(super) fn prepare(
             let mut i = StepInputs::new(step.id.kind.as_str())
                 .manifest(format!("{prefix}.tags"), &d.tags)
                 .upstream("index", index);
+            // A push attaches its platforms' SBOMs and provenance: a changed one
+            // is something to push.
+            for (s, out) in deps {
+                if matches!(s.id.kind, StepKind::Sbom | StepKind::Provenance) {
+                    i = i.upstream(Role::of(&s.id, &step.id).to_string(), out.digest());
+                }
+            }
             if let Some(reg) = step
                 .id
                 .registry
@@ -199,7 +214,7 @@ pub(super) fn prepare(
     })
 }
 
-fn prepare_rootfs(
+pub(super) fn prepare_rootfs(
     ctx: &Ctx<'_>,
     step: &Step,
     p: &PlatformSpec,
@@ -309,7 +324,7 @@ fn prepare_rootfs(
 }
 
 /// The platform's entry in `images.lock`, resolved for its current options.
-fn locked_platform<'m>(
+pub(super) fn locked_platform<'m>(
     ctx: &Ctx<'m>,
     p: &PlatformSpec,
     d: &crate::manifest::DebianSource,
@@ -496,6 +511,8 @@ pub(super) fn execute(
             )?;
             StepOutput::Blob(store.put_bytes(&bytes)?)
         }
+        StepKind::Sbom => super::attach::execute_sbom(ctx, step, deps)?,
+        StepKind::Provenance => super::attach::execute_provenance(ctx, step, deps)?,
         StepKind::Index => {
             let d = dist(ctx, step);
             let mut entries = Vec::new();

@@ -28,6 +28,10 @@ pub enum StepKind {
     Config,
     /// Write the platform image manifest.
     Manifest,
+    /// Write the SBOM documents of a platform image, as artifacts attached to it.
+    Sbom,
+    /// Write the provenance statement of a platform image, attached to it.
+    Provenance,
     /// Write the multi-platform index of one dist.
     Index,
     /// Name the index for one registry (or locally).
@@ -38,11 +42,13 @@ pub enum StepKind {
 
 impl StepKind {
     /// Every kind, in pipeline order.
-    pub const ALL: [StepKind; 7] = [
+    pub const ALL: [StepKind; 9] = [
         StepKind::Rootfs,
         StepKind::Layer,
         StepKind::Config,
         StepKind::Manifest,
+        StepKind::Sbom,
+        StepKind::Provenance,
         StepKind::Index,
         StepKind::Tag,
         StepKind::Push,
@@ -52,7 +58,12 @@ impl StepKind {
     pub fn is_platform(self) -> bool {
         matches!(
             self,
-            StepKind::Rootfs | StepKind::Layer | StepKind::Config | StepKind::Manifest
+            StepKind::Rootfs
+                | StepKind::Layer
+                | StepKind::Config
+                | StepKind::Manifest
+                | StepKind::Sbom
+                | StepKind::Provenance
         )
     }
 
@@ -63,6 +74,8 @@ impl StepKind {
             StepKind::Layer => "layer",
             StepKind::Config => "config",
             StepKind::Manifest => "manifest",
+            StepKind::Sbom => "sbom",
+            StepKind::Provenance => "provenance",
             StepKind::Index => "index",
             StepKind::Tag => "tag",
             StepKind::Push => "push",
@@ -133,6 +146,9 @@ impl Graph {
             .map(|(_, d)| (d.image.as_str(), d.dist.as_str()))
             .collect();
         let mut manifest_nodes: HashMap<(&str, &str), Vec<NodeIndex>> = HashMap::new();
+        // The SBOM and provenance steps of each dist's platforms: every push of
+        // the dist reads their outputs (it attaches them as referrers).
+        let mut attachment_nodes: HashMap<(&str, &str), Vec<NodeIndex>> = HashMap::new();
         for (i, p) in manifest.platforms.iter().enumerate() {
             let dist_selected = selected_dists.contains(&(p.image.as_str(), p.dist.as_str()));
             if !selected_platform(i) && !dist_selected {
@@ -140,6 +156,7 @@ impl Graph {
             }
             let mut prev = None;
             let mut layer = None;
+            let mut rootfs = None;
             for kind in [
                 StepKind::Rootfs,
                 StepKind::Layer,
@@ -154,6 +171,7 @@ impl Graph {
                     g.dag.add_edge(prev, node, ());
                 }
                 match kind {
+                    StepKind::Rootfs => rootfs = Some(node),
                     StepKind::Layer => layer = Some(node),
                     // The manifest names the layer's digest and size as well as the config's.
                     StepKind::Manifest => {
@@ -170,6 +188,29 @@ impl Graph {
                     .entry((p.image.as_str(), p.dist.as_str()))
                     .or_default()
                     .push(last);
+                // Attachments describe the manifest (their subject) and read the
+                // layer (the SBOM's packages) or the rootfs (provenance inputs).
+                let attach = [
+                    (StepKind::Sbom, !p.sbom.is_empty(), layer),
+                    (StepKind::Provenance, p.provenance, rootfs),
+                ];
+                for (kind, wanted, content) in attach {
+                    if !wanted {
+                        continue;
+                    }
+                    let node = g.add(Step {
+                        id: StepId::platform(kind, &p.image, &p.dist, p.arch),
+                        target: Target::Platform(i),
+                    });
+                    if let Some(content) = content {
+                        g.dag.add_edge(content, node, ());
+                    }
+                    g.dag.add_edge(last, node, ());
+                    attachment_nodes
+                        .entry((p.image.as_str(), p.dist.as_str()))
+                        .or_default()
+                        .push(node);
+                }
             }
         }
         for (i, d) in manifest.dists.iter().enumerate() {
@@ -202,6 +243,13 @@ impl Graph {
                 if reg.is_some() {
                     let push = g.add(step(StepKind::Push));
                     g.dag.add_edge(tag, push, ());
+                    for a in attachment_nodes
+                        .get(&(d.image.as_str(), d.dist.as_str()))
+                        .into_iter()
+                        .flatten()
+                    {
+                        g.dag.add_edge(*a, push, ());
+                    }
                 }
             }
         }

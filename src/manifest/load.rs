@@ -501,12 +501,48 @@ impl Validator<'_> {
             self.root
                 .join(v.as_ref().map_or(default, |s| s.get_ref().as_str()))
         };
+        let out = dir(&s.out, "out");
+        let cache = dir(&s.cache, "cache");
+        let sbom = match &s.sbom {
+            Some(list) => self.sbom_formats(list),
+            None => vec![SbomFormat::Spdx],
+        };
         Settings {
             created,
             compression,
-            out: dir(&s.out, "out"),
-            cache: dir(&s.cache, "cache"),
+            out,
+            cache,
+            sbom,
+            provenance: s.provenance.unwrap_or(true),
         }
+    }
+
+    /// `sbom = [...]`: known format names, each once.
+    fn sbom_formats(&mut self, list: &S<Vec<S<String>>>) -> Vec<SbomFormat> {
+        let mut out = Vec::new();
+        for f in list.get_ref() {
+            match SbomFormat::by_name(f.get_ref()) {
+                Some(format) if out.contains(&format) => self.error(
+                    f.span(),
+                    format!("sbom format {:?} is listed twice", f.get_ref()),
+                    "remove the duplicate",
+                ),
+                Some(format) => out.push(format),
+                None => self.error(
+                    f.span(),
+                    format!("unknown sbom format {:?}", f.get_ref()),
+                    format!(
+                        "use one of: {} (or sbom = [] for no SBOM)",
+                        super::schema::SBOM_FORMATS
+                            .iter()
+                            .map(|n| format!("{n:?}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ),
+            }
+        }
+        out
     }
 
     /// One validator for registry urls: [`RegistryUrl::parse`], which the push
@@ -763,6 +799,11 @@ impl Validator<'_> {
             }
         }
         let platform_check = img.platform_check.unwrap_or(true);
+        let sbom = match &img.sbom {
+            Some(list) => self.sbom_formats(list),
+            None => settings.sbom.clone(),
+        };
+        let provenance = img.provenance.unwrap_or(settings.provenance);
         let rootfs = img.rootfs.get_ref();
         self.rootfs_shape(&img.rootfs);
         if rootfs.debian.is_some() {
@@ -885,6 +926,8 @@ impl Validator<'_> {
                     annotations: img.annotations.clone(),
                     platform_check,
                     created,
+                    sbom: sbom.clone(),
+                    provenance,
                 });
             }
         }

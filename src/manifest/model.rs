@@ -58,6 +58,39 @@ pub struct Settings {
     pub out: PathBuf,
     /// Cache folder (absolute) as the manifest says; `--cache`/`IMGRAPH_CACHE` win over it.
     pub cache: PathBuf,
+    /// SBOM formats per platform image (`sbom`), unless an image says otherwise.
+    pub sbom: Vec<SbomFormat>,
+    /// Provenance per platform image (`provenance`), unless an image says otherwise.
+    pub provenance: bool,
+}
+
+/// An SBOM document format.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum SbomFormat {
+    /// SPDX 2.3 JSON (`application/spdx+json`).
+    Spdx,
+    /// CycloneDX 1.6 JSON (`application/vnd.cyclonedx+json`).
+    Cyclonedx,
+}
+
+impl SbomFormat {
+    /// The name in `images.toml`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SbomFormat::Spdx => "spdx",
+            SbomFormat::Cyclonedx => "cyclonedx",
+        }
+    }
+
+    /// By its name in `images.toml`.
+    pub fn by_name(name: &str) -> Option<SbomFormat> {
+        [SbomFormat::Spdx, SbomFormat::Cyclonedx]
+            .into_iter()
+            .find(|f| f.name() == name)
+    }
 }
 
 /// Where `created` comes from.
@@ -240,6 +273,10 @@ pub struct PlatformSpec {
     pub platform_check: bool,
     /// The `created` time, seconds since the epoch.
     pub created: u64,
+    /// SBOM formats attached to this platform's image (empty: none).
+    pub sbom: Vec<SbomFormat>,
+    /// Whether a provenance statement is attached to it.
+    pub provenance: bool,
 }
 
 impl PlatformSpec {

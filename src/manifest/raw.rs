@@ -68,6 +68,18 @@ pub(crate) struct RawSettings {
     /// Default: `"cache"`.
     #[schemars(with = "Option<String>", extend("default" = "cache"))]
     pub(crate) cache: Option<S<String>>,
+    /// The SBOM formats written for every platform image, attached to it in
+    /// `out/` (and in the registry on push): `"spdx"` (SPDX 2.3 JSON) and
+    /// `"cyclonedx"` (CycloneDX 1.6 JSON). `[]` writes none. An image's own
+    /// `sbom` overrides this. Default: `["spdx"]`.
+    #[serde(default)]
+    #[schemars(schema_with = "super::schema::sbom_formats", extend("default" = ["spdx"]))]
+    pub(crate) sbom: Option<S<Vec<S<String>>>>,
+    /// Whether every platform image gets a provenance statement (in-toto
+    /// Statement v1, SLSA Provenance v1) attached beside its SBOM. An image's
+    /// own `provenance` overrides this. Default: `true`.
+    #[schemars(extend("default" = true))]
+    pub(crate) provenance: Option<bool>,
 }
 
 /// A registry to push to. Credentials come from `$DOCKER_CONFIG/config.json`
@@ -143,6 +155,14 @@ pub(crate) struct RawImage {
     /// Default: `true`.
     #[schemars(extend("default" = true))]
     pub(crate) platform_check: Option<bool>,
+    /// The SBOM formats for this image's platforms (`"spdx"`, `"cyclonedx"`;
+    /// `[]` for none), overriding `[settings] sbom`. Default: the setting.
+    #[serde(default)]
+    #[schemars(schema_with = "super::schema::sbom_formats")]
+    pub(crate) sbom: Option<S<Vec<S<String>>>>,
+    /// Whether this image's platforms get a provenance statement, overriding
+    /// `[settings] provenance`. Default: the setting.
+    pub(crate) provenance: Option<bool>,
 }
 
 /// Where a platform's root filesystem comes from. Exactly one of `dir`, `tar`,

@@ -27,6 +27,9 @@ pub(crate) const DEBIAN_PACKAGE: &str = "^[a-z0-9][a-z0-9+.-]+$";
 /// The variants of a `debian` rootfs, as `load.rs` accepts them.
 pub(crate) const DEBIAN_VARIANTS: &[&str] = &["essential", "apt", "minbase"];
 
+/// The SBOM formats, as `load.rs` accepts them.
+pub(crate) const SBOM_FORMATS: &[&str] = &["spdx", "cyclonedx"];
+
 /// The schema as a JSON value (draft 7: what taplo and Even Better TOML read best).
 pub fn schema() -> Value {
     let generator = SchemaSettings::draft07().into_generator();
@@ -100,6 +103,14 @@ pub(super) fn created(_: &mut SchemaGenerator) -> Schema {
 
 pub(super) fn compression(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "type": "string", "enum": ["gzip", "zstd"] })
+}
+
+pub(super) fn sbom_formats(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "items": { "type": "string", "enum": SBOM_FORMATS },
+        "uniqueItems": true,
+    })
 }
 
 pub(super) fn owners(_: &mut SchemaGenerator) -> Schema {

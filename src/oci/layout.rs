@@ -87,18 +87,130 @@ pub struct PlatformBlobs {
     pub config: Descriptor,
     /// The image manifest.
     pub manifest: Descriptor,
+    /// Artifacts attached to it (SBOMs, provenance), in the layout beside it.
+    pub attached: Vec<Attached>,
 }
 
+/// An OCI 1.1 artifact whose `subject` is the platform manifest.
+#[derive(Debug, Clone)]
+pub struct Attached {
+    /// The readable file stem: `sbom.spdx`, `provenance.intoto`.
+    pub stem: &'static str,
+    /// Its `artifactType`.
+    pub artifact_type: String,
+    /// The artifact manifest.
+    pub manifest: Descriptor,
+    /// Its blobs (the empty config, the document), as the manifest lists them.
+    pub blobs: Vec<Descriptor>,
+}
+
+/// The empty descriptor's blob (`{}`), shared by every artifact manifest.
+const EMPTY_CONFIG_DIGEST: &str =
+    "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
+
 impl PlatformBlobs {
-    /// The files of the readable layout: (name, blob).
-    fn files(&self) -> [(&'static str, &Descriptor); 3] {
-        [
-            (self.compression.file_name(), &self.layer),
-            ("image-config.json", &self.config),
-            ("image-manifest.json", &self.manifest),
-        ]
+    /// The files of the readable layout: (name, blob). Attachments are
+    /// `<stem>.json` (the document), `<stem>.manifest.json` and the shared
+    /// `artifact-config.json` (`{}`).
+    fn files(&self) -> Vec<(String, &Descriptor)> {
+        let mut files = vec![
+            (self.compression.file_name().to_string(), &self.layer),
+            ("image-config.json".to_string(), &self.config),
+            ("image-manifest.json".to_string(), &self.manifest),
+        ];
+        for a in &self.attached {
+            files.push((format!("{}.manifest.json", a.stem), &a.manifest));
+            for b in &a.blobs {
+                let name = if b.digest == EMPTY_CONFIG_DIGEST {
+                    "artifact-config.json".to_string()
+                } else {
+                    format!("{}.json", a.stem)
+                };
+                if !files.iter().any(|(n, _)| *n == name) {
+                    files.push((name, b));
+                }
+            }
+        }
+        files
+    }
+
+    /// The referrers of the image in this layout, as the distribution spec's
+    /// fallback tag holds them: an image index of the artifact manifests (each
+    /// with its `artifactType`), under the ref name `sha256-<hex of the
+    /// subject>`. `None` when nothing is attached.
+    pub fn referrers(&self) -> Option<Referrers> {
+        if self.attached.is_empty() {
+            return None;
+        }
+        let manifests: Vec<serde_json::Value> = self
+            .attached
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "mediaType": MediaType::ImageManifest.to_string(),
+                    "artifactType": a.artifact_type,
+                    "digest": a.manifest.digest,
+                    "size": a.manifest.size,
+                })
+            })
+            .collect();
+        let bytes = super::image::canonical_json(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MediaType::ImageIndex.to_string(),
+            "manifests": manifests,
+        }));
+        Some(Referrers {
+            blob: Descriptor {
+                digest: crate::digest::sha256(&bytes),
+                size: bytes.len() as u64,
+            },
+            bytes,
+            ref_name: format!("sha256-{}", hex_of(&self.manifest)),
+        })
+    }
+
+    /// The layout's `index.json`: the image under its ref name and, when
+    /// something is attached, the referrers index under `sha256-<hex>`. A
+    /// nested index rather than the artifact manifests themselves: OCI 1.0
+    /// tools (oci-image-tool) then still read the image by its digest, where
+    /// an artifact manifest (its empty config) at the top makes them fail.
+    fn layout_index(&self, ref_name: &str) -> Result<Vec<u8>, LayoutError> {
+        let index = layout_index(
+            MediaType::ImageManifest,
+            &self.manifest,
+            Some(self.arch),
+            &[ref_name.to_string()],
+        )?;
+        let Some(referrers) = self.referrers() else {
+            return Ok(index);
+        };
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&index).expect("layout_index writes valid JSON");
+        if let Some(entries) = value["manifests"].as_array_mut() {
+            entries.push(serde_json::json!({
+                "mediaType": MediaType::ImageIndex.to_string(),
+                "digest": referrers.blob.digest,
+                "size": referrers.blob.size,
+                "annotations": { super::image::REF_NAME: referrers.ref_name },
+            }));
+        }
+        Ok(super::image::canonical_json(&value))
     }
 }
+
+/// The index of a platform layout's attachments.
+#[derive(Debug, Clone)]
+pub struct Referrers {
+    /// Its canonical JSON.
+    pub bytes: Vec<u8>,
+    /// Its digest and size.
+    pub blob: Descriptor,
+    /// `sha256-<hex of the image manifest>`.
+    pub ref_name: String,
+}
+
+/// The readable name of the referrers index in a platform layout.
+pub const REFERRERS_FILE: &str = "referrers.index.json";
 
 /// Writes `out/<image>/<dist>/<arch>/` unless it already holds exactly this image.
 /// Returns whether anything was written.
@@ -108,17 +220,23 @@ pub fn export_platform(
     p: &PlatformBlobs,
     ref_name: &str,
 ) -> Result<bool, LayoutError> {
-    let index = layout_index(
-        MediaType::ImageManifest,
-        &p.manifest,
-        Some(p.arch),
-        &[ref_name.to_string()],
-    )?;
-    if is_current(dir, &index, &p.files()) {
+    let index = p.layout_index(ref_name)?;
+    let referrers = p.referrers();
+    let mut files = p.files();
+    if let Some(r) = &referrers {
+        files.push((REFERRERS_FILE.to_string(), &r.blob));
+    }
+    if is_current(dir, &index, &files) {
         return Ok(false);
     }
     replace_dir(dir, |tmp| {
-        for (name, blob) in p.files() {
+        for (name, blob) in &files {
+            if let Some(r) = referrers.as_ref().filter(|r| r.blob == **blob) {
+                let path = tmp.join(name);
+                std::fs::write(&path, &r.bytes).map_err(io(&path))?;
+                link_blob(tmp, blob, &format!("../../{name}"))?;
+                continue;
+            }
             store.copy_blob_to(&blob.digest, &tmp.join(name))?;
             link_blob(tmp, blob, &format!("../../{name}"))?;
         }
@@ -147,6 +265,13 @@ pub fn export_index(
         for p in platforms {
             for (name, blob) in p.files() {
                 link_blob(tmp, blob, &format!("../../../{}/{name}", p.arch.name))?;
+            }
+            if let Some(r) = p.referrers() {
+                link_blob(
+                    tmp,
+                    &r.blob,
+                    &format!("../../../{}/{REFERRERS_FILE}", p.arch.name),
+                )?;
             }
         }
         finish_layout(tmp, &layout)
@@ -285,7 +410,7 @@ fn finish_layout(tmp: &Path, index: &[u8]) -> Result<(), LayoutError> {
 }
 
 /// The layout already has this index.json and files of the right sizes.
-fn is_current(dir: &Path, index: &[u8], files: &[(&str, &Descriptor)]) -> bool {
+fn is_current<N: AsRef<Path>>(dir: &Path, index: &[u8], files: &[(N, &Descriptor)]) -> bool {
     std::fs::read(dir.join("index.json")).is_ok_and(|b| b == index)
         && files.iter().all(|(name, blob)| {
             std::fs::metadata(dir.join(name)).is_ok_and(|m| m.len() == blob.size)
