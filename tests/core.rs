@@ -5,10 +5,17 @@ use crate::support::{hello_binary, sha256, tool, Project};
 const ARCHES: &[&str] = &["amd64", "arm64v8"];
 
 fn platform_steps(arch: &str) -> Vec<String> {
-    ["rootfs", "layer", "config", "manifest"]
-        .iter()
-        .map(|k| format!("{k}:hello:one/{arch}"))
-        .collect()
+    [
+        "rootfs",
+        "layer",
+        "config",
+        "manifest",
+        "sbom",
+        "provenance",
+    ]
+    .iter()
+    .map(|k| format!("{k}:hello:one/{arch}"))
+    .collect()
 }
 
 #[test]
@@ -26,12 +33,21 @@ fn build_writes_layouts_that_oci_tools_accept() {
         ] {
             assert!(dir.join(f).is_file(), "{f} missing in {}", dir.display());
         }
+        // By the image's digest: oci-image-tool (OCI 1.0) validates every entry
+        // of index.json and knows no OCI 1.1 artifact (the SBOM's empty config).
+        let manifest = std::fs::read(dir.join("image-manifest.json")).unwrap();
         tool(
             "oci-image-tool",
-            &["validate", "--type", "image", dir.to_str().unwrap()],
+            &[
+                "validate",
+                "--type",
+                "image",
+                "--ref",
+                &format!("digest={}", sha256(&manifest)),
+                dir.to_str().unwrap(),
+            ],
         );
         // blobs are relative symlinks to the readable files
-        let manifest = std::fs::read(dir.join("image-manifest.json")).unwrap();
         let link = dir.join("blobs/sha256").join(&sha256(&manifest)[7..]);
         assert_eq!(
             std::fs::read_link(&link).unwrap().to_str().unwrap(),
@@ -137,7 +153,7 @@ fn plan_after_build_is_all_fresh_and_plan_writes_nothing() {
     assert!(!p.path("out").exists(), "plan created out/");
     p.imgraph(&["build"]).success();
     let steps = p.plan(&[]);
-    assert_eq!(steps.len(), 2 * 4 + 2);
+    assert_eq!(steps.len(), 2 * 6 + 2);
     assert!(steps.iter().all(|(_, s, _)| s == "fresh"), "{steps:?}");
 }
 
@@ -401,7 +417,7 @@ fn every_hello_binary_runs_and_names_its_platform() {
 fn selectors_limit_the_graph_and_unknown_ones_exit_2() {
     let p = Project::hello(ARCHES);
     let plan = p.plan(&["hello:one/amd64"]);
-    assert_eq!(plan.len(), 4, "{plan:?}");
+    assert_eq!(plan.len(), 6, "{plan:?}");
     p.imgraph(&["plan", "hello:two"])
         .code(2)
         .stderr_has(&["no dist \"two\""]);

@@ -195,7 +195,7 @@ fn two_builds_at_once_on_one_cache_both_succeed_identically() {
     // The cache lock serialises them: one builds, the other finds it all cached.
     assert_eq!(
         executed(&a) + executed(&b),
-        3 * 4 + 2,
+        3 * 6 + 2,
         "work done twice or lost"
     );
     p.imgraph(&["cache", "verify"]).success();

@@ -50,7 +50,9 @@ rootfs = {{ dir = "rootfs/one/{{arch}}" }}
             "rootfs:a/b:one/amd64",
             "layer:a/b:one/amd64",
             "config:a/b:one/amd64",
-            "manifest:a/b:one/amd64"
+            "manifest:a/b:one/amd64",
+            "sbom:a/b:one/amd64",
+            "provenance:a/b:one/amd64"
         ],
         "{platform:?}"
     );

@@ -121,7 +121,7 @@ fn expression(name: &str, text: &str, refs: &mut BTreeMap<String, String>) -> St
             None => spdx_id(t).unwrap_or_else(|| license_ref(t, text, refs)),
         });
     }
-    if !simple || tokens.len() % 2 == 0 {
+    if !simple || tokens.len().is_multiple_of(2) {
         return license_ref(name, text, refs);
     }
     out.join(" ")

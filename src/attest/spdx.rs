@@ -115,6 +115,22 @@ pub fn document(sbom: &Sbom<'_>) -> Vec<u8> {
             })
         })
         .collect();
+    if !sbom.contents.files.is_empty() {
+        // Files CONTAINED by a package make it an analysed one: SPDX then asks
+        // for the verification code over their SHA-1s (clause 7.9).
+        let mut sha1s: Vec<&str> = sbom
+            .contents
+            .files
+            .iter()
+            .map(|f| f.sha1.as_str())
+            .collect();
+        sha1s.sort_unstable();
+        let code = hex::encode(<sha1::Sha1 as sha1::Digest>::digest(
+            sha1s.concat().as_bytes(),
+        ));
+        packages[0]["filesAnalyzed"] = json!(true);
+        packages[0]["packageVerificationCode"] = json!({ "packageVerificationCodeValue": code });
+    }
     let mut doc = json!({
         "spdxVersion": "SPDX-2.3",
         "dataLicense": "CC0-1.0",

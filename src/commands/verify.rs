@@ -76,7 +76,12 @@ fn reproducible(project: &Project, globals: &Globals) -> Result<(), Error> {
         let step = first.graph.step(node);
         if !matches!(
             step.id.kind,
-            StepKind::Layer | StepKind::Config | StepKind::Manifest | StepKind::Index
+            StepKind::Layer
+                | StepKind::Config
+                | StepKind::Manifest
+                | StepKind::Sbom
+                | StepKind::Provenance
+                | StepKind::Index
         ) {
             continue;
         }

@@ -184,13 +184,20 @@ fn git_commit(root: &std::path::Path) -> Option<String> {
         .clone()
 }
 
-/// The image's `[images.NAME]` table as written, as JSON.
+/// The image's `[images.NAME]` table as written, as JSON, less its `dists`
+/// and `arches` lists: the statement names its own dist and arch, and adding an
+/// arch does not change what built the others.
 fn image_section(ctx: &Ctx<'_>, image: &str) -> Value {
-    toml::from_str::<toml::Value>(&ctx.manifest.source.text)
+    let mut section = toml::from_str::<toml::Value>(&ctx.manifest.source.text)
         .ok()
         .and_then(|v| v.get("images")?.get(image).cloned())
         .and_then(|v| serde_json::to_value(v).ok())
-        .unwrap_or(Value::Null)
+        .unwrap_or(Value::Null);
+    if let Some(table) = section.as_object_mut() {
+        table.remove("dists");
+        table.remove("arches");
+    }
+    section
 }
 
 /// `algo:hex` (or a bare blake3 hex, as rootfs fingerprints are) as a digest set entry.
@@ -234,7 +241,9 @@ fn provenance_inputs(ctx: &Ctx<'_>, step: &Step) -> Result<ProvenanceInputs, Ste
             let Some(state) = ctx.manifest.lock.archives.get(archive) else {
                 continue;
             };
-            let (mirror, suite) = archive.split_once(' ').unwrap_or((archive, ""));
+            // `MIRROR SUITE INRELEASE-PREFIX`.
+            let mut parts = archive.split(' ');
+            let (mirror, suite) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
             dependencies.push(Dependency {
                 uri: format!("{}/dists/{suite}/InRelease", mirror.trim_end_matches('/')),
                 digest: vec![digest_entry(&state.inrelease)],

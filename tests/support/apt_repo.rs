@@ -184,7 +184,7 @@ const PACKAGES: &[(&str, &str, &str, &str)] = &[
         "libc-tiny",
         "2.36-9+deb12u1",
         "any",
-        "Priority: required\nMulti-Arch: same\n",
+        "Priority: required\nMulti-Arch: same\nSource: glibc-tiny\n",
     ),
     (
         "base-tiny",
@@ -432,6 +432,21 @@ fn build_debs(www: &Path, name: &str, version: &str, arch: &str, extra: &str) {
             std::fs::write(
                 dir.join(format!("usr/share/doc/{name}/README")),
                 format!("{name} {version} for {arch}\n"),
+            )
+            .unwrap();
+            // Machine-readable (DEP-5) for all but mawk-tiny: the SBOM tests
+            // read a license from one and NOASSERTION from the other.
+            let copyright = match name {
+                "mawk-tiny" => "mawk-tiny is free software, see the GPL.\n".to_string(),
+                _ => {
+                    "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\n\
+                      Files: *\nCopyright: imgraph tests\nLicense: GPL-2+\n"
+                        .to_string()
+                }
+            };
+            std::fs::write(
+                dir.join(format!("usr/share/doc/{name}/copyright")),
+                copyright,
             )
             .unwrap();
             std::fs::write(
