@@ -1,5 +1,5 @@
 //! imgraph: compile `images.toml` into a graph of content-addressed steps
-//! (rootfs, layer, config, manifest, index, tag, push), cache every step by the
+//! (rootfs, layer, config, manifest, sbom, provenance, index, tag, push), cache every step by the
 //! hash of its inputs, and do only the work that changed.
 //!
 //! Modules in pipeline order; each imports only modules listed above it

@@ -631,3 +631,129 @@ fn plan_lists_the_steps_and_settings_turn_them_off_or_choose_formats() {
         "\"spdx\", \"cyclonedx\"",
     ]);
 }
+
+#[test]
+fn every_push_of_a_dist_depends_on_its_platforms_attachments() {
+    let p = Project::hello(&["amd64", "arm64v8"]);
+    let text = std::fs::read_to_string(p.path("images.toml")).unwrap();
+    p.manifest(&format!(
+        "{}registries = [\"a\", \"b\"]\n\n[registries.a]\nurl = \"http://127.0.0.1:1/x\"\n\n\
+         [registries.b]\nurl = \"http://127.0.0.1:2/y\"\n",
+        text
+    ));
+    let graph = p.imgraph(&["graph", "--format", "json"]).success().json();
+    let steps = graph["steps"].as_array().unwrap();
+    let deps = |id: &str| -> BTreeSet<String> {
+        steps
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("no {id}"))["deps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_str().unwrap().to_string())
+            .collect()
+    };
+    for reg in ["a", "b"] {
+        let mut expected: BTreeSet<String> = ["amd64", "arm64v8"]
+            .iter()
+            .flat_map(|a| {
+                [
+                    format!("sbom:hello:one/{a}"),
+                    format!("provenance:hello:one/{a}"),
+                ]
+            })
+            .collect();
+        expected.insert(format!("tag:hello:one@{reg}"));
+        assert_eq!(deps(&format!("push:hello:one@{reg}")), expected);
+    }
+    // What they attach to and read.
+    assert_eq!(
+        deps("sbom:hello:one/amd64"),
+        BTreeSet::from([
+            "layer:hello:one/amd64".to_string(),
+            "manifest:hello:one/amd64".to_string()
+        ])
+    );
+    assert_eq!(
+        deps("provenance:hello:one/amd64"),
+        BTreeSet::from([
+            "rootfs:hello:one/amd64".to_string(),
+            "manifest:hello:one/amd64".to_string()
+        ])
+    );
+}
+
+/// Live: bookworm minbase from deb.debian.org, locked and built by imgraph.
+#[test]
+fn live_bookworm_minbase_sbom_lists_what_dpkg_query_lists_and_validates() {
+    let p = Project::new();
+    p.manifest(
+        r#"[settings]
+created = "2024-06-01T00:00:00Z"
+sbom = ["spdx", "cyclonedx"]
+
+[images.minideb]
+dists = ["bookworm"]
+arches = ["amd64"]
+rootfs = { debian = { variant = "minbase" } }
+"#,
+    );
+    p.imgraph(&["lock"]).success();
+    p.imgraph(&["build"]).success();
+    let kept: Vec<PathBuf> = std::fs::read_dir(p.path("cache/rootfs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".tar"))
+        .collect();
+    let root = p.path("unpacked");
+    std::fs::create_dir_all(&root).unwrap();
+    tool(
+        "tar",
+        &[
+            "-C",
+            root.to_str().unwrap(),
+            "-xf",
+            kept[0].to_str().unwrap(),
+        ],
+    );
+    let expected = dpkg_query(&root);
+    assert!(expected.len() > 80, "{expected:?}");
+    let dir = p.path("out/minideb/bookworm/amd64");
+    check_layout(&dir);
+    assert_valid("pyspdxtools", spdx_valid(&dir.join("sbom.spdx.json")));
+    assert_valid(
+        "cyclonedx",
+        cyclonedx_valid(&dir.join("sbom.cyclonedx.json")),
+    );
+    assert_valid("in-toto", intoto_valid(&dir.join("provenance.intoto.json")));
+    let spdx = json_file(&dir.join("sbom.spdx.json"));
+    assert_eq!(spdx_packages(&spdx), expected);
+    let libc = spdx["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "libc6")
+        .unwrap();
+    let purl = libc["externalRefs"][0]["referenceLocator"]
+        .as_str()
+        .unwrap();
+    assert!(
+        purl.starts_with("pkg:deb/debian/libc6@2.36-9%2Bdeb12u")
+            && purl.ends_with("?arch=amd64&distro=debian-12"),
+        "{purl}"
+    );
+    // Most of Debian's copyright files are machine-readable.
+    let declared = spdx["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip(1)
+        .filter(|p| p["licenseDeclared"] != "NOASSERTION")
+        .count();
+    assert!(
+        declared * 2 > expected.len(),
+        "{declared} of {}",
+        expected.len()
+    );
+}

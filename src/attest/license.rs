@@ -97,34 +97,54 @@ fn join_and(parts: &[String]) -> String {
 }
 
 /// One `License:` name (`GPL-2+ or Artistic`) as an SPDX expression. A name
-/// this cannot read as `id (and|or id)*` becomes one `LicenseRef-`.
+/// this cannot read becomes one `LicenseRef-`.
+///
+/// DEP-5: `and` binds tighter than `or` (as in SPDX), and a comma binds
+/// loosest: `GPL-1+ or Artistic, and BSD-3-clause` is
+/// `(GPL-1.0-or-later OR Artistic-1.0) AND BSD-3-Clause`.
 fn expression(name: &str, text: &str, refs: &mut BTreeMap<String, String>) -> String {
-    let tokens: Vec<&str> = name
-        .split(|c: char| c.is_whitespace() || c == ',')
-        .filter(|t| !t.is_empty())
-        .collect();
-    let mut out: Vec<String> = Vec::new();
-    let mut simple = !tokens.is_empty();
+    let paren = |e: String| if e.contains(' ') { format!("({e})") } else { e };
+    let mut acc: Option<String> = None;
+    for segment in name.split(',') {
+        let tokens: Vec<&str> = segment.split_whitespace().collect();
+        let (op, rest) = match tokens.first().map(|t| t.to_ascii_lowercase()) {
+            Some(t) if t == "and" => (Some("AND"), &tokens[1..]),
+            Some(t) if t == "or" => (Some("OR"), &tokens[1..]),
+            _ => (None, &tokens[..]),
+        };
+        let Some(e) = simple(rest, text, refs) else {
+            return license_ref(name, text, refs);
+        };
+        acc = match (acc, op) {
+            (None, None) => Some(e),
+            (Some(a), Some(op)) => Some(format!("{} {op} {}", paren(a), paren(e))),
+            _ => return license_ref(name, text, refs),
+        };
+    }
+    acc.unwrap_or_else(|| license_ref(name, text, refs))
+}
+
+/// `id (and|or id)*` as SPDX, or `None` for anything else (`with`, parentheses).
+fn simple(tokens: &[&str], text: &str, refs: &mut BTreeMap<String, String>) -> Option<String> {
+    if tokens.is_empty() || tokens.len().is_multiple_of(2) {
+        return None;
+    }
+    let mut out = Vec::new();
     for (i, t) in tokens.iter().enumerate() {
         let op = match t.to_ascii_lowercase().as_str() {
             "and" => Some("AND"),
             "or" => Some("OR"),
             _ => None,
         };
-        // Operators sit between ids.
-        if (i % 2 == 1) != op.is_some() || (op.is_none() && t.contains(['(', ')'])) {
-            simple = false;
-            break;
+        if (i % 2 == 1) != op.is_some() || t.contains(['(', ')']) {
+            return None;
         }
         out.push(match op {
             Some(op) => op.to_string(),
             None => spdx_id(t).unwrap_or_else(|| license_ref(t, text, refs)),
         });
     }
-    if !simple || tokens.len().is_multiple_of(2) {
-        return license_ref(name, text, refs);
-    }
-    out.join(" ")
+    Some(out.join(" "))
 }
 
 fn license_ref(name: &str, text: &str, refs: &mut BTreeMap<String, String>) -> String {
@@ -262,5 +282,9 @@ mod tests {
             "LicenseRef-GPL-2--with-OpenSSL-exception"
         );
         assert_eq!(expression("LGPL-2.1+", "t", &mut refs), "LGPL-2.1-or-later");
+        assert_eq!(
+            expression("GPL-1+ or Artistic, and BSD-3-clause", "t", &mut refs),
+            "(GPL-1.0-or-later OR Artistic-1.0) AND BSD-3-Clause"
+        );
     }
 }
