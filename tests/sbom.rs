@@ -143,6 +143,28 @@ fn cyclonedx_packages(doc: &Value) -> BTreeSet<String> {
         .collect()
 }
 
+/// Unpacks the one rootfs tarball the build kept in the cache (what the layer
+/// was made from) into `dest`, for dpkg-query.
+fn unpack_kept_rootfs(p: &Project, dest: &Path) {
+    let kept: Vec<PathBuf> = std::fs::read_dir(p.path("cache/rootfs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with(".tar"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    std::fs::create_dir_all(dest).unwrap();
+    tool(
+        "tar",
+        &[
+            "-C",
+            dest.to_str().unwrap(),
+            "--exclude=./dev/*",
+            "-xf",
+            kept[0].to_str().unwrap(),
+        ],
+    );
+}
+
 /// What dpkg itself says is installed in `root`.
 fn dpkg_query(root: &Path) -> BTreeSet<String> {
     let admindir = root.join("var/lib/dpkg");
@@ -417,23 +439,8 @@ rootfs = {{ debian = {{ mirror = "{}", keyring = "{}" }} }}
     p.imgraph(&["build"]).success();
 
     // dpkg-query on the rootfs that was built (the tarball the layer was made from).
-    let kept: Vec<PathBuf> = std::fs::read_dir(p.path("cache/rootfs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".tar"))
-        .collect();
-    assert_eq!(kept.len(), 1, "{kept:?}");
     let root = p.path("unpacked");
-    std::fs::create_dir_all(&root).unwrap();
-    tool(
-        "tar",
-        &[
-            "-C",
-            root.to_str().unwrap(),
-            "-xf",
-            kept[0].to_str().unwrap(),
-        ],
-    );
+    unpack_kept_rootfs(&p, &root);
     let expected = dpkg_query(&root);
     assert_eq!(expected.len(), 5, "{expected:?}");
 
@@ -701,22 +708,8 @@ rootfs = { debian = { variant = "minbase" } }
     );
     p.imgraph(&["lock"]).success();
     p.imgraph(&["build"]).success();
-    let kept: Vec<PathBuf> = std::fs::read_dir(p.path("cache/rootfs"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.to_string_lossy().ends_with(".tar"))
-        .collect();
     let root = p.path("unpacked");
-    std::fs::create_dir_all(&root).unwrap();
-    tool(
-        "tar",
-        &[
-            "-C",
-            root.to_str().unwrap(),
-            "-xf",
-            kept[0].to_str().unwrap(),
-        ],
-    );
+    unpack_kept_rootfs(&p, &root);
     let expected = dpkg_query(&root);
     assert!(expected.len() > 80, "{expected:?}");
     let dir = p.path("out/minideb/bookworm/amd64");
@@ -755,5 +748,38 @@ rootfs = { debian = { variant = "minbase" } }
         declared * 2 > expected.len(),
         "{declared} of {}",
         expected.len()
+    );
+}
+
+/// Live: an mmdebstrap `command` rootfs; its SBOM comes from the dpkg database
+/// mmdebstrap (that is, dpkg) wrote.
+#[test]
+fn live_mmdebstrap_command_image_sbom_lists_what_dpkg_query_lists() {
+    let p = Project::new();
+    p.manifest(
+        r#"[settings]
+created = "2024-06-01T00:00:00Z"
+
+[images.mm]
+dists = ["bookworm"]
+arches = ["amd64"]
+rootfs = { command = "mmdebstrap --quiet --variant=minbase --arch={debian_arch} {dist} {out}.tar http://deb.debian.org/debian" }
+"#,
+    );
+    p.imgraph(&["build"]).success();
+    let root = p.path("unpacked");
+    unpack_kept_rootfs(&p, &root);
+    let expected = dpkg_query(&root);
+    assert!(expected.len() > 80, "{expected:?}");
+    let dir = p.path("out/mm/bookworm/amd64");
+    assert_eq!(
+        check_layout(&dir),
+        ["application/spdx+json", "application/vnd.in-toto+json"]
+    );
+    assert_valid("pyspdxtools", spdx_valid(&dir.join("sbom.spdx.json")));
+    assert_valid("in-toto", intoto_valid(&dir.join("provenance.intoto.json")));
+    assert_eq!(
+        spdx_packages(&json_file(&dir.join("sbom.spdx.json"))),
+        expected
     );
 }
