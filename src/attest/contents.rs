@@ -373,6 +373,37 @@ mod tests {
     }
 
     #[test]
+    fn apk_database_packages_and_licenses() {
+        let db = b"C:Q1abc=\nP:musl\nV:1.2.5-r0\nA:x86_64\nL:MIT\no:musl\n\nP:busybox\nV:1.36.1-r29\nA:x86_64\nL:GPL-2.0-only\no:busybox\n\n";
+        let c = read_tar(&tar_of(&[("lib/apk/db/installed", db)], &[])[..]).unwrap();
+        assert!(c.has_package_db);
+        let got: Vec<_> = c
+            .packages
+            .iter()
+            .map(|p| {
+                (
+                    p.kind,
+                    p.name.as_str(),
+                    p.version.as_str(),
+                    p.license.as_deref(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    PackageKind::Apk,
+                    "busybox",
+                    "1.36.1-r29",
+                    Some("GPL-2.0-only")
+                ),
+                (PackageKind::Apk, "musl", "1.2.5-r0", Some("MIT")),
+            ]
+        );
+    }
+
+    #[test]
     fn no_database_lists_files() {
         let tar = tar_of(&[("hello", b"hi\n")], &[]);
         let c = read_tar(&tar[..]).unwrap();

@@ -361,7 +361,16 @@ fn build_locked(
                         digest: digest.clone(),
                     });
                 }
-                if opts.export && (is_new || !opts.changed_only) {
+                // An SBOM or provenance written anew (a format added, an input
+                // of the provenance changed) is exported even when the image is not.
+                let attached_new = [StepKind::Sbom, StepKind::Provenance].iter().any(|k| {
+                    report
+                        .graph
+                        .node(&StepId::platform(*k, &p.image, &p.dist, p.arch))
+                        .and_then(|n| report.outcomes[n.index()].as_ref())
+                        .is_some_and(|o| o.status == Status::Executed && !o.cut_off)
+                });
+                if opts.export && (is_new || attached_new || !opts.changed_only) {
                     let blobs = report
                         .platform_blobs(manifest, &p.image, &p.dist, p.arch)
                         .expect("a built manifest has its layer and config");
