@@ -784,3 +784,52 @@ rootfs = { command = "mmdebstrap --quiet --variant=minbase --arch={debian_arch} 
         expected
     );
 }
+
+#[test]
+fn provenance_names_the_commit_of_the_manifest_repository() {
+    let p = Project::hello(&["amd64"]);
+    let git = |args: &[&str]| {
+        let mut full = vec!["-C", p.root().to_str().unwrap()];
+        full.extend_from_slice(args);
+        tool("git", &full)
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&[
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@imgraph.invalid",
+        "commit",
+        "-qm",
+        "one",
+    ]);
+    let head = git(&["rev-parse", "HEAD"]).trim().to_string();
+    p.imgraph(&["build"]).success();
+    let prov = json_file(&p.path("out/hello/one/amd64/provenance.intoto.json"));
+    let deps = prov["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap();
+    assert!(
+        deps.iter()
+            .any(|d| d["digest"]["gitCommit"] == head.as_str()),
+        "{deps:?}"
+    );
+    assert_valid(
+        "in-toto",
+        intoto_valid(&p.path("out/hello/one/amd64/provenance.intoto.json")),
+    );
+    // A new commit is a new provenance (and nothing else).
+    git(&[
+        "-c",
+        "user.name=t",
+        "-c",
+        "user.email=t@imgraph.invalid",
+        "commit",
+        "-q",
+        "--allow-empty",
+        "-m",
+        "two",
+    ]);
+    assert_eq!(p.dirty(), ["provenance:hello:one/amd64"]);
+}
