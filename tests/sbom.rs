@@ -805,16 +805,38 @@ fn provenance_names_the_commit_of_the_manifest_repository() {
         "one",
     ]);
     let head = git(&["rev-parse", "HEAD"]).trim().to_string();
+    // A remote url with credentials in it is never written.
+    git(&[
+        "remote",
+        "add",
+        "origin",
+        "https://alice:SECRET@example.invalid/team/images.git",
+    ]);
     p.imgraph(&["build"]).success();
-    let prov = json_file(&p.path("out/hello/one/amd64/provenance.intoto.json"));
-    let deps = prov["predicate"]["buildDefinition"]["resolvedDependencies"]
-        .as_array()
-        .unwrap();
-    assert!(
-        deps.iter()
-            .any(|d| d["digest"]["gitCommit"] == head.as_str()),
-        "{deps:?}"
-    );
+    let path = p.path("out/hello/one/amd64/provenance.intoto.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains("SECRET"), "{text}");
+    let git_dep = |prov: &Value| -> Value {
+        prov["predicate"]["buildDefinition"]["resolvedDependencies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["digest"]["gitCommit"].is_string())
+            .cloned()
+            .unwrap_or_else(|| panic!("no gitCommit in {prov}"))
+    };
+    let dep = git_dep(&json_file(&path));
+    assert_eq!(dep["digest"]["gitCommit"], head.as_str());
+    assert_eq!(dep["uri"], "git+file:images.toml");
+    git(&[
+        "remote",
+        "set-url",
+        "origin",
+        "https://example.invalid/team/images.git",
+    ]);
+    p.imgraph(&["build"]).success();
+    let dep = git_dep(&json_file(&path));
+    assert_eq!(dep["uri"], "git+https://example.invalid/team/images.git");
     assert_valid(
         "in-toto",
         intoto_valid(&p.path("out/hello/one/amd64/provenance.intoto.json")),

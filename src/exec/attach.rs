@@ -164,22 +164,35 @@ pub(super) fn execute_sbom(
     Ok(StepOutput::Attachments(out))
 }
 
-/// The commit of the git repository holding `images.toml`, asked once per folder.
-fn git_commit(root: &std::path::Path) -> Option<String> {
-    static SEEN: Mutex<Option<HashMap<PathBuf, Option<String>>>> = Mutex::new(None);
+/// The git repository holding `images.toml`: (uri, commit), asked once per
+/// folder. The uri is `git+<origin's url>` when there is an `origin` remote,
+/// else `git+file:images.toml` (a local path would differ between machines).
+fn git_commit(root: &std::path::Path) -> Option<(String, String)> {
+    type Seen = HashMap<PathBuf, Option<(String, String)>>;
+    static SEEN: Mutex<Option<Seen>> = Mutex::new(None);
+    let git = |args: &[&str]| -> Option<String> {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (out.status.success() && !text.is_empty()).then_some(text)
+    };
     let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
     seen.get_or_insert_with(HashMap::new)
         .entry(root.to_path_buf())
         .or_insert_with(|| {
-            let out = std::process::Command::new("git")
-                .arg("-C")
-                .arg(root)
-                .args(["rev-parse", "--verify", "-q", "HEAD"])
-                .stderr(std::process::Stdio::null())
-                .output()
-                .ok()?;
-            let commit = String::from_utf8_lossy(&out.stdout).trim().to_string();
-            (out.status.success() && !commit.is_empty()).then_some(commit)
+            let commit = git(&["rev-parse", "--verify", "-q", "HEAD"])?;
+            let uri = git(&["remote", "get-url", "origin"])
+                .filter(|u| !u.contains('@') || u.starts_with("git@"))
+                .map_or_else(
+                    || "git+file:images.toml".to_string(),
+                    |u| format!("git+{u}"),
+                );
+            Some((uri, commit))
         })
         .clone()
 }
@@ -214,7 +227,7 @@ struct ProvenanceInputs {
     internal: Value,
     dependencies: Vec<Dependency>,
     rootfs: StepInputs,
-    git: Option<String>,
+    git: Option<(String, String)>,
 }
 
 fn provenance_inputs(ctx: &Ctx<'_>, step: &Step) -> Result<ProvenanceInputs, StepError> {
@@ -251,9 +264,9 @@ fn provenance_inputs(ctx: &Ctx<'_>, step: &Step) -> Result<ProvenanceInputs, Ste
         }
     }
     let git = git_commit(&ctx.manifest.root);
-    if let Some(commit) = &git {
+    if let Some((uri, commit)) = &git {
         dependencies.push(Dependency {
-            uri: "git+file:images.toml".into(),
+            uri: uri.clone(),
             digest: vec![("gitCommit".into(), commit.clone())],
         });
     }
