@@ -109,6 +109,8 @@ fn fake_image_with(seed: &str, repository: &str, layers: &[(String, usize)]) -> 
             blobs,
             manifests: vec![manifest],
             index,
+            referrers: vec![],
+            signatures: vec![],
             tags: vec!["bookworm".into(), "latest".into()],
             mount_from: vec![],
         },

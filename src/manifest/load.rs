@@ -506,6 +506,10 @@ impl Validator<'_> {
             compression,
             out: dir(&s.out, "out"),
             cache: dir(&s.cache, "cache"),
+            sign: s.sign.as_ref().map(|sign| SignSpec {
+                key: self.root.join(sign.get_ref().key.get_ref()),
+                span: sign.span(),
+            }),
         }
     }
 

@@ -58,6 +58,17 @@ pub struct Settings {
     pub out: PathBuf,
     /// Cache folder (absolute) as the manifest says; `--cache`/`IMGRAPH_CACHE` win over it.
     pub cache: PathBuf,
+    /// `sign = { key = ... }`: sign what is pushed.
+    pub sign: Option<SignSpec>,
+}
+
+/// `[settings] sign`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignSpec {
+    /// The private key file (absolute).
+    pub key: PathBuf,
+    /// Where `sign` is written in images.toml, for errors about the key.
+    pub span: std::ops::Range<usize>,
 }
 
 /// Where `created` comes from.
