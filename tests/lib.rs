@@ -24,3 +24,4 @@ mod push;
 mod registry_client;
 mod repository_paths;
 mod rootfs_sources;
+mod signing;

@@ -15,11 +15,11 @@ use super::{AttachmentOut, Ctx, Mode, StepError, StepOutput};
 use crate::cache::{Descriptor, Store};
 use crate::graph::Step;
 use crate::manifest::{DistSpec, Manifest, Registry};
-use crate::sign::{KeyError, Signer};
 use crate::registry::{
     BlobSource, Client, CredentialSource, ManifestBlob, PushEvent, PushPlan, Referrer,
     Registry as Endpoint, SignatureLayer,
 };
+use crate::sign::{KeyError, Signer};
 
 const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -179,7 +179,11 @@ pub(crate) fn referrers(
 
 /// A cosign signature of each platform manifest and of the index, for
 /// `reference` (`host/namespace/image`).
-fn signatures(signer: &crate::sign::Signer, reference: &str, plan: &PushPlan) -> Vec<SignatureLayer> {
+fn signatures(
+    signer: &crate::sign::Signer,
+    reference: &str,
+    plan: &PushPlan,
+) -> Vec<SignatureLayer> {
     plan.manifests
         .iter()
         .chain(std::iter::once(&plan.index))

@@ -10,12 +10,12 @@ use oci_spec::image::{ImageIndex, ImageManifest, Platform};
 use super::build::{build, BuildError, BuildOptions};
 use super::push::client;
 use super::{AttachmentOut, Progress, StepOutput};
-use crate::sign::PublicKey;
 use crate::cache::{CacheError, Store};
 use crate::graph::{StepKind, Target};
 use crate::manifest::{DistSpec, Manifest, Registry, Selector};
 use crate::oci::elf::PlatformMismatch;
 use crate::registry::{CredentialError, RegistryError};
+use crate::sign::PublicKey;
 
 /// One thing wrong with one registry's copy of one dist.
 #[derive(Debug, thiserror::Error)]
@@ -174,10 +174,12 @@ pub fn verify_pushed(
         .graph
         .order()
         .into_iter()
-        .filter_map(|n| match report.outcomes[n.index()].as_ref()?.output.as_ref()? {
-            StepOutput::Attachments(list) => Some(list),
-            _ => None,
-        })
+        .filter_map(
+            |n| match report.outcomes[n.index()].as_ref()?.output.as_ref()? {
+                StepOutput::Attachments(list) => Some(list),
+                _ => None,
+            },
+        )
         .flatten()
         .collect();
     for node in report.graph.order() {
@@ -198,7 +200,14 @@ pub fn verify_pushed(
                 Err(p) => found.push(p),
             }
             found.extend(verify_tags(reg, d, &index.digest));
-            found.extend(verify_attached(store, reg, d, &index.digest, &attached, key));
+            found.extend(verify_attached(
+                store,
+                reg,
+                d,
+                &index.digest,
+                &attached,
+                key,
+            ));
             if found.is_empty() {
                 verified.push(Verified {
                     registry: reg.name.clone(),
@@ -405,7 +414,11 @@ fn verify_attached(
         return found;
     };
     let reference = format!("{}/{repo}", reg.host);
-    for digest in platform_digests.iter().map(String::as_str).chain([index_digest]) {
+    for digest in platform_digests
+        .iter()
+        .map(String::as_str)
+        .chain([index_digest])
+    {
         let sigs = match client.signatures(&repo, digest) {
             Ok(s) => s,
             Err(e) => {
@@ -423,7 +436,10 @@ fn verify_attached(
                 reference: format!("{reference}@{digest}"),
                 key: key.fingerprint(),
                 reason: match sigs.len() {
-                    0 => format!("no signature at tag {}", crate::registry::signatures::signature_tag(digest)),
+                    0 => format!(
+                        "no signature at tag {}",
+                        crate::registry::signatures::signature_tag(digest)
+                    ),
                     n => format!("{n} signature(s), none by this key over a payload naming it"),
                 },
             });

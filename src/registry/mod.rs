@@ -27,8 +27,8 @@ pub use client::{Client, Registry, RegistryError};
 pub use docker_config::{Credential, CredentialError, CredentialSource};
 pub use push::{BlobSource, ManifestBlob, PushEvent, PushPlan, PushReport};
 pub use referrers::{Referrer, ReferrerDescriptor};
-pub use signatures::{FoundSignature, SignatureLayer};
 pub use retry::RetryPolicy;
+pub use signatures::{FoundSignature, SignatureLayer};
 
 use std::fmt;
 

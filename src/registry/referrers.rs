@@ -123,7 +123,8 @@ impl Client {
                 request: super::client::request_line(&req.method, &req.url),
                 source: Box::new(source),
             })?;
-        let v: Value = serde_json::from_slice(&bytes).map_err(|e| self.bad_index(repo, subject, &e.to_string()))?;
+        let v: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| self.bad_index(repo, subject, &e.to_string()))?;
         Ok(Some(entries(&v)))
     }
 
@@ -190,10 +191,12 @@ impl Client {
             }
         }
         // Fallback tag: read, add ours if missing, write back everything.
-        let mut index = self.fallback_index(repo, &r.subject)?.unwrap_or_else(|| {
-            json!({"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": []})
-        });
-        let list = index["manifests"].as_array_mut().expect("checked to be a list");
+        let mut index = self.fallback_index(repo, &r.subject)?.unwrap_or_else(
+            || json!({"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": []}),
+        );
+        let list = index["manifests"]
+            .as_array_mut()
+            .expect("checked to be a list");
         if list
             .iter()
             .any(|d| d.get("digest").and_then(Value::as_str) == Some(digest))
@@ -239,11 +242,17 @@ mod tests {
         };
         let d = descriptor_of(&m);
         assert_eq!(d["artifactType"], "application/spdx+json");
-        assert_eq!(d["annotations"]["org.opencontainers.image.created"], "1970-01-01T00:00:00Z");
+        assert_eq!(
+            d["annotations"]["org.opencontainers.image.created"],
+            "1970-01-01T00:00:00Z"
+        );
         assert_eq!(d["size"], bytes.len());
         assert_eq!(fallback_tag("sha256:abc"), "sha256-abc");
         let parsed = entries(&json!({"manifests": [d, {"no": "digest"}]}));
         assert_eq!(parsed.len(), 1);
-        assert_eq!(parsed[0].artifact_type.as_deref(), Some("application/spdx+json"));
+        assert_eq!(
+            parsed[0].artifact_type.as_deref(),
+            Some("application/spdx+json")
+        );
     }
 }

@@ -75,7 +75,11 @@ fn config_for(layers: &[Value]) -> Vec<u8> {
 
 impl Client {
     /// The signature manifest of `subject`, or `None` when there is none.
-    fn signature_manifest(&self, repo: &str, subject: &str) -> Result<Option<Value>, RegistryError> {
+    fn signature_manifest(
+        &self,
+        repo: &str,
+        subject: &str,
+    ) -> Result<Option<Value>, RegistryError> {
         validate_digest(subject)?;
         let tag = signature_tag(subject);
         match self.fetch_manifest(repo, &tag) {
@@ -98,7 +102,11 @@ impl Client {
     }
 
     /// Every simple-signing signature stored for `subject`, payloads fetched.
-    pub fn signatures(&self, repo: &str, subject: &str) -> Result<Vec<FoundSignature>, RegistryError> {
+    pub fn signatures(
+        &self,
+        repo: &str,
+        subject: &str,
+    ) -> Result<Vec<FoundSignature>, RegistryError> {
         let Some(m) = self.signature_manifest(repo, subject)? else {
             return Ok(Vec::new());
         };
@@ -109,7 +117,12 @@ impl Client {
             }
             let (Some(digest), Some(sig)) = (
                 layer.get("digest").and_then(Value::as_str),
-                layer.pointer(&format!("/annotations/{}", SIGNATURE_ANNOTATION.replace('/', "~1"))).and_then(Value::as_str),
+                layer
+                    .pointer(&format!(
+                        "/annotations/{}",
+                        SIGNATURE_ANNOTATION.replace('/', "~1")
+                    ))
+                    .and_then(Value::as_str),
             ) else {
                 continue;
             };
@@ -141,14 +154,16 @@ impl Client {
         s: &SignatureLayer,
         scopes: &[String],
     ) -> Result<bool, RegistryError> {
-        let mut m = self.signature_manifest(repo, &s.subject)?.unwrap_or_else(|| {
-            json!({
-                "schemaVersion": 2,
-                "mediaType": MANIFEST_MEDIA_TYPE,
-                "config": {},
-                "layers": [],
-            })
-        });
+        let mut m = self
+            .signature_manifest(repo, &s.subject)?
+            .unwrap_or_else(|| {
+                json!({
+                    "schemaVersion": 2,
+                    "mediaType": MANIFEST_MEDIA_TYPE,
+                    "config": {},
+                    "layers": [],
+                })
+            });
         if has_layer(&m, s) {
             return Ok(false);
         }
@@ -194,7 +209,12 @@ impl Client {
     ) -> Result<bool, RegistryError> {
         self.retry.run(
             |_| {
-                let req = self.request(Method::HEAD, &format!("/v2/{repo}/blobs/{digest}"), repo, scopes);
+                let req = self.request(
+                    Method::HEAD,
+                    &format!("/v2/{repo}/blobs/{digest}"),
+                    repo,
+                    scopes,
+                );
                 let response = self.attempt(&req)?;
                 match response.status().as_u16() {
                     200 => {
@@ -204,7 +224,12 @@ impl Client {
                     404 => drain(response),
                     _ => return Err(self.status_error(&req, response)),
                 }
-                let req = self.request(Method::POST, &format!("/v2/{repo}/blobs/uploads/"), repo, scopes);
+                let req = self.request(
+                    Method::POST,
+                    &format!("/v2/{repo}/blobs/uploads/"),
+                    repo,
+                    scopes,
+                );
                 let response = self.attempt(&req)?;
                 if response.status().as_u16() != 202 {
                     return Err(self.status_error(&req, response));
@@ -221,8 +246,14 @@ impl Client {
                         digest: digest.to_owned(),
                     })?;
                 drain(response);
-                let mut req = self.request(Method::PUT, &with_query(&location, "digest", digest), repo, scopes);
-                req.headers.push(("Content-Type", "application/octet-stream".to_owned()));
+                let mut req = self.request(
+                    Method::PUT,
+                    &with_query(&location, "digest", digest),
+                    repo,
+                    scopes,
+                );
+                req.headers
+                    .push(("Content-Type", "application/octet-stream".to_owned()));
                 req.body = Body::Bytes(bytes);
                 let response = self.attempt(&req)?;
                 if response.status().as_u16() != 201 {
@@ -265,7 +296,11 @@ mod tests {
         m["layers"][0]["annotations"][SIGNATURE_ANNOTATION] = json!("AQIE");
         assert!(!has_layer(&m, &s));
         assert_eq!(signature_tag("sha256:ab"), "sha256-ab.sig");
-        let c: Value = serde_json::from_slice(&config_for(m["layers"].as_array().unwrap())).unwrap();
-        assert_eq!(c["rootfs"]["diff_ids"][0], json!(super::super::sha256_digest(b"{}")));
+        let c: Value =
+            serde_json::from_slice(&config_for(m["layers"].as_array().unwrap())).unwrap();
+        assert_eq!(
+            c["rootfs"]["diff_ids"][0],
+            json!(super::super::sha256_digest(b"{}"))
+        );
     }
 }

@@ -64,7 +64,10 @@ pub enum KeyProblem {
 }
 
 /// Reads and parses the key file.
-pub(super) fn load(path: &std::path::Path, password: Option<&str>) -> Result<SigningKey, KeyProblem> {
+pub(super) fn load(
+    path: &std::path::Path,
+    password: Option<&str>,
+) -> Result<SigningKey, KeyProblem> {
     let text = std::fs::read(path).map_err(KeyProblem::Read)?;
     parse(&String::from_utf8_lossy(&text), password)
 }
@@ -206,7 +209,10 @@ mod tests {
         assert_eq!(b.len(), 2);
         assert_eq!(b[0].label, "EC PARAMETERS");
         assert!(b[1].legacy_encrypted);
-        assert!(matches!(parse(text, None), Err(KeyProblem::LegacyEncrypted)));
+        assert!(matches!(
+            parse(text, None),
+            Err(KeyProblem::LegacyEncrypted)
+        ));
         assert!(matches!(parse("hello", None), Err(KeyProblem::NotPem)));
         assert!(matches!(
             parse("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", None),

@@ -121,8 +121,12 @@ pub fn read_payload(bytes: &[u8]) -> Option<(String, String)> {
         return None;
     }
     Some((
-        c.pointer("/identity/docker-reference")?.as_str()?.to_owned(),
-        c.pointer("/image/docker-manifest-digest")?.as_str()?.to_owned(),
+        c.pointer("/identity/docker-reference")?
+            .as_str()?
+            .to_owned(),
+        c.pointer("/image/docker-manifest-digest")?
+            .as_str()?
+            .to_owned(),
     ))
 }
 
@@ -158,6 +162,7 @@ VuxQe6B2AxCWcpN5JY/l+FSdbMT6bCfh0A==
         assert_eq!(a, s.sign(b"payload"));
         assert!(s.public_key().verify(b"payload", &a));
         assert!(!s.public_key().verify(b"payloaD", &a));
-        assert!(!format!("{s:?}").contains("MHcCAQEE")); assert!(!format!("{s:?}").contains("LAXw7nSY"));
+        assert!(!format!("{s:?}").contains("MHcCAQEE"));
+        assert!(!format!("{s:?}").contains("LAXw7nSY"));
     }
 }
