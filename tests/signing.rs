@@ -442,3 +442,74 @@ fn a_bad_key_or_password_exits_2_before_anything_is_built() {
     let index = p.index_digest("hello", "one");
     assert_eq!(signatures(&reg, "test/hello", &index).len(), 1);
 }
+
+/// Seals a PKCS#8 DER key the way `cosign generate-key-pair` does
+/// (go-securesystemslib `encrypted`: scrypt N=2^15 r=8 p=1, NaCl secretbox),
+/// with Debian's PyNaCl and Python's scrypt: an implementation independent of
+/// imgraph's.
+const COSIGN_SEAL: &str = r#"
+import base64, hashlib, json, os, sys
+import nacl.secret
+der = open(sys.argv[1], "rb").read()
+salt, nonce = os.urandom(32), os.urandom(24)
+key = hashlib.scrypt(sys.argv[2].encode(), salt=salt, n=32768, r=8, p=1, maxmem=128 << 20, dklen=32)
+box = nacl.secret.SecretBox(key).encrypt(der, nonce).ciphertext
+b = lambda x: base64.b64encode(x).decode()
+doc = {"kdf": {"name": "scrypt", "params": {"N": 32768, "r": 8, "p": 1}, "salt": b(salt)},
+       "cipher": {"name": "nacl/secretbox", "nonce": b(nonce)}, "ciphertext": b(box)}
+body = base64.b64encode(json.dumps(doc).encode()).decode()
+lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+print("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\n" + "\n".join(lines) + "\n-----END ENCRYPTED SIGSTORE PRIVATE KEY-----")
+"#;
+
+/// A key in cosign's own format signs pushes that openssl verifies; the
+/// wrong password is exit 2.
+#[test]
+fn a_cosign_format_key_signs_and_a_wrong_password_exits_2() {
+    let reg = RegistryGuard::start(Auth::None);
+    let p = signed_project(&reg, "cosign.key");
+    let gen = [
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+    ];
+    let plain = openssl_key(p.root(), "plain.pem", &gen);
+    let der = p.path("plain.der");
+    tool(
+        "openssl",
+        &[
+            "pkcs8",
+            "-topk8",
+            "-nocrypt",
+            "-outform",
+            "DER",
+            "-in",
+            plain.to_str().unwrap(),
+            "-out",
+            der.to_str().unwrap(),
+        ],
+    );
+    let sealed = tool(
+        "/usr/bin/python3",
+        &["-c", COSIGN_SEAL, der.to_str().unwrap(), "cosign-pw"],
+    );
+    p.file("cosign.key", sealed.as_bytes());
+    p.imgraph_env(
+        &["build", "--push"],
+        &[("IMGRAPH_SIGNING_PASSWORD", "not-it")],
+    )
+    .code(2)
+    .stderr_has(&["images.toml:3:8", "cosign.key", "wrong password"]);
+    let env = [("IMGRAPH_SIGNING_PASSWORD", "cosign-pw")];
+    p.imgraph_env(&["build", "--push"], &env).success();
+    let keydir = tempfile::tempdir().unwrap();
+    let public = public_pem(&plain, None, keydir.path());
+    for digest in signed_digests(&p) {
+        let sigs = signatures(&reg, "test/hello", &digest);
+        assert_eq!(sigs.len(), 1);
+        assert!(openssl_verifies(&public, &sigs[0].0, &sigs[0].1));
+    }
+    p.imgraph_env(&["verify", "--pushed"], &env).success();
+}

@@ -1,6 +1,8 @@
 //! Reading the signing key: an ECDSA P-256 private key in PEM, as openssl
 //! writes it (PKCS#8 `PRIVATE KEY`, SEC1 `EC PRIVATE KEY`, password-protected
-//! PKCS#8 `ENCRYPTED PRIVATE KEY`). Every problem is named without key bytes.
+//! PKCS#8 `ENCRYPTED PRIVATE KEY`) or as `cosign generate-key-pair` does
+//! (`ENCRYPTED SIGSTORE PRIVATE KEY`: scrypt + NaCl secretbox around PKCS#8).
+//! Every problem is named without key bytes.
 
 use std::path::PathBuf;
 
@@ -39,7 +41,7 @@ pub enum KeyProblem {
     #[error("is not a PEM private key (no `-----BEGIN ... PRIVATE KEY-----` block); make one with `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out cosign.key`")]
     NotPem,
     /// A PEM block of a kind imgraph does not read.
-    #[error("holds a `{0}` block; use an ECDSA P-256 key in PKCS#8 (`PRIVATE KEY`, `ENCRYPTED PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`) PEM")]
+    #[error("holds a `{0}` block; use an ECDSA P-256 key in PKCS#8 (`PRIVATE KEY`, `ENCRYPTED PRIVATE KEY`), SEC1 (`EC PRIVATE KEY`) or cosign's (`ENCRYPTED SIGSTORE PRIVATE KEY`) PEM")]
     Unsupported(String),
     /// OpenSSL's legacy `Proc-Type: 4,ENCRYPTED` PEM encryption.
     #[error("is encrypted the legacy OpenSSL way (`Proc-Type` header); convert it with `openssl pkcs8 -topk8 -v2 aes-256-cbc -in OLD.key -out cosign.key`")]
@@ -153,9 +155,91 @@ pub(super) fn parse(text: &str, password: Option<&str>) -> Result<SigningKey, Ke
                 other => other,
             })?
         }
+        "ENCRYPTED SIGSTORE PRIVATE KEY" | "ENCRYPTED COSIGN PRIVATE KEY" => {
+            let password = password.ok_or(KeyProblem::NoPassword)?;
+            let der = cosign_decrypt(&block.der, password)?;
+            pkcs8(&der)?
+        }
         other => return Err(KeyProblem::Unsupported(other.to_owned())),
     };
     Ok(SigningKey::from(&secret))
+}
+
+/// The JSON inside a cosign key's PEM (go-securesystemslib's `encrypted`):
+/// byte fields are standard base64.
+#[derive(serde::Deserialize)]
+struct CosignSealed {
+    kdf: CosignKdf,
+    cipher: CosignCipher,
+    ciphertext: String,
+}
+
+#[derive(serde::Deserialize)]
+struct CosignKdf {
+    name: String,
+    params: CosignScrypt,
+    salt: String,
+}
+
+#[derive(serde::Deserialize)]
+struct CosignScrypt {
+    #[serde(rename = "N")]
+    n: u64,
+    r: u32,
+    p: u32,
+}
+
+#[derive(serde::Deserialize)]
+struct CosignCipher {
+    name: String,
+    nonce: String,
+}
+
+/// Opens a cosign key: scrypt(password, salt, N, r, p) -> 32-byte key,
+/// XSalsa20-Poly1305 (NaCl secretbox) -> PKCS#8 DER.
+fn cosign_decrypt(sealed: &[u8], password: &str) -> Result<Vec<u8>, KeyProblem> {
+    use crypto_secretbox::aead::{Aead, KeyInit};
+    let bad = |reason: &str| KeyProblem::Malformed {
+        what: "cosign key",
+        reason: reason.to_owned(),
+    };
+    let s: CosignSealed =
+        serde_json::from_slice(sealed).map_err(|e| bad(&format!("not its JSON: {e}")))?;
+    if s.kdf.name != "scrypt" || s.cipher.name != "nacl/secretbox" {
+        return Err(bad(&format!(
+            "kdf {:?} with cipher {:?}, expected scrypt with nacl/secretbox",
+            s.kdf.name, s.cipher.name
+        )));
+    }
+    let b64 = |v: &str, what: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(v)
+            .map_err(|_| bad(&format!("{what} is not base64")))
+    };
+    let (salt, nonce, ciphertext) = (
+        b64(&s.kdf.salt, "salt")?,
+        b64(&s.cipher.nonce, "nonce")?,
+        b64(&s.ciphertext, "ciphertext")?,
+    );
+    let n = s.kdf.params.n;
+    // cosign uses N = 2^15; 2^20 with r = 8 is already 1 GiB of memory.
+    if !n.is_power_of_two() || n < 2 || n > 1 << 20 || nonce.len() != 24 {
+        return Err(bad(
+            "scrypt N must be a power of two up to 2^20, the nonce 24 bytes",
+        ));
+    }
+    let params = scrypt::Params::new(n.trailing_zeros() as u8, s.kdf.params.r, s.kdf.params.p, 32)
+        .map_err(|e| bad(&format!("scrypt parameters: {e}")))?;
+    let mut key = [0u8; 32];
+    scrypt::scrypt(password.as_bytes(), &salt, &params, &mut key)
+        .map_err(|e| bad(&format!("scrypt: {e}")))?;
+    let cipher = crypto_secretbox::XSalsa20Poly1305::new(&key.into());
+    cipher
+        .decrypt(
+            crypto_secretbox::Nonce::from_slice(&nonce),
+            ciphertext.as_slice(),
+        )
+        .map_err(|_| KeyProblem::WrongPassword)
 }
 
 /// A DER PKCS#8 PrivateKeyInfo holding a P-256 key.

@@ -4,8 +4,8 @@
 //!
 //! Signing is deterministic (RFC 6979 nonces): the same key signs the same
 //! payload to the same bytes, so a re-push finds every signature already there
-//! and uploads nothing. Where signatures live in a registry is
-//! [`registry::signatures`](crate::registry::signatures)' business.
+//! and uploads nothing. Where signatures live in a registry is the business of
+//! the registry client's `signatures` module.
 //!
 //! Key material never leaves [`Signer`]: its `Debug` prints the public key's
 //! fingerprint only, and no error carries key bytes or the password.
