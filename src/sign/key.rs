@@ -223,7 +223,7 @@ fn cosign_decrypt(sealed: &[u8], password: &str) -> Result<Vec<u8>, KeyProblem> 
     );
     let n = s.kdf.params.n;
     // cosign uses N = 2^15; 2^20 with r = 8 is already 1 GiB of memory.
-    if !n.is_power_of_two() || n < 2 || n > 1 << 20 || nonce.len() != 24 {
+    if !n.is_power_of_two() || !(2..=1 << 20).contains(&n) || nonce.len() != 24 {
         return Err(bad(
             "scrypt N must be a power of two up to 2^20, the nonce 24 bytes",
         ));
