@@ -256,3 +256,67 @@ fn plan(
         mount_from,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_with(subject: &str) -> PushPlan {
+        let m = |d: &str| ManifestBlob {
+            digest: d.into(),
+            media_type: MANIFEST_MEDIA_TYPE.into(),
+            bytes: Vec::new(),
+        };
+        PushPlan {
+            repository: "r".into(),
+            blobs: Vec::new(),
+            manifests: vec![m(subject)],
+            index: m("sha256:index"),
+            referrers: Vec::new(),
+            signatures: Vec::new(),
+            tags: Vec::new(),
+            mount_from: Vec::new(),
+        }
+    }
+
+    /// Attachments of this index's platforms become referrers with their bytes
+    /// and blobs from the cache; others' and duplicates are left out.
+    #[test]
+    fn attachments_of_the_index_platforms_become_referrers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let layer = store.put_bytes(br#"{"spdxVersion":"SPDX-2.3"}"#).unwrap();
+        let manifest = store.put_bytes(br#"{"artifactType":"application/spdx+json"}"#).unwrap();
+        let subject = Descriptor {
+            digest: "sha256:platform".into(),
+            size: 1,
+        };
+        let a = AttachmentOut {
+            manifest: manifest.clone(),
+            artifact_type: "application/spdx+json".into(),
+            blobs: vec![layer.clone()],
+            subject: subject.clone(),
+        };
+        let elsewhere = AttachmentOut {
+            subject: Descriptor {
+                digest: "sha256:other".into(),
+                size: 1,
+            },
+            ..a.clone()
+        };
+        let deps_out = StepOutput::Attachments(vec![a.clone(), a.clone(), elsewhere]);
+        let step = Step {
+            id: crate::graph::StepId::dist(crate::graph::StepKind::Index, "hello", "one", None),
+            target: crate::graph::Target::Dist(0),
+        };
+        let found = attachments(&[(&step, &deps_out), (&step, &StepOutput::Skipped)]);
+        assert_eq!(found.len(), 3);
+        let r = referrers(&store, &plan_with("sha256:platform"), found).unwrap();
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].subject, "sha256:platform");
+        assert_eq!(r[0].manifest.digest, manifest.digest);
+        assert_eq!(r[0].manifest.bytes, br#"{"artifactType":"application/spdx+json"}"#);
+        assert_eq!(r[0].blobs[0].digest, layer.digest);
+        assert_eq!(r[0].blobs[0].path, store.blob_path(&layer.digest));
+    }
+}
