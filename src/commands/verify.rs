@@ -38,10 +38,12 @@ pub(super) fn run(project: &Project, args: &VerifyArgs, globals: &Globals) -> Re
         if !globals.quiet {
             for v in verified {
                 eprintln!(
-                    "verified {} on {}: {} platforms, tags {}",
+                    "verified {} on {}: {} platforms, {} referrers, {} signatures, tags {}",
                     v.reference,
                     v.registry,
                     v.platforms,
+                    v.referrers,
+                    v.signatures,
                     v.tags.join(", ")
                 );
             }

@@ -286,7 +286,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let layer = store.put_bytes(br#"{"spdxVersion":"SPDX-2.3"}"#).unwrap();
-        let manifest = store.put_bytes(br#"{"artifactType":"application/spdx+json"}"#).unwrap();
+        let manifest = store
+            .put_bytes(br#"{"artifactType":"application/spdx+json"}"#)
+            .unwrap();
         let subject = Descriptor {
             digest: "sha256:platform".into(),
             size: 1,
@@ -315,7 +317,10 @@ mod tests {
         assert_eq!(r.len(), 1);
         assert_eq!(r[0].subject, "sha256:platform");
         assert_eq!(r[0].manifest.digest, manifest.digest);
-        assert_eq!(r[0].manifest.bytes, br#"{"artifactType":"application/spdx+json"}"#);
+        assert_eq!(
+            r[0].manifest.bytes,
+            br#"{"artifactType":"application/spdx+json"}"#
+        );
         assert_eq!(r[0].blobs[0].digest, layer.digest);
         assert_eq!(r[0].blobs[0].path, store.blob_path(&layer.digest));
     }

@@ -135,6 +135,10 @@ pub struct Verified {
     pub platforms: usize,
     /// Tags that point at it.
     pub tags: Vec<String>,
+    /// Attachments found among the platforms' referrers.
+    pub referrers: usize,
+    /// Signatures by the key checked (0 without `sign`).
+    pub signatures: usize,
 }
 
 /// Why `verify --pushed` could not say yes.
@@ -200,14 +204,8 @@ pub fn verify_pushed(
                 Err(p) => found.push(p),
             }
             found.extend(verify_tags(reg, d, &index.digest));
-            found.extend(verify_attached(
-                store,
-                reg,
-                d,
-                &index.digest,
-                &attached,
-                key,
-            ));
+            let attached_check = verify_attached(store, reg, d, &index.digest, &attached, key);
+            found.extend(attached_check.problems);
             if found.is_empty() {
                 verified.push(Verified {
                     registry: reg.name.clone(),
@@ -219,6 +217,8 @@ pub fn verify_pushed(
                     ),
                     platforms,
                     tags: d.tags.clone(),
+                    referrers: attached_check.referrers,
+                    signatures: attached_check.signatures,
                 });
             } else {
                 problems.extend(
@@ -343,11 +343,15 @@ fn verify_attached(
     index_digest: &str,
     attached: &[&AttachmentOut],
     key: Option<&PublicKey>,
-) -> Vec<PushedProblem> {
-    let mut found = Vec::new();
+) -> AttachedCheck {
+    let mut check = AttachedCheck::default();
+    let found = &mut check.problems;
     let client = match client(reg) {
         Ok(c) => c,
-        Err(e) => return vec![e.into()],
+        Err(e) => {
+            found.push(e.into());
+            return check;
+        }
     };
     let repo = reg.repository(&d.image);
     let local: ImageIndex = match store
@@ -356,7 +360,10 @@ fn verify_attached(
         .and_then(|b| parse("index", index_digest, &b))
     {
         Ok(i) => i,
-        Err(p) => return vec![p],
+        Err(p) => {
+            found.push(p);
+            return check;
+        }
     };
     let platform_digests: Vec<String> = local
         .manifests()
@@ -394,6 +401,7 @@ fn verify_attached(
                 .and_then(|(_, bytes)| parse::<serde_json::Value>("manifest", digest, &bytes));
             match named {
                 Ok(doc) => {
+                    check.referrers += 1;
                     let s = doc
                         .pointer("/subject/digest")
                         .and_then(|v| v.as_str())
@@ -411,7 +419,7 @@ fn verify_attached(
         }
     }
     let Some(key) = key else {
-        return found;
+        return check;
     };
     let reference = format!("{}/{repo}", reg.host);
     for digest in platform_digests
@@ -431,7 +439,9 @@ fn verify_attached(
                 && crate::sign::read_payload(&s.payload)
                     == Some((reference.clone(), digest.to_owned()))
         });
-        if !good {
+        if good {
+            check.signatures += 1;
+        } else {
             found.push(PushedProblem::Unsigned {
                 reference: format!("{reference}@{digest}"),
                 key: key.fingerprint(),
@@ -445,5 +455,15 @@ fn verify_attached(
             });
         }
     }
-    found
+    check
+}
+
+/// What [`verify_attached`] found.
+#[derive(Default)]
+struct AttachedCheck {
+    problems: Vec<PushedProblem>,
+    /// Attachments listed and naming their subject.
+    referrers: usize,
+    /// Manifests with a good signature.
+    signatures: usize,
 }
