@@ -648,6 +648,19 @@ fn referrers_go_to_the_fallback_tag_keeping_other_tools_entries() {
         "artifactType": "application/vnd.example.foreign",
         "annotations": {"com.example.tool": "other"},
     });
+    // And one that names another subject but was listed under this one.
+    let misfiled = artifact(
+        "application/vnd.example.misfiled",
+        &img.plan.index,
+        &foreign_layer,
+        &empty,
+        serde_json::json!({}),
+    );
+    raw_put_manifest(&reg, repo, &misfiled.digest, MANIFEST, &misfiled.bytes);
+    let misfiled_entry = serde_json::json!({
+        "mediaType": MANIFEST, "digest": misfiled.digest, "size": misfiled.bytes.len(),
+        "artifactType": "application/vnd.example.misfiled",
+    });
     let fallback = format!("sha256-{}", subject.digest.strip_prefix("sha256:").unwrap());
     raw_put_manifest(
         &reg,
@@ -655,7 +668,8 @@ fn referrers_go_to_the_fallback_tag_keeping_other_tools_entries() {
         &fallback,
         INDEX,
         &serde_json::to_vec(&serde_json::json!({
-            "schemaVersion": 2, "mediaType": INDEX, "manifests": [foreign_entry.clone()],
+            "schemaVersion": 2, "mediaType": INDEX,
+            "manifests": [foreign_entry.clone(), misfiled_entry.clone()],
         }))
         .unwrap(),
     );
@@ -694,22 +708,31 @@ fn referrers_go_to_the_fallback_tag_keeping_other_tools_entries() {
     ]);
     let index: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
     let entries = index["manifests"].as_array().unwrap();
-    assert_eq!(entries.len(), 2, "{index}");
+    assert_eq!(entries.len(), 3, "{index}");
     assert_eq!(entries[0], foreign_entry);
-    assert_eq!(entries[1]["digest"], ours.digest);
-    assert_eq!(entries[1]["artifactType"], "application/spdx+json");
+    assert_eq!(entries[1], misfiled_entry);
+    let entry = &entries[2];
+    assert_eq!(entry["digest"], ours.digest);
+    assert_eq!(entry["artifactType"], "application/spdx+json");
     assert_eq!(
-        entries[1]["annotations"]["org.opencontainers.image.created"],
+        entry["annotations"]["org.opencontainers.image.created"],
         "2024-06-01T00:00:00Z"
     );
-    assert_eq!(entries[1]["size"], ours.bytes.len());
+    assert_eq!(entry["size"], ours.bytes.len());
     let listed: Vec<String> = c
         .referrers(repo, &subject.digest)
         .unwrap()
         .into_iter()
         .map(|d| d.digest)
         .collect();
-    assert_eq!(listed, vec![foreign.digest.clone(), ours.digest.clone()]);
+    assert_eq!(
+        listed,
+        vec![
+            foreign.digest.clone(),
+            misfiled.digest.clone(),
+            ours.digest.clone()
+        ]
+    );
     assert!(c.has_referrer(repo, &referrer).unwrap());
     // Read back by digest: the bytes we pushed, naming the subject.
     let (_, bytes) = c.get_manifest(repo, &ours.digest).unwrap();
@@ -735,6 +758,56 @@ fn referrers_go_to_the_fallback_tag_keeping_other_tools_entries() {
         .filter(|e| e.method != "HEAD" && e.method != "GET")
         .collect();
     assert!(writes.is_empty(), "re-push wrote: {writes:#?}");
+
+    // What `verify --pushed` checks per platform: the build's attachment is
+    // listed and names its subject; an SBOM with other content (another
+    // digest) is missing; a listed manifest naming another subject is wrong.
+    use imgraph::exec::verify_pushed::{check_referrers, PushedProblem};
+    use imgraph::exec::AttachmentOut;
+    let desc = |m: &ManifestBlob| imgraph::cache::Descriptor {
+        digest: m.digest.clone(),
+        size: m.bytes.len() as u64,
+    };
+    let attachment = |m: &ManifestBlob, artifact_type: &str| AttachmentOut {
+        manifest: desc(m),
+        artifact_type: artifact_type.into(),
+        blobs: vec![],
+        subject: desc(&subject),
+    };
+    let built = attachment(&ours, "application/spdx+json");
+    let (problems, ok) = check_referrers(&c, repo, &subject.digest, &[&built]);
+    assert!(problems.is_empty() && ok == 1, "{problems:?}");
+    let other_sbom = artifact(
+        "application/spdx+json",
+        &subject,
+        &write_blob(
+            img._dir.path(),
+            br#"{"spdxVersion":"SPDX-2.3","packages":[]}"#,
+        ),
+        &empty,
+        serde_json::json!({}),
+    );
+    let differs = attachment(&other_sbom, "application/spdx+json");
+    let misfiled_attachment = attachment(&misfiled, "application/vnd.example.misfiled");
+    let (problems, ok) = check_referrers(
+        &c,
+        repo,
+        &subject.digest,
+        &[&built, &differs, &misfiled_attachment],
+    );
+    assert_eq!(ok, 1);
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        matches!(&problems[0], PushedProblem::ReferrerMissing { digest, .. } if *digest == other_sbom.digest),
+        "{problems:?}"
+    );
+    assert!(
+        matches!(&problems[1], PushedProblem::ReferrerWrongSubject { found, .. } if *found == img.plan.index.digest),
+        "{problems:?}"
+    );
+    assert!(problems[0]
+        .to_string()
+        .contains("is not among the referrers of"));
 }
 
 /// A fallback tag holding something that is not an index is named, not overwritten.

@@ -371,52 +371,9 @@ fn verify_attached(
         .map(|m| m.digest().to_string())
         .collect();
     for subject in &platform_digests {
-        let mine: Vec<&&AttachmentOut> = attached
-            .iter()
-            .filter(|a| &a.subject.digest == subject)
-            .collect();
-        if mine.is_empty() {
-            continue;
-        }
-        let listed = match client.referrers(&repo, subject) {
-            Ok(l) => l,
-            Err(e) => {
-                found.push(e.into());
-                continue;
-            }
-        };
-        for a in mine {
-            let digest = &a.manifest.digest;
-            if !listed.iter().any(|l| &l.digest == digest) {
-                found.push(PushedProblem::ReferrerMissing {
-                    subject: subject.clone(),
-                    digest: digest.clone(),
-                    artifact_type: a.artifact_type.clone(),
-                });
-                continue;
-            }
-            let named = client
-                .get_manifest(&repo, digest)
-                .map_err(PushedProblem::from)
-                .and_then(|(_, bytes)| parse::<serde_json::Value>("manifest", digest, &bytes));
-            match named {
-                Ok(doc) => {
-                    check.referrers += 1;
-                    let s = doc
-                        .pointer("/subject/digest")
-                        .and_then(|v| v.as_str())
-                        .unwrap_or("(none)");
-                    if s != subject {
-                        found.push(PushedProblem::ReferrerWrongSubject {
-                            subject: subject.clone(),
-                            digest: digest.clone(),
-                            found: s.to_owned(),
-                        });
-                    }
-                }
-                Err(p) => found.push(p),
-            }
-        }
+        let (problems, ok) = check_referrers(&client, &repo, subject, attached);
+        found.extend(problems);
+        check.referrers += ok;
     }
     let Some(key) = key else {
         return check;
@@ -456,6 +413,67 @@ fn verify_attached(
         }
     }
     check
+}
+
+/// Checks that every attachment in `attached` whose subject is `subject` is
+/// listed among `subject`'s referrers in `repo` (the API or the fallback tag),
+/// by its digest, and that the manifest stored under that digest names
+/// `subject`. An attachment whose content differs from what the registry
+/// holds (an SBOM listing other packages) has another digest: missing.
+/// Returns the problems and how many attachments passed.
+pub fn check_referrers(
+    client: &crate::registry::Client,
+    repo: &str,
+    subject: &str,
+    attached: &[&AttachmentOut],
+) -> (Vec<PushedProblem>, usize) {
+    let mut found = Vec::new();
+    let mut ok = 0;
+    let mine: Vec<&&AttachmentOut> = attached
+        .iter()
+        .filter(|a| a.subject.digest == subject)
+        .collect();
+    if mine.is_empty() {
+        return (found, ok);
+    }
+    let listed = match client.referrers(repo, subject) {
+        Ok(l) => l,
+        Err(e) => return (vec![e.into()], 0),
+    };
+    for a in mine {
+        let digest = &a.manifest.digest;
+        if !listed.iter().any(|l| &l.digest == digest) {
+            found.push(PushedProblem::ReferrerMissing {
+                subject: subject.to_owned(),
+                digest: digest.clone(),
+                artifact_type: a.artifact_type.clone(),
+            });
+            continue;
+        }
+        let named = client
+            .get_manifest(repo, digest)
+            .map_err(PushedProblem::from)
+            .and_then(|(_, bytes)| parse::<serde_json::Value>("manifest", digest, &bytes));
+        match named {
+            Ok(doc) => {
+                let s = doc
+                    .pointer("/subject/digest")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("(none)");
+                if s == subject {
+                    ok += 1;
+                } else {
+                    found.push(PushedProblem::ReferrerWrongSubject {
+                        subject: subject.to_owned(),
+                        digest: digest.clone(),
+                        found: s.to_owned(),
+                    });
+                }
+            }
+            Err(p) => found.push(p),
+        }
+    }
+    (found, ok)
 }
 
 /// What [`verify_attached`] found.
