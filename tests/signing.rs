@@ -12,6 +12,11 @@ use crate::support::{tool, Project};
 /// A hello project (two arches) pushing to `reg` and signing with `key`
 /// (a file name in the project).
 fn signed_project(reg: &RegistryGuard, key: &str) -> Project {
+    signed_project_at(&reg.url(), key)
+}
+
+/// The same, pushing to `host:port` (a fault proxy).
+fn signed_project_at(host: &str, key: &str) -> Project {
     let p = Project::new();
     for a in ["amd64", "arm64v8"] {
         p.hello_rootfs("one", a);
@@ -21,7 +26,7 @@ fn signed_project(reg: &RegistryGuard, key: &str) -> Project {
          [registries.local]\nurl = \"{}/test\"\ninsecure = true\n\n\
          [images.hello]\ndists = [\"one\"]\narches = [\"amd64\", \"arm64v8\"]\nregistries = [\"local\"]\n\
          rootfs = {{ dir = \"rootfs/{{dist}}/{{arch}}\" }}\nconfig = {{ cmd = [\"/hello\"] }}\n",
-        reg.url()
+        host
     ));
     p
 }
@@ -512,4 +517,47 @@ fn a_cosign_format_key_signs_and_a_wrong_password_exits_2() {
         assert!(openssl_verifies(&public, &sigs[0].0, &sigs[0].1));
     }
     p.imgraph_env(&["verify", "--pushed"], &env).success();
+}
+
+/// A registry that keeps refusing the signature manifest: exit 1, and no tag
+/// moves (signatures go before tags). Transient faults on the signature's
+/// blobs and manifest are retried and the push completes, signed.
+#[test]
+fn a_failing_signature_write_moves_no_tag_and_transient_faults_are_retried() {
+    use crate::support::fault_proxy::{Fault, FaultProxy};
+    let reg = RegistryGuard::start(Auth::None);
+    let proxy = FaultProxy::start(&reg.url());
+    let p = signed_project_at(&proxy.url(), "cosign.key");
+    let gen = [
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+    ];
+    let key = openssl_key(p.root(), "cosign.key", &gen);
+    proxy.inject("PUT", ".sig", Fault::Status(500, None), 1000);
+    let run = p.imgraph(&["build", "--push"]).code(1);
+    assert!(run.stderr.contains(&proxy.url()), "{}", run.stderr);
+    assert!(
+        !proxy
+            .log()
+            .iter()
+            .any(|(m, path, _)| m == "PUT" && path.ends_with("/manifests/one")),
+        "a tag was written before the signatures"
+    );
+    proxy.clear_faults();
+    proxy.inject("PUT", ".sig", Fault::Status(503, Some(1)), 1);
+    proxy.inject("POST", "/blobs/uploads/", Fault::DropConnection, 1);
+    proxy.inject("GET", ".sig", Fault::Status(502, None), 1);
+    p.imgraph(&["build", "--push"]).success();
+    assert_eq!(proxy.pending_faults(), 0, "not every fault was hit");
+    let keydir = tempfile::tempdir().unwrap();
+    let public = public_pem(&key, None, keydir.path());
+    for digest in signed_digests(&p) {
+        let sigs = signatures(&reg, "test/hello", &digest);
+        assert_eq!(sigs.len(), 1, "{digest}");
+        assert!(openssl_verifies(&public, &sigs[0].0, &sigs[0].1));
+    }
+    p.imgraph(&["verify", "--pushed"]).success();
 }
