@@ -190,6 +190,12 @@ pub(super) fn prepare(
             {
                 i = i.manifest(format!("registries.{}.url", reg.name), &reg.url);
             }
+            // What the push attaches (SBOMs, provenance) is part of what it writes.
+            for (s, out) in deps {
+                if let StepOutput::Attachments(_) = out {
+                    i = i.upstream(s.id.to_string(), out.digest());
+                }
+            }
             i
         }
     };
