@@ -24,6 +24,10 @@ pub enum Error {
     /// The cache folder.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// `[settings] sign`: the key is missing, unreadable, not P-256, or the
+    /// password does not open it.
+    #[error(transparent)]
+    Sign(#[from] crate::sign::KeyError),
     /// Steps failed; each is named.
     #[error("{}", render_failures(.0))]
     Steps(Vec<StepFailure>),
@@ -122,7 +126,7 @@ impl Error {
         match self {
             Error::Manifest(_) | Error::Selector(_) | Error::Usage(_) | Error::NothingPushed => 2,
             Error::Layout(e) if e.is_bad_input() => 2,
-            Error::Unlocked { .. } => 2,
+            Error::Unlocked { .. } | Error::Sign(_) => 2,
             Error::Lock(e) if e.is_bad_input() => 2,
             Error::Archive(ArchiveError::IsAFolder { .. }) => 2,
             _ => 1,

@@ -25,6 +25,7 @@ pub mod key;
 
 // The stages a step runs.
 pub mod rootfs;
+pub mod sign;
 
 pub mod cache;
 

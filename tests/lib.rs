@@ -25,3 +25,4 @@ mod registry_client;
 mod repository_paths;
 mod rootfs_sources;
 mod sbom;
+mod signing;

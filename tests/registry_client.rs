@@ -109,6 +109,8 @@ fn fake_image_with(seed: &str, repository: &str, layers: &[(String, usize)]) -> 
             blobs,
             manifests: vec![manifest],
             index,
+            referrers: vec![],
+            signatures: vec![],
             tags: vec!["bookworm".into(), "latest".into()],
             mount_from: vec![],
         },
@@ -554,4 +556,306 @@ fn registry_killed_mid_push_fails_cleanly_then_repush_completes() {
         &format!("docker://{}/k/img:bookworm", reg.url()),
         &format!("oci:{}:bookworm", oci.path().display()),
     ]);
+}
+
+/// Raw HTTP, as another tool would write: a blob (one upload session).
+fn raw_put_blob(reg: &RegistryGuard, repo: &str, bytes: &[u8]) -> String {
+    let digest = sha256_digest(bytes);
+    let resp = ureq::post(format!("http://{}/v2/{repo}/blobs/uploads/", reg.url()))
+        .send_empty()
+        .unwrap();
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    let location = if location.starts_with('/') {
+        format!("http://{}{location}", reg.url())
+    } else {
+        location
+    };
+    let sep = if location.contains('?') { '&' } else { '?' };
+    ureq::put(format!("{location}{sep}digest={digest}"))
+        .header("Content-Type", "application/octet-stream")
+        .send(bytes)
+        .unwrap();
+    digest
+}
+
+/// Raw HTTP: a manifest at `reference`.
+fn raw_put_manifest(
+    reg: &RegistryGuard,
+    repo: &str,
+    reference: &str,
+    media_type: &str,
+    bytes: &[u8],
+) {
+    ureq::put(format!(
+        "http://{}/v2/{repo}/manifests/{reference}",
+        reg.url()
+    ))
+    .header("Content-Type", media_type)
+    .send(bytes)
+    .unwrap();
+}
+
+/// An OCI 1.1 artifact manifest of `artifact_type` about `subject`, with one layer.
+fn artifact(
+    artifact_type: &str,
+    subject: &ManifestBlob,
+    layer: &BlobSource,
+    empty: &str,
+    annotations: serde_json::Value,
+) -> ManifestBlob {
+    let bytes = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST,
+        "artifactType": artifact_type,
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+        "layers": [{"mediaType": artifact_type, "digest": layer.digest, "size": layer.size}],
+        "subject": {"mediaType": MANIFEST, "digest": subject.digest, "size": subject.bytes.len()},
+        "annotations": annotations,
+    }))
+    .unwrap();
+    ManifestBlob {
+        digest: sha256_digest(&bytes),
+        media_type: MANIFEST.into(),
+        bytes,
+    }
+}
+
+/// Docker's registry 2.8 has no referrers API: the push writes the artifact
+/// manifest by digest and lists it in the `sha256-<hex>` fallback tag, keeping
+/// the referrer another tool put there first; both are found with skopeo and
+/// the client's `referrers`; a re-push writes nothing; tags move last.
+#[test]
+fn referrers_go_to_the_fallback_tag_keeping_other_tools_entries() {
+    let reg = RegistryGuard::start(Auth::None);
+    let mut img = fake_image("referrers", "test/ref", &[300]);
+    let subject = img.plan.manifests[0].clone();
+    let repo = "test/ref";
+
+    // Another tool attached something first.
+    let empty = raw_put_blob(&reg, repo, b"{}");
+    let foreign_layer = write_blob(img._dir.path(), b"{\"foreign\":true}");
+    raw_put_blob(&reg, repo, b"{\"foreign\":true}");
+    let foreign = artifact(
+        "application/vnd.example.foreign",
+        &subject,
+        &foreign_layer,
+        &empty,
+        serde_json::json!({"com.example.tool": "other"}),
+    );
+    raw_put_manifest(&reg, repo, &foreign.digest, MANIFEST, &foreign.bytes);
+    let foreign_entry = serde_json::json!({
+        "mediaType": MANIFEST, "digest": foreign.digest, "size": foreign.bytes.len(),
+        "artifactType": "application/vnd.example.foreign",
+        "annotations": {"com.example.tool": "other"},
+    });
+    // And one that names another subject but was listed under this one.
+    let misfiled = artifact(
+        "application/vnd.example.misfiled",
+        &img.plan.index,
+        &foreign_layer,
+        &empty,
+        serde_json::json!({}),
+    );
+    raw_put_manifest(&reg, repo, &misfiled.digest, MANIFEST, &misfiled.bytes);
+    let misfiled_entry = serde_json::json!({
+        "mediaType": MANIFEST, "digest": misfiled.digest, "size": misfiled.bytes.len(),
+        "artifactType": "application/vnd.example.misfiled",
+    });
+    let fallback = format!("sha256-{}", subject.digest.strip_prefix("sha256:").unwrap());
+    raw_put_manifest(
+        &reg,
+        repo,
+        &fallback,
+        INDEX,
+        &serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2, "mediaType": INDEX,
+            "manifests": [foreign_entry.clone(), misfiled_entry.clone()],
+        }))
+        .unwrap(),
+    );
+
+    // Ours: an SBOM-like artifact.
+    let empty_blob = write_blob(img._dir.path(), b"{}");
+    let sbom = write_blob(img._dir.path(), br#"{"spdxVersion":"SPDX-2.3"}"#);
+    let ours = artifact(
+        "application/spdx+json",
+        &subject,
+        &sbom,
+        &empty_blob.digest,
+        serde_json::json!({"org.opencontainers.image.created": "2024-06-01T00:00:00Z"}),
+    );
+    let referrer = imgraph::registry::Referrer {
+        manifest: ours.clone(),
+        blobs: vec![empty_blob, sbom],
+        subject: subject.digest.clone(),
+    };
+    img.plan.referrers = vec![referrer.clone()];
+    let c = client(&reg, CredentialSource::anonymous());
+    assert!(!c.has_referrer(repo, &referrer).unwrap());
+    reg.clear_log();
+    let report = c.push(&img.plan, &quiet).unwrap();
+    assert_eq!(
+        report.referrers_put, 2,
+        "the manifest and the fallback index"
+    );
+
+    // The fallback index as skopeo reads it: the other tool's entry untouched, ours added.
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/{repo}:{fallback}", reg.url()),
+    ]);
+    let index: serde_json::Value = serde_json::from_slice(&raw.stdout).unwrap();
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 3, "{index}");
+    assert_eq!(entries[0], foreign_entry);
+    assert_eq!(entries[1], misfiled_entry);
+    let entry = &entries[2];
+    assert_eq!(entry["digest"], ours.digest);
+    assert_eq!(entry["artifactType"], "application/spdx+json");
+    assert_eq!(
+        entry["annotations"]["org.opencontainers.image.created"],
+        "2024-06-01T00:00:00Z"
+    );
+    assert_eq!(entry["size"], ours.bytes.len());
+    let listed: Vec<String> = c
+        .referrers(repo, &subject.digest)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.digest)
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            foreign.digest.clone(),
+            misfiled.digest.clone(),
+            ours.digest.clone()
+        ]
+    );
+    assert!(c.has_referrer(repo, &referrer).unwrap());
+    // Read back by digest: the bytes we pushed, naming the subject.
+    let (_, bytes) = c.get_manifest(repo, &ours.digest).unwrap();
+    assert_eq!(bytes, ours.bytes);
+
+    // Referrers before tags.
+    let log = reg.request_log();
+    let put_at = |needle: &str| {
+        log.iter()
+            .position(|e| e.method == "PUT" && e.path.contains(needle))
+            .unwrap_or_else(|| panic!("no PUT of {needle}: {log:#?}"))
+    };
+    assert!(put_at(&fallback) < put_at("/manifests/bookworm"));
+    assert!(put_at(&format!("/manifests/{}", ours.digest)) < put_at(&fallback));
+
+    // A re-push writes nothing.
+    reg.clear_log();
+    let report = c.push(&img.plan, &quiet).unwrap();
+    assert_eq!(report.referrers_put, 0);
+    let writes: Vec<_> = reg
+        .request_log()
+        .into_iter()
+        .filter(|e| e.method != "HEAD" && e.method != "GET")
+        .collect();
+    assert!(writes.is_empty(), "re-push wrote: {writes:#?}");
+
+    // What `verify --pushed` checks per platform: the build's attachment is
+    // listed and names its subject; an SBOM with other content (another
+    // digest) is missing; a listed manifest naming another subject is wrong.
+    use imgraph::exec::verify_pushed::{check_referrers, PushedProblem};
+    use imgraph::exec::AttachmentOut;
+    let desc = |m: &ManifestBlob| imgraph::cache::Descriptor {
+        digest: m.digest.clone(),
+        size: m.bytes.len() as u64,
+    };
+    let attachment = |m: &ManifestBlob, artifact_type: &str| AttachmentOut {
+        manifest: desc(m),
+        artifact_type: artifact_type.into(),
+        blobs: vec![],
+        subject: desc(&subject),
+    };
+    let built = attachment(&ours, "application/spdx+json");
+    let (problems, ok) = check_referrers(&c, repo, &subject.digest, &[&built]);
+    assert!(problems.is_empty() && ok == 1, "{problems:?}");
+    let other_sbom = artifact(
+        "application/spdx+json",
+        &subject,
+        &write_blob(
+            img._dir.path(),
+            br#"{"spdxVersion":"SPDX-2.3","packages":[]}"#,
+        ),
+        &empty,
+        serde_json::json!({}),
+    );
+    let differs = attachment(&other_sbom, "application/spdx+json");
+    let misfiled_attachment = attachment(&misfiled, "application/vnd.example.misfiled");
+    let (problems, ok) = check_referrers(
+        &c,
+        repo,
+        &subject.digest,
+        &[&built, &differs, &misfiled_attachment],
+    );
+    assert_eq!(ok, 1);
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        matches!(&problems[0], PushedProblem::ReferrerMissing { digest, .. } if *digest == other_sbom.digest),
+        "{problems:?}"
+    );
+    assert!(
+        matches!(&problems[1], PushedProblem::ReferrerWrongSubject { found, .. } if *found == img.plan.index.digest),
+        "{problems:?}"
+    );
+    assert!(problems[0]
+        .to_string()
+        .contains("is not among the referrers of"));
+}
+
+/// A fallback tag holding something that is not an index is named, not overwritten.
+#[test]
+fn a_broken_fallback_tag_is_refused_not_overwritten() {
+    let reg = RegistryGuard::start(Auth::None);
+    let mut img = fake_image("referrers-broken", "test/broken", &[100]);
+    let subject = img.plan.manifests[0].clone();
+    let fallback = format!("sha256-{}", subject.digest.strip_prefix("sha256:").unwrap());
+    // An image manifest (no `manifests` list) where the index should be.
+    let other = fake_image("other", "test/broken", &[50]);
+    client(&reg, CredentialSource::anonymous())
+        .push(&other.plan, &quiet)
+        .unwrap();
+    raw_put_manifest(
+        &reg,
+        "test/broken",
+        &fallback,
+        MANIFEST,
+        &other.plan.manifests[0].bytes,
+    );
+    let empty = write_blob(img._dir.path(), b"{}");
+    let layer = write_blob(img._dir.path(), b"[]");
+    let ours = artifact(
+        "application/spdx+json",
+        &subject,
+        &layer,
+        &empty.digest,
+        serde_json::json!({}),
+    );
+    img.plan.referrers = vec![imgraph::registry::Referrer {
+        manifest: ours,
+        blobs: vec![empty, layer],
+        subject: subject.digest.clone(),
+    }];
+    let err = client(&reg, CredentialSource::anonymous())
+        .push(&img.plan, &quiet)
+        .unwrap_err();
+    assert!(
+        matches!(err, RegistryError::BadReferrersIndex { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&fallback), "{err}");
+    // No tag moved.
+    assert_eq!(
+        client(&reg, CredentialSource::anonymous())
+            .head_manifest("test/broken", "bookworm")
+            .unwrap(),
+        other.plan.index.digest.clone().into()
+    );
 }

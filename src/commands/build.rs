@@ -16,6 +16,12 @@ use super::{Globals, Project};
 
 pub(super) fn run(project: &Project, args: &BuildArgs, globals: &Globals) -> Result<(), Error> {
     let started = Instant::now();
+    // Before the cache is touched: a bad key or password is bad input.
+    let signer = if args.push {
+        crate::exec::push::signer(&project.manifest)?
+    } else {
+        None
+    };
     let jobs = args.jobs.map_or_else(default_jobs, usize::from);
     let store = Store::open(&project.cache_dir)?;
     let progress = Progress::new(globals.quiet, globals.verbose, globals.color);
@@ -28,6 +34,7 @@ pub(super) fn run(project: &Project, args: &BuildArgs, globals: &Globals) -> Res
             push: args.push,
             changed_only: args.changed,
             export: true,
+            signer,
         },
         &progress,
     )?;

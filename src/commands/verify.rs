@@ -26,14 +26,24 @@ pub(super) fn run(project: &Project, args: &VerifyArgs, globals: &Globals) -> Re
     if args.pushed {
         let store = Store::open(&project.cache_dir)?;
         let progress = Progress::new(globals.quiet, globals.verbose, globals.color);
-        let verified = verify_pushed(&project.manifest, &project.selectors, &store, &progress)?;
+        let signer = crate::exec::push::signer(&project.manifest)?;
+        let key = signer.map(|s| s.public_key());
+        let verified = verify_pushed(
+            &project.manifest,
+            &project.selectors,
+            &store,
+            key.as_ref(),
+            &progress,
+        )?;
         if !globals.quiet {
             for v in verified {
                 eprintln!(
-                    "verified {} on {}: {} platforms, tags {}",
+                    "verified {} on {}: {} platforms, {} referrers, {} signatures, tags {}",
                     v.reference,
                     v.registry,
                     v.platforms,
+                    v.referrers,
+                    v.signatures,
                     v.tags.join(", ")
                 );
             }

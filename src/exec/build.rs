@@ -61,6 +61,9 @@ pub struct BuildOptions {
     pub push: bool,
     pub changed_only: bool,
     pub export: bool,
+    /// The key pushes sign with (`[settings] sign`), loaded by the caller
+    /// before anything runs (a bad key is bad input).
+    pub signer: Option<std::sync::Arc<crate::sign::Signer>>,
 }
 
 impl BuildOptions {
@@ -72,6 +75,7 @@ impl BuildOptions {
             push: false,
             changed_only: false,
             export: false,
+            signer: None,
         }
     }
 }
@@ -258,6 +262,7 @@ fn run_steps(
         },
         progress,
     )
+    .with_signer(opts.signer.clone())
     .run(opts.jobs)
 }
 

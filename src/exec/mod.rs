@@ -89,6 +89,8 @@ pub struct Ctx<'a> {
     pub mode: Mode,
     /// Progress display.
     pub progress: &'a Progress,
+    /// The key push steps sign with (`[settings] sign`), loaded before the run.
+    pub signer: Option<Arc<crate::sign::Signer>>,
     /// Per source folder: the stat cache, and the hash of what was loaded (to skip
     /// rewriting an unchanged one: a no-op build writes nothing it does not need to).
     stat_caches: Mutex<HashMap<PathBuf, LoadedStatCache>>,
@@ -159,11 +161,18 @@ impl<'a> Ctx<'a> {
             store,
             mode,
             progress,
+            signer: None,
             stat_caches: Mutex::default(),
             key_locks: Mutex::default(),
             trees: Mutex::default(),
             fingerprints: Mutex::default(),
         }
+    }
+
+    /// Push steps sign what they push with `signer`.
+    pub fn with_signer(mut self, signer: Option<Arc<crate::sign::Signer>>) -> Self {
+        self.signer = signer;
+        self
     }
 
     /// Evaluates every step, `jobs` at a time. A failure stops new work, except

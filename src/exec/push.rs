@@ -2,20 +2,37 @@
 //!
 //! A push sends every blob, then each platform manifest and the index by digest,
 //! and only then moves the tags (the registry client guarantees that order), so a
-//! tag never points at content that is not fully there.
+//! tag never points at content that is not fully there. The artifacts attached
+//! to the platform manifests (the `Attachments` outputs among the push step's
+//! dependencies) go up as their referrers, and with `[settings] sign` every
+//! platform manifest and the index get a cosign signature, both before the tags.
+
+use std::sync::Arc;
 
 use oci_spec::image::{ImageIndex, ImageManifest};
 
-use super::{Ctx, Mode, StepError};
+use super::{AttachmentOut, Ctx, Mode, StepError, StepOutput};
 use crate::cache::{Descriptor, Store};
 use crate::graph::Step;
 use crate::manifest::{DistSpec, Manifest, Registry};
 use crate::registry::{
-    BlobSource, Client, CredentialSource, ManifestBlob, PushEvent, PushPlan, Registry as Endpoint,
+    BlobSource, Client, CredentialSource, ManifestBlob, PushEvent, PushPlan, Referrer,
+    Registry as Endpoint, SignatureLayer,
 };
+use crate::sign::{KeyError, Signer};
 
 const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+
+/// The signing key of `[settings] sign`, if any: loaded (and its password
+/// tried) before anything runs, so a bad key is bad input, not a failed push.
+pub fn signer(manifest: &Manifest) -> Result<Option<Arc<Signer>>, KeyError> {
+    let Some(spec) = &manifest.settings.sign else {
+        return Ok(None);
+    };
+    let at = manifest.source.location(Some(&spec.span));
+    Signer::load(&spec.key, &at).map(|s| Some(Arc::new(s)))
+}
 
 /// A client for a manifest registry, with credentials from the docker config.
 pub(crate) fn client(reg: &Registry) -> Result<Client, crate::registry::CredentialError> {
@@ -38,29 +55,28 @@ fn registry_of<'m>(manifest: &'m Manifest, step: &Step) -> &'m Registry {
 }
 
 /// Pushes one dist's index to one registry. Returns false when `--changed` found
-/// every tag already pointing at this index (nothing was written).
+/// every tag already pointing at this index and every referrer and signature
+/// already there (nothing was written).
 pub(crate) fn push(
     ctx: &Ctx<'_>,
     step: &Step,
     d: &DistSpec,
     index: &Descriptor,
+    deps: &[(&Step, &StepOutput)],
 ) -> Result<bool, StepError> {
     let reg = registry_of(ctx.manifest, step);
     let repository = reg.repository(&d.image);
     let client = client(reg)?;
+    let mut plan = plan(ctx.store, ctx.manifest, reg, d, index, repository)?;
+    plan.referrers = referrers(ctx.store, &plan, attachments(deps))?;
+    if let Some(signer) = &ctx.signer {
+        plan.signatures = signatures(signer, &format!("{}/{}", reg.host, plan.repository), &plan);
+    }
     if let Mode::Build { changed: true, .. } = ctx.mode {
-        let mut all_there = true;
-        for tag in &d.tags {
-            if client.head_manifest(&repository, tag)?.as_deref() != Some(index.digest.as_str()) {
-                all_there = false;
-                break;
-            }
-        }
-        if all_there {
+        if up_to_date(&client, &plan)? {
             return Ok(false);
         }
     }
-    let plan = plan(ctx.store, ctx.manifest, reg, d, index, repository)?;
     let progress = ctx.progress;
     let id = step.id.as_str();
     client.push(&plan, &|event| {
@@ -71,6 +87,12 @@ pub(crate) fn push(
                 }
                 PushEvent::BlobMounted { digest, from } => {
                     progress.println(&format!("  {id}: mounted {digest} from {from}"))
+                }
+                PushEvent::ReferrerPut { digest, subject } => {
+                    progress.println(&format!("  {id}: referrer {digest} of {subject}"))
+                }
+                PushEvent::SignaturePut { subject } => {
+                    progress.println(&format!("  {id}: signed {subject}"))
                 }
                 PushEvent::TagPut { tag, digest } => {
                     progress.println(&format!("  {id}: tagged {tag} -> {digest}"))
@@ -83,6 +105,97 @@ pub(crate) fn push(
         }
     })?;
     Ok(true)
+}
+
+/// `--changed`: every tag points at the index, and every referrer and signature
+/// is there (HEADs and GETs only).
+fn up_to_date(client: &Client, plan: &PushPlan) -> Result<bool, StepError> {
+    let repo = plan.repository.as_str();
+    for tag in &plan.tags {
+        if client.head_manifest(repo, tag)?.as_deref() != Some(plan.index.digest.as_str()) {
+            return Ok(false);
+        }
+    }
+    for r in &plan.referrers {
+        if !client.has_referrer(repo, r)? {
+            return Ok(false);
+        }
+    }
+    for s in &plan.signatures {
+        if !client.has_signature(repo, s)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The artifacts the push step's dependencies attached to platform manifests.
+fn attachments<'o>(deps: &[(&Step, &'o StepOutput)]) -> Vec<&'o AttachmentOut> {
+    deps.iter()
+        .filter_map(|(_, out)| match out {
+            StepOutput::Attachments(list) => Some(list),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// Referrers for the attachments whose subject is one of this index's
+/// manifests, read back from the cache (each blob checked).
+pub(crate) fn referrers(
+    store: &Store,
+    plan: &PushPlan,
+    attachments: Vec<&AttachmentOut>,
+) -> Result<Vec<Referrer>, StepError> {
+    let mut out: Vec<Referrer> = Vec::new();
+    for a in attachments {
+        if !plan.manifests.iter().any(|m| m.digest == a.subject.digest)
+            || out.iter().any(|r| r.manifest.digest == a.manifest.digest)
+        {
+            continue;
+        }
+        let bytes = store.read_blob(&a.manifest.digest)?;
+        let mut blobs = Vec::new();
+        for b in &a.blobs {
+            store.verify_blob(&b.digest)?;
+            blobs.push(BlobSource {
+                path: store.blob_path(&b.digest),
+                digest: b.digest.clone(),
+                size: b.size,
+            });
+        }
+        out.push(Referrer {
+            manifest: ManifestBlob {
+                digest: a.manifest.digest.clone(),
+                media_type: MANIFEST_MEDIA_TYPE.into(),
+                bytes,
+            },
+            blobs,
+            subject: a.subject.digest.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// A cosign signature of each platform manifest and of the index, for
+/// `reference` (`host/namespace/image`).
+fn signatures(
+    signer: &crate::sign::Signer,
+    reference: &str,
+    plan: &PushPlan,
+) -> Vec<SignatureLayer> {
+    plan.manifests
+        .iter()
+        .chain(std::iter::once(&plan.index))
+        .map(|m| {
+            let payload = crate::sign::payload(reference, &m.digest);
+            SignatureLayer {
+                subject: m.digest.clone(),
+                signature: signer.sign(&payload),
+                payload,
+            }
+        })
+        .collect()
 }
 
 /// Everything the index needs, read back from the cache (each blob checked).
@@ -137,7 +250,78 @@ fn plan(
             media_type: INDEX_MEDIA_TYPE.into(),
             bytes: index_bytes,
         },
+        referrers: Vec::new(),
+        signatures: Vec::new(),
         tags: d.tags.clone(),
         mount_from,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan_with(subject: &str) -> PushPlan {
+        let m = |d: &str| ManifestBlob {
+            digest: d.into(),
+            media_type: MANIFEST_MEDIA_TYPE.into(),
+            bytes: Vec::new(),
+        };
+        PushPlan {
+            repository: "r".into(),
+            blobs: Vec::new(),
+            manifests: vec![m(subject)],
+            index: m("sha256:index"),
+            referrers: Vec::new(),
+            signatures: Vec::new(),
+            tags: Vec::new(),
+            mount_from: Vec::new(),
+        }
+    }
+
+    /// Attachments of this index's platforms become referrers with their bytes
+    /// and blobs from the cache; others' and duplicates are left out.
+    #[test]
+    fn attachments_of_the_index_platforms_become_referrers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let layer = store.put_bytes(br#"{"spdxVersion":"SPDX-2.3"}"#).unwrap();
+        let manifest = store
+            .put_bytes(br#"{"artifactType":"application/spdx+json"}"#)
+            .unwrap();
+        let subject = Descriptor {
+            digest: "sha256:platform".into(),
+            size: 1,
+        };
+        let a = AttachmentOut {
+            manifest: manifest.clone(),
+            artifact_type: "application/spdx+json".into(),
+            blobs: vec![layer.clone()],
+            subject: subject.clone(),
+        };
+        let elsewhere = AttachmentOut {
+            subject: Descriptor {
+                digest: "sha256:other".into(),
+                size: 1,
+            },
+            ..a.clone()
+        };
+        let deps_out = StepOutput::Attachments(vec![a.clone(), a.clone(), elsewhere]);
+        let step = Step {
+            id: crate::graph::StepId::dist(crate::graph::StepKind::Index, "hello", "one", None),
+            target: crate::graph::Target::Dist(0),
+        };
+        let found = attachments(&[(&step, &deps_out), (&step, &StepOutput::Skipped)]);
+        assert_eq!(found.len(), 3);
+        let r = referrers(&store, &plan_with("sha256:platform"), found).unwrap();
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].subject, "sha256:platform");
+        assert_eq!(r[0].manifest.digest, manifest.digest);
+        assert_eq!(
+            r[0].manifest.bytes,
+            br#"{"artifactType":"application/spdx+json"}"#
+        );
+        assert_eq!(r[0].blobs[0].digest, layer.digest);
+        assert_eq!(r[0].blobs[0].path, store.blob_path(&layer.digest));
+    }
 }

@@ -550,7 +550,7 @@ pub(super) fn execute(
             let Some(StepOutput::Tag { index, refs }) = upstream(deps, StepKind::Tag) else {
                 return Err(StepError::BadUpstream(step.id.to_string()));
             };
-            let written = super::push::push(ctx, step, d, index)?;
+            let written = super::push::push(ctx, step, d, index, deps)?;
             StepOutput::Push {
                 index: index.clone(),
                 refs: refs.clone(),

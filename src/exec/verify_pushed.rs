@@ -1,17 +1,21 @@
 //! `verify --pushed`: read every pushed index back from its registries by digest,
 //! check its platforms and the machine of the binaries in each layer, and resolve
-//! every tag, which must point at that index.
+//! every tag, which must point at that index. Each platform's referrers must
+//! list every artifact the build attached to it (same digest, naming it as
+//! subject), and with a signing key every platform manifest and the index must
+//! carry a signature by that key over a payload naming them.
 
 use oci_spec::image::{ImageIndex, ImageManifest, Platform};
 
 use super::build::{build, BuildError, BuildOptions};
 use super::push::client;
-use super::{Progress, StepOutput};
+use super::{AttachmentOut, Progress, StepOutput};
 use crate::cache::{CacheError, Store};
 use crate::graph::{StepKind, Target};
 use crate::manifest::{DistSpec, Manifest, Registry, Selector};
 use crate::oci::elf::PlatformMismatch;
 use crate::registry::{CredentialError, RegistryError};
+use crate::sign::PublicKey;
 
 /// One thing wrong with one registry's copy of one dist.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +80,36 @@ pub enum PushedProblem {
     /// Reading the built index from the cache.
     #[error(transparent)]
     Cache(#[from] CacheError),
+    /// An attachment of the build is not among its subject's referrers.
+    #[error("{artifact_type} {digest} is not among the referrers of {subject} (an attachment of the build is missing, or the registry holds another one)")]
+    ReferrerMissing {
+        /// The platform manifest.
+        subject: String,
+        /// The attachment's manifest.
+        digest: String,
+        /// Its artifactType.
+        artifact_type: String,
+    },
+    /// A listed referrer names another subject.
+    #[error("referrer {digest} names subject {found}, expected {subject}")]
+    ReferrerWrongSubject {
+        /// The platform manifest.
+        subject: String,
+        /// The referrer.
+        digest: String,
+        /// What its `subject` says.
+        found: String,
+    },
+    /// No valid signature by the key.
+    #[error("{reference} has no valid signature by key {key}: {reason}")]
+    Unsigned {
+        /// `host/repository@digest`.
+        reference: String,
+        /// The public key's fingerprint.
+        key: String,
+        /// What was found instead.
+        reason: String,
+    },
 }
 
 /// What `verify --pushed` found, per registry.
@@ -101,6 +135,10 @@ pub struct Verified {
     pub platforms: usize,
     /// Tags that point at it.
     pub tags: Vec<String>,
+    /// Attachments found among the platforms' referrers.
+    pub referrers: usize,
+    /// Signatures by the key checked (0 without `sign`).
+    pub signatures: usize,
 }
 
 /// Why `verify --pushed` could not say yes.
@@ -124,6 +162,7 @@ pub fn verify_pushed(
     manifest: &Manifest,
     selectors: &[Selector],
     store: &Store,
+    key: Option<&PublicKey>,
     progress: &Progress,
 ) -> Result<Vec<Verified>, VerifyPushedError> {
     let report = build(
@@ -135,6 +174,18 @@ pub fn verify_pushed(
     )?;
     let mut problems = Vec::new();
     let mut verified = Vec::new();
+    let attached: Vec<&AttachmentOut> = report
+        .graph
+        .order()
+        .into_iter()
+        .filter_map(
+            |n| match report.outcomes[n.index()].as_ref()?.output.as_ref()? {
+                StepOutput::Attachments(list) => Some(list),
+                _ => None,
+            },
+        )
+        .flatten()
+        .collect();
     for node in report.graph.order() {
         let step = report.graph.step(node);
         let (StepKind::Index, Target::Dist(i)) = (step.id.kind, step.target) else {
@@ -153,6 +204,8 @@ pub fn verify_pushed(
                 Err(p) => found.push(p),
             }
             found.extend(verify_tags(reg, d, &index.digest));
+            let attached_check = verify_attached(store, reg, d, &index.digest, &attached, key);
+            found.extend(attached_check.problems);
             if found.is_empty() {
                 verified.push(Verified {
                     registry: reg.name.clone(),
@@ -164,6 +217,8 @@ pub fn verify_pushed(
                     ),
                     platforms,
                     tags: d.tags.clone(),
+                    referrers: attached_check.referrers,
+                    signatures: attached_check.signatures,
                 });
             } else {
                 problems.extend(
@@ -275,4 +330,158 @@ fn verify_index(
         }
     }
     Ok(remote.manifests().len())
+}
+
+/// The referrers and signatures of one registry's copy: every attachment the
+/// build made for a platform manifest is listed among its referrers and names
+/// it as subject; with a key, the index and each platform manifest carry a
+/// signature by it over a payload naming `host/repository` and the digest.
+fn verify_attached(
+    store: &Store,
+    reg: &Registry,
+    d: &DistSpec,
+    index_digest: &str,
+    attached: &[&AttachmentOut],
+    key: Option<&PublicKey>,
+) -> AttachedCheck {
+    let mut check = AttachedCheck::default();
+    let found = &mut check.problems;
+    let client = match client(reg) {
+        Ok(c) => c,
+        Err(e) => {
+            found.push(e.into());
+            return check;
+        }
+    };
+    let repo = reg.repository(&d.image);
+    let local: ImageIndex = match store
+        .read_blob(index_digest)
+        .map_err(PushedProblem::from)
+        .and_then(|b| parse("index", index_digest, &b))
+    {
+        Ok(i) => i,
+        Err(p) => {
+            found.push(p);
+            return check;
+        }
+    };
+    let platform_digests: Vec<String> = local
+        .manifests()
+        .iter()
+        .map(|m| m.digest().to_string())
+        .collect();
+    for subject in &platform_digests {
+        let (problems, ok) = check_referrers(&client, &repo, subject, attached);
+        found.extend(problems);
+        check.referrers += ok;
+    }
+    let Some(key) = key else {
+        return check;
+    };
+    let reference = format!("{}/{repo}", reg.host);
+    for digest in platform_digests
+        .iter()
+        .map(String::as_str)
+        .chain([index_digest])
+    {
+        let sigs = match client.signatures(&repo, digest) {
+            Ok(s) => s,
+            Err(e) => {
+                found.push(e.into());
+                continue;
+            }
+        };
+        let good = sigs.iter().any(|s| {
+            key.verify(&s.payload, &s.signature)
+                && crate::sign::read_payload(&s.payload)
+                    == Some((reference.clone(), digest.to_owned()))
+        });
+        if good {
+            check.signatures += 1;
+        } else {
+            found.push(PushedProblem::Unsigned {
+                reference: format!("{reference}@{digest}"),
+                key: key.fingerprint(),
+                reason: match sigs.len() {
+                    0 => format!(
+                        "no signature at tag {}",
+                        crate::registry::signatures::signature_tag(digest)
+                    ),
+                    n => format!("{n} signature(s), none by this key over a payload naming it"),
+                },
+            });
+        }
+    }
+    check
+}
+
+/// Checks that every attachment in `attached` whose subject is `subject` is
+/// listed among `subject`'s referrers in `repo` (the API or the fallback tag),
+/// by its digest, and that the manifest stored under that digest names
+/// `subject`. An attachment whose content differs from what the registry
+/// holds (an SBOM listing other packages) has another digest: missing.
+/// Returns the problems and how many attachments passed.
+pub fn check_referrers(
+    client: &crate::registry::Client,
+    repo: &str,
+    subject: &str,
+    attached: &[&AttachmentOut],
+) -> (Vec<PushedProblem>, usize) {
+    let mut found = Vec::new();
+    let mut ok = 0;
+    let mine: Vec<&&AttachmentOut> = attached
+        .iter()
+        .filter(|a| a.subject.digest == subject)
+        .collect();
+    if mine.is_empty() {
+        return (found, ok);
+    }
+    let listed = match client.referrers(repo, subject) {
+        Ok(l) => l,
+        Err(e) => return (vec![e.into()], 0),
+    };
+    for a in mine {
+        let digest = &a.manifest.digest;
+        if !listed.iter().any(|l| &l.digest == digest) {
+            found.push(PushedProblem::ReferrerMissing {
+                subject: subject.to_owned(),
+                digest: digest.clone(),
+                artifact_type: a.artifact_type.clone(),
+            });
+            continue;
+        }
+        let named = client
+            .get_manifest(repo, digest)
+            .map_err(PushedProblem::from)
+            .and_then(|(_, bytes)| parse::<serde_json::Value>("manifest", digest, &bytes));
+        match named {
+            Ok(doc) => {
+                let s = doc
+                    .pointer("/subject/digest")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("(none)");
+                if s == subject {
+                    ok += 1;
+                } else {
+                    found.push(PushedProblem::ReferrerWrongSubject {
+                        subject: subject.to_owned(),
+                        digest: digest.clone(),
+                        found: s.to_owned(),
+                    });
+                }
+            }
+            Err(p) => found.push(p),
+        }
+    }
+    (found, ok)
+}
+
+/// What [`verify_attached`] found.
+#[derive(Default)]
+struct AttachedCheck {
+    problems: Vec<PushedProblem>,
+    /// Attachments listed and naming their subject.
+    referrers: usize,
+    /// Manifests with a good signature.
+    signatures: usize,
 }

@@ -514,6 +514,10 @@ impl Validator<'_> {
             cache,
             sbom,
             provenance: s.provenance.unwrap_or(true),
+            sign: s.sign.as_ref().map(|sign| SignSpec {
+                key: self.root.join(sign.get_ref().key.get_ref()),
+                span: sign.span(),
+            }),
         }
     }
 

@@ -62,6 +62,8 @@ pub struct Settings {
     pub sbom: Vec<SbomFormat>,
     /// Provenance per platform image (`provenance`), unless an image says otherwise.
     pub provenance: bool,
+    /// `sign = { key = ... }`: sign what is pushed.
+    pub sign: Option<SignSpec>,
 }
 
 /// An SBOM document format.
@@ -91,6 +93,15 @@ impl SbomFormat {
             .into_iter()
             .find(|f| f.name() == name)
     }
+}
+
+/// `[settings] sign`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignSpec {
+    /// The private key file (absolute).
+    pub key: PathBuf,
+    /// Where `sign` is written in images.toml, for errors about the key.
+    pub span: std::ops::Range<usize>,
 }
 
 /// Where `created` comes from.

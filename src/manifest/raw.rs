@@ -80,6 +80,25 @@ pub(crate) struct RawSettings {
     /// own `provenance` overrides this. Default: `true`.
     #[schemars(extend("default" = true))]
     pub(crate) provenance: Option<bool>,
+    /// Sign every pushed platform manifest and index with cosign-compatible
+    /// signatures (stored at the `sha256-<hex>.sig` tag, where `cosign verify`
+    /// looks): `sign = { key = "cosign.key" }`. Default: no signatures.
+    #[serde(default)]
+    #[schemars(with = "Option<RawSign>")]
+    pub(crate) sign: Option<S<RawSign>>,
+}
+
+/// `[settings] sign`: the signing key.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Sign")]
+pub(crate) struct RawSign {
+    /// An ECDSA P-256 private key in PEM, relative to this manifest: PKCS#8
+    /// (`openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`),
+    /// SEC1 (`openssl ecparam -genkey`) or password-protected PKCS#8 (the
+    /// password in `IMGRAPH_SIGNING_PASSWORD`). Required.
+    #[schemars(with = "String")]
+    pub(crate) key: S<String>,
 }
 
 /// A registry to push to. Credentials come from `$DOCKER_CONFIG/config.json`

@@ -114,6 +114,22 @@ pub enum RegistryError {
         digest: String,
         source: std::io::Error,
     },
+    /// The referrers fallback tag holds something that is not an image index.
+    #[error("{host}/{repository}:{tag} should hold the image index of referrers but {reason}; another tool wrote it: delete the tag or fix it, then push again")]
+    BadReferrersIndex {
+        host: String,
+        repository: String,
+        tag: String,
+        reason: String,
+    },
+    /// The cosign signature tag holds something that is not an image manifest.
+    #[error("{host}/{repository}:{tag} should hold cosign signatures but {reason}; delete the tag or fix it, then push again")]
+    BadSignatureManifest {
+        host: String,
+        repository: String,
+        tag: String,
+        reason: String,
+    },
     #[error("push to {host}/{repository} was cancelled after another blob failed")]
     Cancelled { host: String, repository: String },
     #[error(transparent)]
@@ -560,7 +576,7 @@ impl Client {
         }
     }
 
-    fn fetch_manifest(
+    pub(crate) fn fetch_manifest(
         &self,
         repo: &str,
         reference: &str,

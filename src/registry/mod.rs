@@ -7,7 +7,9 @@
 //! - [`retry`]: bounded exponential backoff for transient failures.
 //! - [`client`]: the HTTP client: manifests and blobs, by digest, verified.
 //! - [`push`]: blobs (HEAD-skip, cross-repo mount, monolithic or chunked upload),
-//!   then manifests, then the index, then the tags.
+//!   then manifests, then the index, then referrers and signatures, then the tags.
+//! - [`referrers`]: OCI 1.1 referrers (the API, or the `sha256-<hex>` fallback tag).
+//! - [`signatures`]: cosign signatures at the `sha256-<hex>.sig` tag.
 //!
 //! Secrets (passwords, identity tokens, bearer tokens) only ever live inside
 //! [`Secret`], whose `Debug` and `Display` print `<redacted>`.
@@ -16,13 +18,17 @@ pub mod auth;
 pub mod client;
 pub mod docker_config;
 pub mod push;
+pub mod referrers;
 pub mod retry;
+pub mod signatures;
 
 pub use crate::manifest::reference::{ImageRepository, ReferenceError, RegistryUrl};
 pub use client::{Client, Registry, RegistryError};
 pub use docker_config::{Credential, CredentialError, CredentialSource};
 pub use push::{BlobSource, ManifestBlob, PushEvent, PushPlan, PushReport};
+pub use referrers::{Referrer, ReferrerDescriptor};
 pub use retry::RetryPolicy;
+pub use signatures::{FoundSignature, SignatureLayer};
 
 use std::fmt;
 

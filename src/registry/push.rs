@@ -1,7 +1,8 @@
 //! Pushing one image (blobs, platform manifests, index, tags) to one
 //! repository, in the order that keeps every tag pointing at complete content:
 //! blobs first (HEAD-skip, cross-repo mount, or upload), then each platform
-//! manifest by digest, then the index by digest, and the tags last.
+//! manifest by digest, then the index by digest, then the referrers (SBOMs,
+//! provenance) and signatures of those manifests, and the tags last.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -41,6 +42,12 @@ pub struct PushPlan {
     pub manifests: Vec<ManifestBlob>,
     /// The index, pushed by digest after all manifests.
     pub index: ManifestBlob,
+    /// Artifacts attached to the platform manifests, pushed after the index
+    /// (their blobs with the image's).
+    pub referrers: Vec<super::Referrer>,
+    /// Cosign signatures of the platform manifests and the index, stored after
+    /// the referrers.
+    pub signatures: Vec<super::SignatureLayer>,
     /// Tags moved to the index once everything else is in place.
     pub tags: Vec<String>,
     /// Other repositories of the same registry that may hold these blobs.
@@ -60,6 +67,10 @@ pub struct PushReport {
     pub manifests_put: usize,
     /// Manifests the repository already had.
     pub manifests_skipped: usize,
+    /// Referrer manifests and fallback indexes written.
+    pub referrers_put: usize,
+    /// Signatures added.
+    pub signatures_put: usize,
     /// Tags written (tags already pointing at the index are left alone).
     pub tags_put: Vec<String>,
 }
@@ -93,6 +104,15 @@ pub enum PushEvent {
     },
     ManifestSkipped {
         digest: String,
+    },
+    /// A referrer of `subject` was written (or listed in its fallback tag).
+    ReferrerPut {
+        digest: String,
+        subject: String,
+    },
+    /// A signature of `subject` was added.
+    SignaturePut {
+        subject: String,
     },
     TagPut {
         tag: String,
@@ -132,10 +152,20 @@ impl Client {
         for tag in &plan.tags {
             validate_tag(tag)?;
         }
-        for b in &plan.blobs {
+        let referrer_blobs = plan.referrers.iter().flat_map(|r| &r.blobs);
+        for b in plan.blobs.iter().chain(referrer_blobs.clone()) {
             validate_digest(&b.digest)?;
         }
-        for m in plan.manifests.iter().chain(std::iter::once(&plan.index)) {
+        for s in &plan.signatures {
+            validate_digest(&s.subject)?;
+        }
+        let referrer_manifests = plan.referrers.iter().map(|r| &r.manifest);
+        for m in plan
+            .manifests
+            .iter()
+            .chain(std::iter::once(&plan.index))
+            .chain(referrer_manifests)
+        {
             let actual = sha256_digest(&m.bytes);
             if actual != m.digest {
                 return Err(RegistryError::DigestMismatch {
@@ -158,7 +188,7 @@ impl Client {
 
         // Blobs, each digest once.
         let mut blobs: Vec<&BlobSource> = Vec::new();
-        for b in &plan.blobs {
+        for b in plan.blobs.iter().chain(referrer_blobs) {
             if !blobs.iter().any(|x| x.digest == b.digest) {
                 blobs.push(b);
             }
@@ -191,6 +221,27 @@ impl Client {
             progress(PushEvent::ManifestPut {
                 digest: m.digest.clone(),
             });
+        }
+
+        // Referrers and signatures: what describes the manifests is there
+        // before a tag leads anyone to them.
+        for r in &plan.referrers {
+            let n = self.push_referrer(repo, r, &scopes)?;
+            if n > 0 {
+                report.referrers_put += n;
+                progress(PushEvent::ReferrerPut {
+                    digest: r.manifest.digest.clone(),
+                    subject: r.subject.clone(),
+                });
+            }
+        }
+        for s in &plan.signatures {
+            if self.push_signature(repo, s, &scopes)? {
+                report.signatures_put += 1;
+                progress(PushEvent::SignaturePut {
+                    subject: s.subject.clone(),
+                });
+            }
         }
 
         // Tags last.
@@ -514,7 +565,7 @@ impl Client {
         }
     }
 
-    fn head_manifest_scoped(
+    pub(super) fn head_manifest_scoped(
         &self,
         repo: &str,
         reference: &str,
@@ -539,13 +590,15 @@ impl Client {
         Ok(if status == 200 { digest } else { None })
     }
 
-    fn put_manifest(
+    /// PUT `m` at `reference`; returns the `OCI-Subject` header the registry
+    /// answered with (a registry with the referrers API names the subject).
+    pub(super) fn put_manifest(
         &self,
         repo: &str,
         reference: &str,
         m: &ManifestBlob,
         scopes: &[String],
-    ) -> Result<(), RegistryError> {
+    ) -> Result<Option<String>, RegistryError> {
         let mut req = self.request(
             Method::PUT,
             &format!("/v2/{repo}/manifests/{reference}"),
@@ -558,11 +611,15 @@ impl Client {
         if response.status().as_u16() != 201 {
             return Err(self.status_error(&req, response));
         }
-        let returned = response
-            .headers()
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let returned = header("docker-content-digest");
+        let subject = header("oci-subject");
         drain(response);
         if let Some(actual) = returned.filter(|d| *d != m.digest) {
             return Err(RegistryError::DigestMismatch {
@@ -572,6 +629,6 @@ impl Client {
                 actual,
             });
         }
-        Ok(())
+        Ok(subject)
     }
 }
