@@ -4,6 +4,7 @@
 
 mod support;
 
+mod attached;
 mod core;
 mod debian_archive;
 mod debian_deb;

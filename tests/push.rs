@@ -119,12 +119,20 @@ fn one_arch_change_pushes_that_platform_and_that_dist_only() {
     assert_eq!(changed[0]["arch"], "arm64v8");
 
     let log = writes(&reg);
-    // New layer and config: each one upload finished by a PUT with ?digest=.
+    // New layer and config, and that platform's SBOM and provenance: each one
+    // upload finished by a PUT with ?digest=.
     let finished_blobs = log
         .iter()
         .filter(|w| w.starts_with("PUT") && w.contains("/blobs/uploads/"))
         .count();
-    assert!((1..=2).contains(&finished_blobs), "{log:?}");
+    assert!((1..=4).contains(&finished_blobs), "{log:?}");
+    // Referrers go to the changed platform's fallback tag only.
+    let mut fallback_tags: Vec<&String> = log
+        .iter()
+        .filter(|w| w.contains("/manifests/sha256-"))
+        .collect();
+    fallback_tags.dedup();
+    assert_eq!(fallback_tags.len(), 1, "{log:?}");
     assert!(
         log.iter().all(|w| !w.contains("manifests/two")),
         "dist two was touched: {log:?}"

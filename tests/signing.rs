@@ -235,7 +235,7 @@ fn pushes_are_signed_and_openssl_verifies_every_signature() {
         }
         p.imgraph_env(&["verify", "--pushed"], &env)
             .success()
-            .stderr_has(&["verified", "2 platforms, 0 referrers, 3 signatures"]);
+            .stderr_has(&["verified", "2 platforms, 4 referrers, 3 signatures"]);
 
         // Deterministic signatures: a re-push finds them all and writes nothing.
         reg.clear_log();

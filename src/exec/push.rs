@@ -66,6 +66,7 @@ pub(crate) fn push(
 ) -> Result<bool, StepError> {
     let reg = registry_of(ctx.manifest, step);
     let repository = reg.repository(&d.image);
+    let _repository_lock = repository_lock(&reg.host, &repository);
     let client = client(reg)?;
     let mut plan = plan(ctx.store, ctx.manifest, reg, d, index, repository)?;
     plan.referrers = referrers(ctx.store, &plan, attachments(deps))?;
@@ -105,6 +106,35 @@ pub(crate) fn push(
         }
     })?;
     Ok(true)
+}
+
+/// One push at a time into a repository. Two dists with the same content share
+/// their platform manifests, and a registry storing on a filesystem rewrites a
+/// manifest's link file in place: one push's PUT truncates it while the other's
+/// index PUT checks that manifest exists, and the registry answers
+/// `MANIFEST_BLOB_UNKNOWN`. Pushes into one repository share their blobs, so
+/// running them one after the other costs little: the second finds them there.
+fn repository_lock(host: &str, repository: &str) -> std::sync::MutexGuard<'static, ()> {
+    static LOCKS: std::sync::Mutex<Vec<(String, &'static std::sync::Mutex<()>)>> =
+        std::sync::Mutex::new(Vec::new());
+    let key = format!("{host}/{repository}");
+    let lock = {
+        let mut locks = LOCKS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match locks.iter().find(|(k, _)| *k == key) {
+            Some((_, l)) => *l,
+            None => {
+                // One small allocation per repository for the life of the process.
+                let l: &'static std::sync::Mutex<()> =
+                    Box::leak(Box::new(std::sync::Mutex::new(())));
+                locks.push((key, l));
+                l
+            }
+        }
+    };
+    lock.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// `--changed`: every tag points at the index, and every referrer and signature

@@ -190,7 +190,14 @@ impl Client {
                 return Ok(written);
             }
         }
-        // Fallback tag: read, add ours if missing, write back everything.
+        // Fallback tag: read, add ours if missing, write back everything. Two
+        // pushes of this build (two dists sharing a platform manifest, two
+        // registries behind one host) must not interleave their read and write,
+        // or one's entry is lost; the registry offers no compare-and-swap, so
+        // this process serialises its own updates.
+        let _one_at_a_time = FALLBACK_UPDATES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut index = self.fallback_index(repo, &r.subject)?.unwrap_or_else(
             || json!({"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": []}),
         );
@@ -214,6 +221,9 @@ impl Client {
         Ok(written + 1)
     }
 }
+
+/// Held while a fallback tag is read, modified and written back.
+static FALLBACK_UPDATES: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The descriptors of an index, skipping entries that are not descriptors.
 fn entries(index: &Value) -> Vec<ReferrerDescriptor> {

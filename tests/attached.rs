@@ -1,0 +1,244 @@
+//! SBOMs and provenance reach the registry: `build --push` puts each platform's
+//! attachments there as referrers (Debian's docker-registry has no referrers
+//! API, so through the `sha256-<hex>` fallback tag), the way `oras discover` and
+//! `cosign tree` find them; `verify --pushed` checks them; `--changed` re-pushes
+//! nothing.
+
+use serde_json::Value;
+
+use crate::support::registry::{Auth, RegistryGuard};
+use crate::support::{sha256, tool, Project};
+
+const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+fn project(reg: &RegistryGuard) -> Project {
+    let p = Project::new();
+    for a in ["amd64", "arm64v8"] {
+        p.hello_rootfs("one", a);
+    }
+    p.manifest(&format!(
+        "[settings]\ncreated = \"2024-06-01T00:00:00Z\"\nsbom = [\"spdx\", \"cyclonedx\"]\n\n\
+         [registries.local]\nurl = \"{}/test\"\ninsecure = true\n\n\
+         [images.hello]\ndists = [\"one\"]\narches = [\"amd64\", \"arm64v8\"]\nregistries = [\"local\"]\n\
+         rootfs = {{ dir = \"rootfs/{{dist}}/{{arch}}\" }}\nconfig = {{ cmd = [\"/hello\"] }}\n",
+        reg.url()
+    ));
+    p
+}
+
+fn get(url: &str, accept: &str) -> Option<Vec<u8>> {
+    let mut r = ureq::get(url).header("Accept", accept).call().ok()?;
+    r.body_mut().read_to_vec().ok()
+}
+
+fn get_json(url: &str, accept: &str) -> Value {
+    serde_json::from_slice(&get(url, accept).unwrap_or_else(|| panic!("GET {url}"))).unwrap()
+}
+
+/// The platform manifests of the pushed index, by arch.
+fn platforms(reg: &RegistryGuard) -> Vec<(String, String)> {
+    let index = get_json(
+        &format!("http://{}/v2/test/hello/manifests/one", reg.url()),
+        INDEX,
+    );
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["platform"]["architecture"].as_str().unwrap().to_owned(),
+                m["digest"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn writes(reg: &RegistryGuard) -> Vec<String> {
+    reg.request_log()
+        .into_iter()
+        .filter(|e| matches!(e.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE"))
+        .map(|e| format!("{} {}", e.method, e.path))
+        .collect()
+}
+
+/// Each platform manifest has its SPDX, CycloneDX and provenance referrers in
+/// the fallback tag (read by skopeo, as a second client), each naming that
+/// manifest as its subject and carrying the same document bytes as `out/`;
+/// `verify --pushed` checks them and fails once one is gone; `--changed`
+/// writes nothing.
+#[test]
+fn attachments_are_pushed_as_referrers_and_checked_by_verify() {
+    let reg = RegistryGuard::start(Auth::None);
+    let p = project(&reg);
+    p.imgraph(&["build", "--push"]).success();
+
+    let platforms = platforms(&reg);
+    assert_eq!(platforms.len(), 2);
+    for (arch, digest) in &platforms {
+        let tag = digest.replace(':', "-");
+        // skopeo reads the fallback tag as any client without referrers API would.
+        let raw = tool(
+            "skopeo",
+            &[
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                &format!("docker://{}/test/hello:{tag}", reg.url()),
+            ],
+        );
+        let referrers: Value = serde_json::from_str(&raw).unwrap();
+        assert_eq!(referrers["mediaType"], INDEX, "{raw}");
+        let mut types: Vec<String> = referrers["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["artifactType"].as_str().unwrap().to_owned())
+            .collect();
+        types.sort();
+        assert_eq!(
+            types,
+            [
+                "application/spdx+json",
+                "application/vnd.cyclonedx+json",
+                "application/vnd.in-toto+json"
+            ],
+            "{arch}: {raw}"
+        );
+        let layout = ["amd64", "arm64v8"]
+            .iter()
+            .map(|a| p.path(&format!("out/hello/one/{a}")))
+            .find(|l| sha256(&std::fs::read(l.join("image-manifest.json")).unwrap()) == *digest)
+            .unwrap_or_else(|| panic!("no layout in out/ has {digest}"));
+        for entry in referrers["manifests"].as_array().unwrap() {
+            let m = get_json(
+                &format!(
+                    "http://{}/v2/test/hello/manifests/{}",
+                    reg.url(),
+                    entry["digest"].as_str().unwrap()
+                ),
+                MANIFEST,
+            );
+            assert_eq!(m["subject"]["digest"].as_str(), Some(digest.as_str()));
+            assert_eq!(m["artifactType"], entry["artifactType"]);
+            let layer = m["layers"][0]["digest"].as_str().unwrap();
+            let bytes = get(
+                &format!("http://{}/v2/test/hello/blobs/{layer}", reg.url()),
+                "*/*",
+            )
+            .unwrap();
+            assert_eq!(sha256(&bytes), layer);
+            let file = match entry["artifactType"].as_str().unwrap() {
+                "application/spdx+json" => "sbom.spdx.json",
+                "application/vnd.cyclonedx+json" => "sbom.cyclonedx.json",
+                _ => "provenance.intoto.json",
+            };
+            assert_eq!(
+                bytes,
+                std::fs::read(layout.join(file)).unwrap(),
+                "{arch}: the pushed {file} differs from out/"
+            );
+        }
+    }
+
+    let ok = p.imgraph(&["verify", "--pushed"]).success();
+    assert!(ok.stderr.contains("referrer"), "{}", ok.stderr);
+
+    reg.clear_log();
+    p.imgraph(&["build", "--push", "--changed"]).success();
+    assert_eq!(
+        writes(&reg),
+        Vec::<String>::new(),
+        "--changed re-push wrote"
+    );
+
+    // Drop the SBOMs of one platform from its fallback tag, keep the provenance.
+    let (arch, digest) = &platforms[0];
+    let tag = digest.replace(':', "-");
+    let url = format!("http://{}/v2/test/hello/manifests/{tag}", reg.url());
+    let mut referrers = get_json(&url, INDEX);
+    referrers["manifests"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|m| m["artifactType"] == "application/vnd.in-toto+json");
+    ureq::put(&url)
+        .header("Content-Type", INDEX)
+        .send(serde_json::to_vec(&referrers).unwrap())
+        .unwrap();
+    p.imgraph(&["verify", "--pushed"])
+        .code(1)
+        .stderr_has(&[digest.as_str()]);
+    // --changed notices the missing referrers and puts them back.
+    p.imgraph(&["build", "--push", "--changed"]).success();
+    p.imgraph(&["verify", "--pushed"]).success();
+    let back = get_json(&url, INDEX);
+    assert_eq!(
+        back["manifests"].as_array().unwrap().len(),
+        3,
+        "{arch}: {back}"
+    );
+}
+
+/// Two dists with the same content share their platform manifests, so their
+/// push steps (running at once) both add referrers to the same fallback tags:
+/// neither may lose the other's entries.
+#[test]
+fn pushes_sharing_a_platform_manifest_keep_each_others_referrers() {
+    let reg = RegistryGuard::start(Auth::None);
+    let p = Project::new();
+    for d in ["one", "two", "three"] {
+        for a in ["amd64", "arm64v8"] {
+            p.hello_rootfs(d, a);
+        }
+    }
+    p.manifest(&format!(
+        "[settings]\ncreated = \"2024-06-01T00:00:00Z\"\nsbom = [\"spdx\", \"cyclonedx\"]\n\n\
+         [registries.local]\nurl = \"{}/test\"\ninsecure = true\n\n\
+         [images.hello]\ndists = [\"one\", \"two\", \"three\"]\narches = [\"amd64\", \"arm64v8\"]\n\
+         registries = [\"local\"]\nrootfs = {{ dir = \"rootfs/{{dist}}/{{arch}}\" }}\n\
+         config = {{ cmd = [\"/hello\"] }}\n",
+        reg.url()
+    ));
+    p.imgraph(&["build", "--push"]).success();
+    for arch in ["amd64", "arm64v8"] {
+        let mut subject = None;
+        let mut expected = Vec::new();
+        for dist in ["one", "two", "three"] {
+            let layout = p.path(&format!("out/hello/{dist}/{arch}"));
+            let index: Value = serde_json::from_slice(
+                &std::fs::read(layout.join("referrers.index.json")).unwrap(),
+            )
+            .unwrap();
+            for m in index["manifests"].as_array().unwrap() {
+                expected.push(m["digest"].as_str().unwrap().to_owned());
+            }
+            let image: Value =
+                serde_json::from_slice(&std::fs::read(layout.join("image-manifest.json")).unwrap())
+                    .unwrap();
+            let digest = sha256(&std::fs::read(layout.join("image-manifest.json")).unwrap());
+            assert!(image["layers"].is_array());
+            assert!(subject.is_none() || subject.as_deref() == Some(digest.as_str()));
+            subject = Some(digest);
+        }
+        expected.sort();
+        expected.dedup();
+        let subject = subject.unwrap();
+        let listed = get_json(
+            &format!(
+                "http://{}/v2/test/hello/manifests/{}",
+                reg.url(),
+                subject.replace(':', "-")
+            ),
+            INDEX,
+        );
+        let mut listed: Vec<String> = listed["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["digest"].as_str().unwrap().to_owned())
+            .collect();
+        listed.sort();
+        assert_eq!(listed, expected, "{arch}: referrers lost");
+    }
+}
