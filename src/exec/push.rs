@@ -60,7 +60,8 @@ pub(crate) fn push(
             return Ok(false);
         }
     }
-    let plan = plan(ctx.store, ctx.manifest, reg, d, index, repository)?;
+    let mut plan = plan(ctx.store, ctx.manifest, reg, d, index, repository)?;
+    super::remote_cache::prepare_push(ctx, reg, &mut plan)?;
     let progress = ctx.progress;
     let id = step.id.as_str();
     client.push(&plan, &|event| {
@@ -106,7 +107,11 @@ fn plan(
             serde_json::from_slice(&bytes).map_err(|_| StepError::BadUpstream(digest.clone()))?;
         for blob in std::iter::once(image.config()).chain(image.layers()) {
             let digest = blob.digest().to_string();
-            store.verify_blob(&digest)?;
+            // A blob only in the cache registry is mounted or fetched from there
+            // (`remote_cache::prepare_push`), verified when it is fetched.
+            if store.has_blob(&digest) {
+                store.verify_blob(&digest)?;
+            }
             blobs.push(BlobSource {
                 path: store.blob_path(&digest),
                 digest,

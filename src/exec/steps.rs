@@ -50,6 +50,15 @@ pub enum StepError {
     /// Installing the `.deb`s into a root filesystem.
     #[error(transparent)]
     Install(#[from] crate::debian::install::InstallError),
+    /// The cache registry.
+    #[error(transparent)]
+    RemoteCache(Box<super::remote_cache::RemoteCacheError>),
+    /// `--require-cache`, and neither the local cache nor the cache registry has it.
+    #[error("{step} is in neither the local cache nor the cache registry, and --require-cache forbids building it here")]
+    NotInCache {
+        /// The step id.
+        step: String,
+    },
     /// An upstream output of an unexpected shape (a corrupt cache entry).
     #[error("cache entry for {0} has outputs of the wrong kind; delete the cache folder's actions/ to rebuild")]
     BadUpstream(String),

@@ -560,7 +560,7 @@ impl Client {
         }
     }
 
-    fn fetch_manifest(
+    pub(super) fn fetch_manifest(
         &self,
         repo: &str,
         reference: &str,

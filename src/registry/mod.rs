@@ -6,12 +6,14 @@
 //! - [`auth`]: `WWW-Authenticate` challenges, basic auth, bearer tokens cached per scope.
 //! - [`retry`]: bounded exponential backoff for transient failures.
 //! - [`client`]: the HTTP client: manifests and blobs, by digest, verified.
+//! - [`artifact`]: generic OCI artifacts (config + blobs under a tag): the step cache's records.
 //! - [`push`]: blobs (HEAD-skip, cross-repo mount, monolithic or chunked upload),
 //!   then manifests, then the index, then the tags.
 //!
 //! Secrets (passwords, identity tokens, bearer tokens) only ever live inside
 //! [`Secret`], whose `Debug` and `Display` print `<redacted>`.
 
+pub mod artifact;
 pub mod auth;
 pub mod client;
 pub mod docker_config;

@@ -285,13 +285,19 @@ impl Client {
         scopes: &[String],
         progress: &(dyn Fn(PushEvent) + Sync),
     ) -> Result<BlobOutcome, RegistryError> {
-        let actual = std::fs::metadata(&blob.path)
-            .map_err(|source| RegistryError::ReadBlob {
-                digest: blob.digest.clone(),
-                path: blob.path.clone(),
-                source,
-            })?
-            .len();
+        // A blob with no local file may still be skipped (HEAD) or mounted; its
+        // upload fails naming the file.
+        let actual = match std::fs::metadata(&blob.path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => blob.size,
+            Err(source) => {
+                return Err(RegistryError::ReadBlob {
+                    digest: blob.digest.clone(),
+                    path: blob.path.clone(),
+                    source,
+                })
+            }
+        };
         if actual != blob.size {
             return Err(RegistryError::BlobSize {
                 host: self.registry.host.clone(),
