@@ -22,5 +22,6 @@ mod podman;
 mod properties;
 mod push;
 mod registry_client;
+mod remote_cache;
 mod repository_paths;
 mod rootfs_sources;
