@@ -365,3 +365,41 @@ fn bad_cache_registry_settings_are_exit_2_with_a_place() {
         .code(2)
         .stderr_has(&["--cache-registry", "99999"]);
 }
+
+#[test]
+fn plan_matrix_lists_what_neither_cache_has_one_entry_per_runner() {
+    let reg = RegistryGuard::start(Auth::None);
+    let settings = format!(
+        "{}\nrunners = {{ arm64v8 = \"ubuntu-24.04-arm\", default = \"ubuntu-24.04\" }}",
+        cache_line(&reg.url())
+    );
+    let matrix = |p: &Project| p.imgraph(&["plan", "--json", "--matrix"]).success().json();
+    let fresh = clone(&reg, &settings);
+    assert_eq!(
+        matrix(&fresh),
+        serde_json::json!({ "include": [
+            { "selector": "hello:one/amd64", "arch": "amd64", "arches": ["amd64"], "runner": "ubuntu-24.04" },
+            { "selector": "hello:one/arm64v8", "arch": "arm64v8", "arches": ["arm64v8"], "runner": "ubuntu-24.04-arm" },
+        ]})
+    );
+    // Runner A's records make arm64v8 clean for every other machine.
+    clone(&reg, &settings)
+        .imgraph(&["build", "hello:one/arm64v8"])
+        .success();
+    let include = matrix(&clone(&reg, &settings))["include"].clone();
+    assert_eq!(include.as_array().unwrap().len(), 1, "{include}");
+    assert_eq!(include[0]["selector"], "hello:one/amd64");
+    clone(&reg, &settings)
+        .imgraph(&["build", "hello:one/amd64"])
+        .success();
+    // Nothing dirty anywhere: an empty matrix, with an empty local cache.
+    reg.clear_log();
+    assert_eq!(
+        matrix(&clone(&reg, &settings)),
+        serde_json::json!({ "include": [] })
+    );
+    assert!(reg
+        .request_log()
+        .iter()
+        .all(|e| matches!(e.method.as_str(), "GET" | "HEAD")));
+}

@@ -24,6 +24,11 @@ pub(super) fn run(project: &Project, args: &PlanArgs, globals: &Globals) -> Resu
     if !result.failures.is_empty() {
         return Err(Error::Steps(result.failures));
     }
+    if args.matrix {
+        let matrix = crate::exec::matrix::matrix(&project.manifest, &graph, &result);
+        println!("{}", serde_json::to_string(&matrix).unwrap_or_default());
+        return Ok(());
+    }
     let mut steps = Vec::new();
     let (mut fresh, mut dirty) = (0, 0);
     for node in graph.order() {

@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod lock;
+pub mod matrix;
 mod outputs;
 pub mod progress;
 pub mod push;

@@ -181,18 +181,18 @@ impl RemoteCache {
 
     /// Looks `key` up. A hit returns the record (its outputs parsed) after
     /// fetching the small JSON blobs it names into `store`; layer blobs stay
-    /// remote (`check_layers`: HEAD them, so a record whose layer is gone is a
-    /// miss). Problems are reported on `progress` and make a miss, never an error:
+    /// remote. `building`: HEAD the layers (a record whose layer is gone is a
+    /// miss) and fetch the JSON blobs; without it (`plan`) the record is enough. Problems are reported on `progress` and make a miss, never an error:
     /// the step then simply runs.
     pub fn lookup(
         &self,
         store: &Store,
         step: &Step,
         key: &str,
-        check_layers: bool,
+        building: bool,
         progress: &Progress,
     ) -> Option<(ActionRecord, StepOutput)> {
-        match self.try_lookup(store, step, key, check_layers) {
+        match self.try_lookup(store, step, key, building) {
             Ok(hit) => hit,
             Err(e) => {
                 progress.println(&format!(
@@ -209,7 +209,7 @@ impl RemoteCache {
         store: &Store,
         step: &Step,
         key: &str,
-        check_layers: bool,
+        building: bool,
     ) -> Result<Option<(ActionRecord, StepOutput)>, RemoteCacheError> {
         let repo = self.config.repository.as_str();
         let tag = record_tag(step.id.kind, key);
@@ -243,11 +243,12 @@ impl RemoteCache {
                 continue;
             }
             if step.id.kind == StepKind::Layer {
-                if check_layers && !self.client.has_blob(repo, &layer.digest)? {
+                if building && !self.client.has_blob(repo, &layer.digest)? {
                     return Ok(None);
                 }
-            } else {
-                // Configs, manifests, indexes: small, and read by later steps and the push.
+            } else if building {
+                // Configs, manifests, indexes: small, and read by later steps and
+                // the push (`plan`, which writes nothing, needs only the digests).
                 let bytes = self.get_small(repo, &layer.digest)?;
                 store.put_bytes(&bytes)?;
             }
