@@ -19,6 +19,7 @@ pub mod client;
 pub mod docker_config;
 pub mod push;
 pub mod retry;
+mod stream_check;
 
 pub use crate::manifest::reference::{ImageRepository, ReferenceError, RegistryUrl};
 pub use client::{Client, Registry, RegistryError};

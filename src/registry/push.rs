@@ -410,6 +410,15 @@ impl Client {
                 l
             }
         };
+        let check = super::stream_check::StreamCheck::new(digest, blob.size, blob.path.clone());
+        let corrupt = |e: RegistryError| match check.mismatch() {
+            Some(found) => RegistryError::LocalBlobCorrupt {
+                digest: digest.to_owned(),
+                path: check.path().to_owned(),
+                found,
+            },
+            None => e,
+        };
         let octet = ("Content-Type", "application/octet-stream".to_owned());
         if blob.size <= self.monolithic_max {
             let mut req = self.request(
@@ -424,8 +433,9 @@ impl Client {
                 digest,
                 offset: 0,
                 len: blob.size,
+                check: Some(&check),
             };
-            return self.finish_upload(&req, blob, progress);
+            return self.finish_upload(&req, blob, progress).map_err(corrupt);
         }
         let mut offset = 0;
         while offset < blob.size {
@@ -439,8 +449,9 @@ impl Client {
                 digest,
                 offset,
                 len,
+                check: Some(&check),
             };
-            let response = self.attempt(&req)?;
+            let response = self.attempt(&req).map_err(corrupt)?;
             if response.status().as_u16() != 202 {
                 return Err(self.status_error(&req, response));
             }
