@@ -403,3 +403,57 @@ fn plan_matrix_lists_what_neither_cache_has_one_entry_per_runner() {
         .iter()
         .all(|e| matches!(e.method.as_str(), "GET" | "HEAD")));
 }
+
+#[test]
+fn a_command_rootfs_from_the_cache_is_made_again_when_a_layer_needs_it() {
+    let reg = RegistryGuard::start(Auth::None);
+    let proxy = FaultProxy::start(&reg.url());
+    let project = |cache: &str| {
+        let p = Project::new();
+        p.manifest(&format!(
+            r#"[settings]
+created = "2024-06-01T00:00:00Z"
+{cache}
+
+[images.cmd]
+dists = ["one"]
+arches = ["amd64"]
+rootfs = {{ command = "mkdir -p {{out}}/etc && echo {{arch}} > {{out}}/etc/arch" }}
+platform_check = false
+"#
+        ));
+        p
+    };
+    let single = project("");
+    single.imgraph(&["build"]).success();
+    let expected = single.index_digest("cmd", "one");
+
+    // Runner A's layer record never gets its tag; its rootfs record does.
+    proxy.inject("PUT", "/manifests/layer-", Fault::DropConnection, 1000);
+    let a = project(&format!(
+        "cache_registry = {{ url = \"{}/{CACHE_REPO}\", insecure = true }}",
+        proxy.addr()
+    ));
+    a.imgraph(&["build"])
+        .success()
+        .stderr_has(&["layer:cmd:one/amd64: record not written"]);
+    let tags = records_are_complete(&reg);
+    assert!(tags.iter().any(|t| t.starts_with("rootfs-")), "{tags:?}");
+    assert!(!tags.iter().any(|t| t.starts_with("layer-")), "{tags:?}");
+    drop(a); // the folder its record's rootfs was kept in is gone
+
+    let b = project(&cache_line(&reg.url()));
+    let json = b.imgraph(&["build", "--json"]).success().json();
+    let cached: Vec<&str> = json["cached"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert!(cached.contains(&"rootfs:cmd:one/amd64"), "{json}");
+    assert!(json["executed"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("layer:cmd:one/amd64")));
+    assert_eq!(b.index_digest("cmd", "one"), expected);
+}

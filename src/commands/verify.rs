@@ -26,7 +26,13 @@ pub(super) fn run(project: &Project, args: &VerifyArgs, globals: &Globals) -> Re
     if args.pushed {
         let store = Store::open(&project.cache_dir)?;
         let progress = Progress::new(globals.quiet, globals.verbose, globals.color);
-        let verified = verify_pushed(&project.manifest, &project.selectors, &store, &progress)?;
+        let verified = verify_pushed(
+            &project.manifest,
+            &project.selectors,
+            &store,
+            project.cache_registry.clone(),
+            &progress,
+        )?;
         if !globals.quiet {
             for v in verified {
                 eprintln!(

@@ -435,7 +435,24 @@ pub(super) fn execute(
         }
         StepKind::Layer => {
             let p = platform(ctx, step);
-            let source = match (&p.rootfs, upstream(deps, StepKind::Rootfs)) {
+            let rebuilt;
+            let mut rootfs = upstream(deps, StepKind::Rootfs);
+            // A rootfs that came from the cache registry names a folder or tarball
+            // on the machine that made it: make it here, now that a layer needs it.
+            if let Some(StepOutput::Rootfs {
+                kept: Some(kept), ..
+            }) = rootfs
+            {
+                if !std::path::Path::new(kept).exists() {
+                    let rootfs_step = Step {
+                        id: StepId::platform(StepKind::Rootfs, &p.image, &p.dist, p.arch),
+                        target: step.target,
+                    };
+                    rebuilt = execute(ctx, &rootfs_step, &[])?;
+                    rootfs = Some(&rebuilt);
+                }
+            }
+            let source = match (&p.rootfs, rootfs) {
                 (RootfsSource::Dir { path, owners, .. }, _) => LayerSource::Dir {
                     root: path.clone(),
                     owners: *owners,

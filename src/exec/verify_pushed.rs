@@ -124,15 +124,16 @@ pub fn verify_pushed(
     manifest: &Manifest,
     selectors: &[Selector],
     store: &Store,
+    remote: Option<crate::manifest::CacheRegistry>,
     progress: &Progress,
 ) -> Result<Vec<Verified>, VerifyPushedError> {
-    let report = build(
-        manifest,
-        selectors,
-        store,
-        &BuildOptions::cache_only(),
-        progress,
-    )?;
+    // Only digests are needed: an assembler checks what it pushed from the cache
+    // registry's records, without building or downloading a layer.
+    let opts = BuildOptions {
+        remote,
+        ..BuildOptions::cache_only()
+    };
+    let report = build(manifest, selectors, store, &opts, progress)?;
     let mut problems = Vec::new();
     let mut verified = Vec::new();
     for node in report.graph.order() {
