@@ -382,6 +382,16 @@ pub(crate) fn prepare_push(
     reg: &crate::manifest::Registry,
     plan: &mut crate::registry::PushPlan,
 ) -> Result<(), super::StepError> {
+    // On the cache's own host, mount whatever the cache has, also blobs that are
+    // local by now (another registry's push may have fetched them): no upload.
+    if let Some(remote) = ctx.remote.filter(|r| r.host() == reg.host) {
+        if plan.blobs.iter().any(|b| remote.knows(&b.digest)) {
+            let repo = remote.repository().to_owned();
+            if !plan.mount_from.contains(&repo) {
+                plan.mount_from.insert(0, repo);
+            }
+        }
+    }
     let missing: Vec<(String, u64)> = plan
         .blobs
         .iter()
