@@ -457,3 +457,42 @@ platform_check = false
         .contains(&serde_json::json!("layer:cmd:one/amd64")));
     assert_eq!(b.index_digest("cmd", "one"), expected);
 }
+
+#[test]
+fn plan_matrix_gives_platforms_that_share_a_rootfs_one_runner() {
+    let p = Project::new();
+    p.file("rootfs/one/etc/motd", b"shared\n");
+    p.file("other/etc/motd", b"own\n");
+    p.manifest(
+        r#"[settings]
+created = "2024-06-01T00:00:00Z"
+
+[images.shared]
+dists = ["one"]
+arches = ["amd64", "i386"]
+rootfs = { dir = "rootfs/{dist}" }
+platform_check = false
+
+[images.own]
+dists = ["one"]
+arches = ["s390x"]
+rootfs = { dir = "other" }
+platform_check = false
+"#,
+    );
+    let json = p.imgraph(&["plan", "--json", "--matrix"]).success().json();
+    assert_eq!(
+        json,
+        serde_json::json!({ "include": [
+            { "selector": "own:one/s390x", "arch": "s390x", "arches": ["s390x"] },
+            { "selector": "shared:one/amd64 shared:one/i386", "arch": "amd64", "arches": ["amd64", "i386"] },
+        ]})
+    );
+    p.imgraph(&["build"]).success();
+    assert_eq!(
+        p.imgraph(&["plan", "--json", "--matrix"]).success().json(),
+        serde_json::json!({ "include": [] })
+    );
+    // --matrix is a shape of --json.
+    p.imgraph(&["plan", "--matrix"]).code(2);
+}
