@@ -386,7 +386,16 @@ fn plan_matrix_lists_what_neither_cache_has_one_entry_per_runner() {
     clone(&reg, &settings)
         .imgraph(&["build", "hello:one/arm64v8"])
         .success();
-    let include = matrix(&clone(&reg, &settings))["include"].clone();
+    let other = clone(&reg, &settings);
+    let explained = other
+        .imgraph(&["explain", "layer:hello:one/arm64v8"])
+        .success();
+    assert!(
+        explained.stdout.contains("status   fresh"),
+        "{}",
+        explained.stdout
+    );
+    let include = matrix(&other)["include"].clone();
     assert_eq!(include.as_array().unwrap().len(), 1, "{include}");
     assert_eq!(include[0]["selector"], "hello:one/amd64");
     clone(&reg, &settings)
