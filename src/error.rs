@@ -40,6 +40,9 @@ pub enum Error {
     /// `verify --pushed`: what the registries serve is not what was built.
     #[error(transparent)]
     Pushed(#[from] crate::exec::verify_pushed::PushedMismatch),
+    /// The cache registry (its credentials, or a blob fetched from it).
+    #[error("{0}")]
+    Remote(String),
     /// `verify --pushed` found nothing to read back.
     #[error("nothing to verify: no selected image has registries")]
     NothingPushed,
@@ -93,6 +96,9 @@ impl From<crate::exec::build::BuildError> for Error {
             BuildError::Cache(e) => Error::Cache(e),
             BuildError::Layout(e) => Error::Layout(e),
             BuildError::Steps(f) => Error::Steps(f),
+            e @ (BuildError::Credentials(_) | BuildError::Remote(_)) => {
+                Error::Remote(e.to_string())
+            }
         }
     }
 }

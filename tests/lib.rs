@@ -23,6 +23,7 @@ mod podman;
 mod properties;
 mod push;
 mod registry_client;
+mod remote_cache;
 mod repository_paths;
 mod rootfs_sources;
 mod sbom;

@@ -30,6 +30,25 @@ pub struct Cli {
     /// Cache folder (default: `cache` beside images.toml, or `settings.cache`).
     #[arg(long, global = true, env = "IMGRAPH_CACHE", value_name = "DIR")]
     pub cache: Option<PathBuf>,
+    /// A shared step cache in an OCI registry, `[http://]host[:port]/repository`
+    /// (overrides `cache_registry` in images.toml).
+    #[arg(
+        long,
+        global = true,
+        env = "IMGRAPH_CACHE_REGISTRY",
+        value_name = "REF"
+    )]
+    pub cache_registry: Option<String>,
+    /// What a build may do with the cache registry: `read` never writes (pull
+    /// requests), `read-write` records every executed step.
+    #[arg(
+        long,
+        global = true,
+        env = "IMGRAPH_CACHE_MODE",
+        value_enum,
+        value_name = "MODE"
+    )]
+    pub cache_mode: Option<CacheModeArg>,
     /// Print nothing but errors (and --json output).
     #[arg(short, long, global = true)]
     pub quiet: bool,
@@ -42,6 +61,15 @@ pub struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--cache-mode`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum CacheModeArg {
+    /// Look records up, never write.
+    Read,
+    /// Look up, and record every executed step.
+    ReadWrite,
 }
 
 /// `--color`.
@@ -209,6 +237,10 @@ pub struct PlanArgs {
     /// List only dirty steps.
     #[arg(long)]
     pub changed: bool,
+    /// With --json: a CI matrix of the dirty work instead of the steps,
+    /// `{"include":[{"selector","arch","runner"}]}` (GitHub Actions' `strategy.matrix`).
+    #[arg(long, requires = "json")]
+    pub matrix: bool,
     /// Accept uncommitted inputs with created = "git".
     #[arg(long)]
     pub allow_dirty: bool,
@@ -228,6 +260,10 @@ pub struct BuildArgs {
     /// Push to the registries after building.
     #[arg(long)]
     pub push: bool,
+    /// Fail any platform step that neither the local cache nor the cache registry
+    /// has, naming it, instead of building it (an assembler job that must not build).
+    #[arg(long)]
+    pub require_cache: bool,
     /// Steps run at once (default: the number of cores).
     #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,

@@ -35,6 +35,11 @@ pub(super) fn run(project: &Project, args: &BuildArgs, globals: &Globals) -> Res
             changed_only: args.changed,
             export: true,
             signer,
+            remote: project.cache_registry.clone(),
+            require_cache: args.require_cache,
+            // An assembler that pushes mounts layers from the cache registry and
+            // downloads none; a plain build brings them down for out/.
+            fetch_remote: !args.push,
         },
         &progress,
     )?;
@@ -74,6 +79,14 @@ fn summary(project: &Project, report: &BuildReport, started: Instant) {
         report.exported.len(),
         project.manifest.settings.out.display(),
     );
+    if !report.remote_only.is_empty() {
+        eprintln!(
+            "{} platforms are only in the cache registry and were not exported to {} (pushed by mount; `imgraph build` without --push fetches them): {}",
+            report.remote_only.len(),
+            project.manifest.settings.out.display(),
+            report.remote_only.join(" ")
+        );
+    }
     if report.changed.is_empty() {
         eprintln!("no image changed since the last build");
     }

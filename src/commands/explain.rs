@@ -44,7 +44,16 @@ pub(super) fn run(project: &Project, args: &ExplainArgs, globals: &Globals) -> R
     };
     let store = Store::open_read_only(&project.cache_dir);
     let progress = Progress::quiet();
-    let ctx = Ctx::new(&project.manifest, &graph, &store, Mode::Plan, &progress);
+    // Fresh in the cache registry is fresh here too, as `plan` says.
+    let remote = match &project.cache_registry {
+        Some(config) => Some(
+            crate::exec::remote_cache::RemoteCache::new(config, &project.manifest)
+                .map_err(|e| Error::Remote(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let ctx = Ctx::new(&project.manifest, &graph, &store, Mode::Plan, &progress)
+        .with_remote(remote.as_ref(), false);
     let result = ctx.run(default_jobs());
     if !result.failures.is_empty() {
         return Err(Error::Steps(result.failures));

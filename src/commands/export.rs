@@ -74,7 +74,11 @@ pub(super) fn run(project: &Project, args: &ExportArgs, globals: &Globals) -> Re
     };
     let store = Store::open(&project.cache_dir)?;
     let progress = Progress::new(globals.quiet, globals.verbose, globals.color);
-    let opts = BuildOptions::cache_only();
+    let opts = BuildOptions {
+        remote: project.cache_registry.clone(),
+        fetch_remote: true,
+        ..BuildOptions::cache_only()
+    };
     let report = build(m, &project.selectors, &store, &opts, &progress)?;
     let platform = |arch| report.platform_blobs(m, &dist.image, &dist.dist, arch);
     let mut replaced = false;

@@ -26,6 +26,9 @@ pub(crate) struct Project {
     pub(crate) manifest: Manifest,
     pub(crate) selectors: Vec<Selector>,
     pub(crate) cache_dir: PathBuf,
+    /// The cache registry: `--cache-registry`/`IMGRAPH_CACHE_REGISTRY`, else
+    /// `cache_registry` in images.toml; `--cache-mode` overrides its mode.
+    pub(crate) cache_registry: Option<manifest::CacheRegistry>,
 }
 
 pub(crate) struct Globals {
@@ -50,10 +53,12 @@ impl Project {
             None => manifest.settings.cache.clone(),
         };
         check_cache_dir(&cache_dir, cli.cache.is_some())?;
+        let cache_registry = cache_registry(cli, &manifest)?;
         Ok(Project {
             manifest,
             selectors,
             cache_dir,
+            cache_registry,
         })
     }
 }
@@ -111,6 +116,33 @@ fn check_cache_dir(dir: &std::path::Path, from_flag: bool) -> Result<(), Error> 
         "cache folder {} {what}\n  = help: point {origin} at a folder; it is created when missing",
         dir.display()
     )))
+}
+
+/// The cache registry the flags or the manifest name (the flags win).
+fn cache_registry(
+    cli: &Cli,
+    manifest: &Manifest,
+) -> Result<Option<manifest::CacheRegistry>, Error> {
+    use crate::cli::CacheModeArg;
+    use manifest::{CacheMode, CacheRegistry};
+    let mode = cli.cache_mode.map(|m| match m {
+        CacheModeArg::Read => CacheMode::Read,
+        CacheModeArg::ReadWrite => CacheMode::ReadWrite,
+    });
+    let mut registry = match cli.cache_registry.as_deref().filter(|r| !r.is_empty()) {
+        Some(url) => Some(
+            CacheRegistry::parse(url, None, CacheMode::ReadWrite).map_err(|message| {
+                Error::Usage(format!(
+                    "--cache-registry (or IMGRAPH_CACHE_REGISTRY) {url:?}: {message}\n  = help: write [http://]host[:port]/repository, e.g. ghcr.io/acme/imgraph-cache"
+                ))
+            })?,
+        ),
+        None => manifest.settings.cache_registry.clone(),
+    };
+    if let (Some(r), Some(mode)) = (registry.as_mut(), mode) {
+        r.mode = mode;
+    }
+    Ok(registry)
 }
 
 /// Runs a parsed command line.

@@ -13,9 +13,21 @@ use super::{Globals, Project};
 pub(super) fn run(project: &Project, args: &PlanArgs, globals: &Globals) -> Result<(), Error> {
     let graph = Graph::build(&project.manifest, &project.selectors);
     let store = Store::open_read_only(&project.cache_dir);
-    let result = crate::exec::plan(&project.manifest, &graph, &store);
+    let remote = match &project.cache_registry {
+        Some(config) => Some(
+            crate::exec::remote_cache::RemoteCache::new(config, &project.manifest)
+                .map_err(|e| Error::Remote(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let result = crate::exec::plan_with_remote(&project.manifest, &graph, &store, remote.as_ref());
     if !result.failures.is_empty() {
         return Err(Error::Steps(result.failures));
+    }
+    if args.matrix {
+        let matrix = crate::exec::matrix::matrix(&project.manifest, &graph, &result);
+        println!("{}", serde_json::to_string(&matrix).unwrap_or_default());
+        return Ok(());
     }
     let mut steps = Vec::new();
     let (mut fresh, mut dirty) = (0, 0);

@@ -33,6 +33,7 @@ pub(super) fn run(project: &Project, args: &VerifyArgs, globals: &Globals) -> Re
             &project.selectors,
             &store,
             key.as_ref(),
+            project.cache_registry.clone(),
             &progress,
         )?;
         if !globals.quiet {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::remote_cache::RemoteCache;
 use super::{
     default_jobs, Ctx, Mode, Outcome, Progress, RunResult, Status, StepFailure, StepOutput,
 };
@@ -24,6 +25,12 @@ pub enum BuildError {
     /// Writing `out/`.
     #[error(transparent)]
     Layout(#[from] LayoutError),
+    /// The cache registry's credentials could not be read.
+    #[error(transparent)]
+    Credentials(#[from] crate::registry::CredentialError),
+    /// A blob could not be brought from the cache registry for export.
+    #[error(transparent)]
+    Remote(#[from] super::remote_cache::RemoteCacheError),
     /// Steps failed, where the caller needs every step (verify, export).
     #[error("{}", render_failures(.0))]
     Steps(Vec<StepFailure>),
@@ -36,7 +43,7 @@ impl BuildError {
         match self {
             BuildError::Cache(e) | BuildError::Layout(LayoutError::Cache(e)) => corrupt(e),
             BuildError::Steps(failures) => failures.iter().any(StepFailure::is_corrupt_blob),
-            BuildError::Layout(_) => false,
+            BuildError::Layout(_) | BuildError::Credentials(_) | BuildError::Remote(_) => false,
         }
     }
 }
@@ -64,6 +71,15 @@ pub struct BuildOptions {
     /// The key pushes sign with (`[settings] sign`), loaded by the caller
     /// before anything runs (a bad key is bad input).
     pub signer: Option<std::sync::Arc<crate::sign::Signer>>,
+    /// The shared step cache in a registry (`cache_registry`, `--cache-registry`).
+    pub remote: Option<crate::manifest::CacheRegistry>,
+    /// Fail a platform step that neither cache has instead of running it.
+    pub require_cache: bool,
+    /// Bring the blobs of every built platform into the local cache (from the
+    /// cache registry, verified), for `out/` or an export. Without it a platform
+    /// whose layer is only in the cache registry is pushed by mount and not
+    /// exported to `out/`.
+    pub fetch_remote: bool,
 }
 
 impl BuildOptions {
@@ -76,6 +92,9 @@ impl BuildOptions {
             changed_only: false,
             export: false,
             signer: None,
+            remote: None,
+            require_cache: false,
+            fetch_remote: false,
         }
     }
 }
@@ -101,6 +120,9 @@ pub struct BuildReport {
     /// Layout folders written (an unchanged layout is left alone and not listed).
     pub exported: Vec<PathBuf>,
     pub pushed: Vec<serde_json::Value>,
+    /// Platforms not exported to `out/` because their layer is only in the cache
+    /// registry (`build --push` mounts it from there and downloads nothing).
+    pub remote_only: Vec<String>,
     /// Every step that failed (steps downstream of one never ran and are not listed).
     pub failures: Vec<StepFailure>,
 }
@@ -234,12 +256,17 @@ pub fn build_report(
     let _lock = store.lock()?;
     // Holding the lock, any temp file is a leftover of a killed build.
     store.clear_tmp();
-    match build_locked(manifest, selectors, store, opts, progress) {
+    let remote = match &opts.remote {
+        Some(config) => Some(RemoteCache::new(config, manifest)?),
+        None => None,
+    };
+    let remote = remote.as_ref();
+    match build_locked(manifest, selectors, store, opts, progress, remote) {
         // A blob that failed its digest check when exported was dropped, so its
         // entry is now a miss: one more pass rebuilds it.
         Err(e) if e.is_corrupt_blob() => {
             progress.println(&format!("warning: {e}"));
-            build_locked(manifest, selectors, store, opts, progress)
+            build_locked(manifest, selectors, store, opts, progress, remote)
         }
         other => other,
     }
@@ -251,6 +278,7 @@ fn run_steps(
     store: &Store,
     opts: &BuildOptions,
     progress: &Progress,
+    remote: Option<&RemoteCache>,
 ) -> RunResult {
     Ctx::new(
         manifest,
@@ -263,7 +291,41 @@ fn run_steps(
         progress,
     )
     .with_signer(opts.signer.clone())
+    .with_remote(remote, opts.require_cache)
     .run(opts.jobs)
+}
+
+/// Fetches (verified) every blob of a built platform that is only in the cache
+/// registry. A blob that fails its check poisons its records, so the caller
+/// runs the steps again and they rebuild it; returns whether one did.
+fn fetch_remote_blobs(
+    graph: &Graph,
+    result: &RunResult,
+    store: &Store,
+    remote: &RemoteCache,
+    progress: &Progress,
+) -> Result<bool, BuildError> {
+    let mut corrupt = false;
+    for node in graph.order() {
+        let Some(StepOutput::Layer(l)) = result.outcomes[node.index()]
+            .as_ref()
+            .and_then(|o| o.output.as_ref())
+        else {
+            continue;
+        };
+        if store.has_blob(&l.blob.digest) {
+            continue;
+        }
+        match remote.fetch_blob(store, &l.blob.digest, l.blob.size) {
+            Ok(()) => {}
+            Err(e @ super::remote_cache::RemoteCacheError::Corrupt { .. }) => {
+                progress.println(&format!("warning: {}: {e}", graph.step(node).id));
+                corrupt = true;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(corrupt)
 }
 
 fn build_locked(
@@ -272,16 +334,25 @@ fn build_locked(
     store: &Store,
     opts: &BuildOptions,
     progress: &Progress,
+    remote: Option<&RemoteCache>,
 ) -> Result<BuildReport, BuildError> {
     let graph = Graph::build(manifest, selectors);
-    let mut result = run_steps(manifest, &graph, store, opts, progress);
+    let mut result = run_steps(manifest, &graph, store, opts, progress, remote);
     // A blob that failed its digest check when read was dropped, so its entry is
     // now a miss: one more pass rebuilds it (before anything is exported from it).
     if result.failures.iter().any(StepFailure::is_corrupt_blob) {
         for f in result.failures.iter().filter(|f| f.is_corrupt_blob()) {
             progress.println(&format!("warning: {}: {}", f.step, f.error));
         }
-        result = run_steps(manifest, &graph, store, opts, progress);
+        result = run_steps(manifest, &graph, store, opts, progress, remote);
+    }
+    // Layers that are only in the cache registry come down now, when out/ or an
+    // export needs their bytes; a corrupt one makes its steps run here instead.
+    if let Some(remote) = remote.filter(|_| opts.fetch_remote) {
+        if fetch_remote_blobs(&graph, &result, store, remote, progress)? {
+            result = run_steps(manifest, &graph, store, opts, progress, Some(remote));
+            fetch_remote_blobs(&graph, &result, store, remote, progress)?;
+        }
     }
     let mut report = BuildReport {
         executed: Vec::new(),
@@ -290,6 +361,7 @@ fn build_locked(
         changed: Vec::new(),
         exported: Vec::new(),
         pushed: Vec::new(),
+        remote_only: Vec::new(),
         outcomes: result.outcomes,
         failures: result.failures,
         graph,
@@ -375,10 +447,15 @@ fn build_locked(
                         .and_then(|n| report.outcomes[n.index()].as_ref())
                         .is_some_and(|o| o.status == Status::Executed && !o.cut_off)
                 });
-                if opts.export && (is_new || attached_new || !opts.changed_only) {
-                    let blobs = report
-                        .platform_blobs(manifest, &p.image, &p.dist, p.arch)
-                        .expect("a built manifest has its layer and config");
+                let blobs = report
+                    .platform_blobs(manifest, &p.image, &p.dist, p.arch)
+                    .expect("a built manifest has its layer and config");
+                // Only in the cache registry (an assembler's push mounts it): no out/.
+                let remote_only = !store.has_blob(&blobs.layer.digest);
+                if remote_only && opts.export {
+                    report.remote_only.push(label.clone());
+                }
+                if opts.export && !remote_only && (is_new || attached_new || !opts.changed_only) {
                     let tag = first_tag
                         .get(&(p.image.as_str(), p.dist.as_str()))
                         .map_or_else(|| p.dist.clone(), |t| (*t).to_string());
@@ -398,7 +475,12 @@ fn build_locked(
                 let d = &manifest.dists[i];
                 let label = d.label();
                 let is_new = last.indexes.get(&label) != Some(&digest);
-                if opts.export && (is_new || !opts.changed_only) {
+                let remote_only = d
+                    .arches
+                    .iter()
+                    .filter_map(|a| report.platform_blobs(manifest, &d.image, &d.dist, a))
+                    .any(|b| !store.has_blob(&b.layer.digest));
+                if opts.export && !remote_only && (is_new || !opts.changed_only) {
                     let platforms: Vec<PlatformBlobs> = d
                         .arches
                         .iter()

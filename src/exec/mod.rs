@@ -4,9 +4,11 @@
 pub mod attach;
 pub mod build;
 pub mod lock;
+pub mod matrix;
 mod outputs;
 pub mod progress;
 pub mod push;
+pub mod remote_cache;
 pub mod scheduler;
 mod steps;
 pub mod verify_pushed;
@@ -97,6 +99,10 @@ pub struct Ctx<'a> {
     key_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     trees: Mutex<HashMap<String, crate::rootfs::TreeFingerprint>>,
     fingerprints: Mutex<HashMap<FingerprintMemoKey, crate::rootfs::TreeFingerprint>>,
+    /// The shared step cache in a registry, looked in after the local one.
+    remote: Option<&'a remote_cache::RemoteCache>,
+    /// `--require-cache`: a platform step neither cache has fails instead of running.
+    require_cache: bool,
 }
 
 /// A stat cache shared by the steps reading one folder, and the hash of the bytes it
@@ -137,8 +143,26 @@ pub struct RunResult {
 /// Evaluates every step without executing any: what `plan`, `explain` and `cache gc`
 /// read. Writes nothing.
 pub fn plan(manifest: &Manifest, graph: &Graph, store: &Store) -> RunResult {
+    plan_with_remote(manifest, graph, store, None)
+}
+
+/// [`plan`], also looking in the cache registry: a step it has is fresh. Its
+/// lookups are network round trips, not CPU work, so more of them run at once.
+pub fn plan_with_remote(
+    manifest: &Manifest,
+    graph: &Graph,
+    store: &Store,
+    remote: Option<&remote_cache::RemoteCache>,
+) -> RunResult {
     let progress = Progress::quiet();
-    Ctx::new(manifest, graph, store, Mode::Plan, &progress).run(default_jobs())
+    let jobs = if remote.is_some() {
+        default_jobs().max(16)
+    } else {
+        default_jobs()
+    };
+    Ctx::new(manifest, graph, store, Mode::Plan, &progress)
+        .with_remote(remote, false)
+        .run(jobs)
 }
 
 /// Default parallelism: the machine's cores.
@@ -166,12 +190,27 @@ impl<'a> Ctx<'a> {
             key_locks: Mutex::default(),
             trees: Mutex::default(),
             fingerprints: Mutex::default(),
+            remote: None,
+            require_cache: false,
         }
     }
 
     /// Push steps sign what they push with `signer`.
     pub fn with_signer(mut self, signer: Option<Arc<crate::sign::Signer>>) -> Self {
         self.signer = signer;
+        self
+    }
+
+    /// Looks steps up in `remote` after the local cache (and, when building,
+    /// writes each executed step's record there); with `require_cache`, a
+    /// platform step found in neither fails instead of running.
+    pub fn with_remote(
+        mut self,
+        remote: Option<&'a remote_cache::RemoteCache>,
+        require_cache: bool,
+    ) -> Self {
+        self.remote = remote;
+        self.require_cache = require_cache;
         self
     }
 
@@ -306,6 +345,33 @@ impl<'a> Ctx<'a> {
                 });
             }
         }
+        let cacheable = remote_cache::cacheable(step.id.kind, prepared.known_output.is_some());
+        if let Some(remote) = self.remote.filter(|_| cacheable) {
+            let building = self.mode != Mode::Plan;
+            if let Some((record, output)) =
+                remote.lookup(self.store, step, &key, building, self.progress)
+            {
+                steps::check_cached(self, step, &output)?;
+                if building {
+                    // Kept locally too: the JSON blobs are here now, and a layer
+                    // entry becomes usable once its blob is fetched.
+                    let mine = ActionRecord {
+                        step: step.id.to_string(),
+                        ..record
+                    };
+                    self.store.put_action(&mine).map_err(StepError::Cache)?;
+                }
+                return Ok(Outcome {
+                    status: Status::Fresh,
+                    key: Some(key),
+                    reason: None,
+                    output: Some(output),
+                    cut_off: false,
+                    elapsed: Duration::ZERO,
+                    inputs: Some(prepared.inputs.clone()),
+                });
+            }
+        }
         let reason = match last() {
             None => DirtyReason::NotBuiltYet,
             Some(record) => match serde_json::from_value::<StepInputs>(record.inputs.clone()) {
@@ -344,6 +410,11 @@ impl<'a> Ctx<'a> {
                         inputs: Some(prepared.inputs.clone()),
                     });
                 }
+                if self.require_cache && step.id.kind.is_platform() && cacheable {
+                    return Err(StepError::NotInCache {
+                        step: step.id.to_string(),
+                    });
+                }
                 let started = Instant::now();
                 let output = match prepared.known_output.clone() {
                     Some(out) => out,
@@ -357,6 +428,17 @@ impl<'a> Ctx<'a> {
                     blobs: output.blobs(),
                 };
                 self.store.put_action(&record).map_err(StepError::Cache)?;
+                if let Some(remote) = self.remote.filter(|r| cacheable && r.writes()) {
+                    // A failed write costs another runner the work, not this build.
+                    if let Err(e) = remote.record(self.store, self.manifest, step, &record, &output)
+                    {
+                        self.progress.println(&format!(
+                            "warning: {}: record not written to the cache registry {}: {e}",
+                            step.id,
+                            remote.name()
+                        ));
+                    }
+                }
                 self.remember_tree(step, true);
                 let cut_off = last()
                     .clone()

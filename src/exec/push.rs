@@ -69,6 +69,7 @@ pub(crate) fn push(
     let _repository_lock = repository_lock(&reg.host, &repository);
     let client = client(reg)?;
     let mut plan = plan(ctx.store, ctx.manifest, reg, d, index, repository)?;
+    super::remote_cache::prepare_push(ctx, reg, &mut plan)?;
     plan.referrers = referrers(ctx.store, &plan, attachments(deps))?;
     if let Some(signer) = &ctx.signer {
         plan.signatures = signatures(signer, &format!("{}/{}", reg.host, plan.repository), &plan);
@@ -80,7 +81,7 @@ pub(crate) fn push(
     }
     let progress = ctx.progress;
     let id = step.id.as_str();
-    client.push(&plan, &|event| {
+    let pushed = client.push(&plan, &|event| {
         if progress.verbose() {
             match event {
                 PushEvent::BlobUploaded { digest, size } => {
@@ -104,8 +105,24 @@ pub(crate) fn push(
                 _ => {}
             }
         }
-    })?;
-    Ok(true)
+    });
+    match pushed {
+        Ok(_) => Ok(true),
+        // Caught as it streamed: dropped, so the build's second pass rebuilds it.
+        Err(crate::registry::RegistryError::LocalBlobCorrupt {
+            digest,
+            path,
+            found,
+        }) => {
+            let _ = std::fs::remove_file(&path);
+            Err(StepError::Cache(crate::cache::CacheError::DigestMismatch {
+                expected: digest,
+                found,
+                path,
+            }))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// One push at a time into a repository. Two dists with the same content share
@@ -249,7 +266,9 @@ fn plan(
             serde_json::from_slice(&bytes).map_err(|_| StepError::BadUpstream(digest.clone()))?;
         for blob in std::iter::once(image.config()).chain(image.layers()) {
             let digest = blob.digest().to_string();
-            store.verify_blob(&digest)?;
+            // Not hashed here: a blob the registry has is never read, and one that
+            // is uploaded is checked as it streams (a blob only in the cache
+            // registry is mounted or fetched from there: `remote_cache::prepare_push`).
             blobs.push(BlobSource {
                 path: store.blob_path(&digest),
                 digest,

@@ -53,6 +53,15 @@ pub enum StepError {
     /// Reading the image's layer for its SBOM.
     #[error(transparent)]
     Attest(#[from] crate::attest::AttestError),
+    /// The cache registry.
+    #[error(transparent)]
+    RemoteCache(Box<super::remote_cache::RemoteCacheError>),
+    /// `--require-cache`, and neither the local cache nor the cache registry has it.
+    #[error("{step} is in neither the local cache nor the cache registry, and --require-cache forbids building it here")]
+    NotInCache {
+        /// The step id.
+        step: String,
+    },
     /// An upstream output of an unexpected shape (a corrupt cache entry).
     #[error("cache entry for {0} has outputs of the wrong kind; delete the cache folder's actions/ to rebuild")]
     BadUpstream(String),
@@ -441,7 +450,24 @@ pub(super) fn execute(
         }
         StepKind::Layer => {
             let p = platform(ctx, step);
-            let source = match (&p.rootfs, upstream(deps, StepKind::Rootfs)) {
+            let rebuilt;
+            let mut rootfs = upstream(deps, StepKind::Rootfs);
+            // A rootfs that came from the cache registry names a folder or tarball
+            // on the machine that made it: make it here, now that a layer needs it.
+            if let Some(StepOutput::Rootfs {
+                kept: Some(kept), ..
+            }) = rootfs
+            {
+                if !std::path::Path::new(kept).exists() {
+                    let rootfs_step = Step {
+                        id: StepId::platform(StepKind::Rootfs, &p.image, &p.dist, p.arch),
+                        target: step.target,
+                    };
+                    rebuilt = execute(ctx, &rootfs_step, &[])?;
+                    rootfs = Some(&rebuilt);
+                }
+            }
+            let source = match (&p.rootfs, rootfs) {
                 (RootfsSource::Dir { path, owners, .. }, _) => LayerSource::Dir {
                     root: path.clone(),
                     owners: *owners,

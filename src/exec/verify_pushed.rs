@@ -163,15 +163,16 @@ pub fn verify_pushed(
     selectors: &[Selector],
     store: &Store,
     key: Option<&PublicKey>,
+    remote: Option<crate::manifest::CacheRegistry>,
     progress: &Progress,
 ) -> Result<Vec<Verified>, VerifyPushedError> {
-    let report = build(
-        manifest,
-        selectors,
-        store,
-        &BuildOptions::cache_only(),
-        progress,
-    )?;
+    // Only digests are needed: an assembler checks what it pushed from the cache
+    // registry's records, without building or downloading a layer.
+    let opts = BuildOptions {
+        remote,
+        ..BuildOptions::cache_only()
+    };
+    let report = build(manifest, selectors, store, &opts, progress)?;
     let mut problems = Vec::new();
     let mut verified = Vec::new();
     let attached: Vec<&AttachmentOut> = report

@@ -518,7 +518,110 @@ impl Validator<'_> {
                 key: self.root.join(sign.get_ref().key.get_ref()),
                 span: sign.span(),
             }),
+            cache_registry: s
+                .cache_registry
+                .as_ref()
+                .and_then(|c| self.cache_registry(c)),
+            runners: s
+                .runners
+                .as_ref()
+                .map(|r| self.runners(r))
+                .unwrap_or_default(),
         }
+    }
+
+    /// `cache_registry = "host/repo"` or `{ url, mode, insecure }`.
+    fn cache_registry(&mut self, value: &S<toml::Value>) -> Option<CacheRegistry> {
+        let example = "write cache_registry = \"host[:port]/repository\" or { url = \"...\", mode = \"read\" | \"read-write\", insecure = true }";
+        let (url, mode, insecure) = match value.get_ref() {
+            toml::Value::String(url) => (url.clone(), CacheMode::ReadWrite, None),
+            toml::Value::Table(t) => {
+                if let Some(key) = t
+                    .keys()
+                    .find(|k| !matches!(k.as_str(), "url" | "mode" | "insecure"))
+                {
+                    self.error(
+                        value.span(),
+                        format!("unknown key `{key}` in cache_registry"),
+                        example,
+                    );
+                    return None;
+                }
+                let Some(url) = t.get("url").and_then(toml::Value::as_str) else {
+                    self.error(value.span(), "cache_registry has no `url` string", example);
+                    return None;
+                };
+                let mode = match t.get("mode") {
+                    None => CacheMode::ReadWrite,
+                    Some(toml::Value::String(m)) if m == "read" => CacheMode::Read,
+                    Some(toml::Value::String(m)) if m == "read-write" => CacheMode::ReadWrite,
+                    Some(other) => {
+                        self.error(
+                            value.span(),
+                            format!("cache_registry mode {other} is not \"read\" or \"read-write\""),
+                            "use mode = \"read\" for builds that may read the cache but not write it (pull requests), else \"read-write\" (the default)",
+                        );
+                        return None;
+                    }
+                };
+                let insecure = match t.get("insecure") {
+                    None => None,
+                    Some(toml::Value::Boolean(b)) => Some(*b),
+                    Some(other) => {
+                        self.error(
+                            value.span(),
+                            format!("cache_registry insecure = {other} is not true or false"),
+                            example,
+                        );
+                        return None;
+                    }
+                };
+                (url.to_string(), mode, insecure)
+            }
+            other => {
+                self.error(
+                    value.span(),
+                    format!(
+                        "cache_registry is a {}, not a string or table",
+                        other.type_str()
+                    ),
+                    example,
+                );
+                return None;
+            }
+        };
+        match CacheRegistry::parse(&url, insecure, mode) {
+            Ok(c) => Some(c),
+            Err(message) => {
+                self.error(
+                    value.span(),
+                    format!("bad cache_registry: {message}"),
+                    example,
+                );
+                None
+            }
+        }
+    }
+
+    /// `runners = { ARCH = "label", default = "label" }`.
+    fn runners(&mut self, raw: &S<BTreeMap<S<String>, String>>) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        for (arch, label) in raw.get_ref() {
+            let name = arch.get_ref();
+            if name != "default" && Arch::by_name(name).is_none() {
+                self.error(
+                    arch.span(),
+                    format!("runners: unknown arch {name:?}"),
+                    format!(
+                        "keys are arch names ({}) or `default`",
+                        Arch::names().collect::<Vec<_>>().join(", ")
+                    ),
+                );
+                continue;
+            }
+            out.insert(name.clone(), label.clone());
+        }
+        out
     }
 
     /// `sbom = [...]`: known format names, each once.

@@ -64,6 +64,10 @@ pub struct Settings {
     pub provenance: bool,
     /// `sign = { key = ... }`: sign what is pushed.
     pub sign: Option<SignSpec>,
+    /// `cache_registry`: the shared step cache, if any (`--cache-registry` wins over it).
+    pub cache_registry: Option<CacheRegistry>,
+    /// `runners`: CI runner label by arch name or `default`, for `plan --matrix`.
+    pub runners: BTreeMap<String, String>,
 }
 
 /// An SBOM document format.
@@ -102,6 +106,60 @@ pub struct SignSpec {
     pub key: PathBuf,
     /// Where `sign` is written in images.toml, for errors about the key.
     pub span: std::ops::Range<usize>,
+}
+
+/// A step cache in an OCI registry (`[settings] cache_registry`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheRegistry {
+    /// `host[:port]`, without scheme.
+    pub host: String,
+    /// The repository records and blobs go to (`acme/imgraph-cache`).
+    pub repository: String,
+    /// Plain HTTP.
+    pub insecure: bool,
+    /// Read only, or read and write.
+    pub mode: CacheMode,
+}
+
+/// What a build may do with the cache registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheMode {
+    /// Look records up, never write (pull-request builds).
+    Read,
+    /// Look up, and write the record of every executed step.
+    ReadWrite,
+}
+
+impl CacheRegistry {
+    /// Parses `[http://|https://]host[:port]/repository` as `--cache-registry` and
+    /// the string form take it: a scheme decides plain HTTP, else `insecure`.
+    pub fn parse(url: &str, insecure: Option<bool>, mode: CacheMode) -> Result<Self, String> {
+        let parsed = super::reference::RegistryUrl::parse(url).map_err(|e| e.to_string())?;
+        let Some(repository) = parsed.namespace.filter(|n| !n.is_empty()) else {
+            return Err(format!(
+                "cache registry {url:?} names no repository: write host[:port]/repository, e.g. \"ghcr.io/acme/imgraph-cache\""
+            ));
+        };
+        let insecure =
+            match (parsed.plain_http, insecure) {
+                (Some(false), Some(true)) => return Err(
+                    "`https://` and `insecure = true` disagree: one says TLS, the other plain HTTP"
+                        .into(),
+                ),
+                (Some(true), Some(false)) => return Err(
+                    "`http://` and `insecure = false` disagree: one says plain HTTP, the other TLS"
+                        .into(),
+                ),
+                (Some(plain), _) => plain,
+                (None, i) => i.unwrap_or(false),
+            };
+        Ok(CacheRegistry {
+            host: parsed.host,
+            repository,
+            insecure,
+            mode,
+        })
+    }
 }
 
 /// Where `created` comes from.

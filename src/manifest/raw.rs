@@ -68,6 +68,22 @@ pub(crate) struct RawSettings {
     /// Default: `"cache"`.
     #[schemars(with = "Option<String>", extend("default" = "cache"))]
     pub(crate) cache: Option<S<String>>,
+    /// A step cache shared by many machines, in any OCI registry:
+    /// `"host[:port]/repository"`, or a table `{ url = "...", mode = "read", insecure = true }`.
+    /// Every executed step's outputs are written there (as an OCI artifact found by a
+    /// tag derived from the step key) and every build looks there before running a
+    /// step. `mode = "read"` (for pull-request builds) never writes; `insecure` as for
+    /// `[registries.*]`. Credentials come from the docker config, as for pushing.
+    /// `--cache-registry REF` and `IMGRAPH_CACHE_REGISTRY` take precedence. Default: none.
+    #[serde(default)]
+    #[schemars(schema_with = "super::schema::cache_registry")]
+    pub(crate) cache_registry: Option<S<toml::Value>>,
+    /// CI runner labels by arch, for `plan --json --matrix`: e.g.
+    /// `{ arm64v8 = "ubuntu-24.04-arm", default = "ubuntu-24.04" }`. Keys are arch
+    /// names or `default`. Default: none (matrix entries carry no `runner`).
+    #[serde(default)]
+    #[schemars(schema_with = "super::schema::runners")]
+    pub(crate) runners: Option<S<BTreeMap<S<String>, String>>>,
     /// The SBOM formats written for every platform image, attached to it in
     /// `out/` (and in the registry on push): `"spdx"` (SPDX 2.3 JSON) and
     /// `"cyclonedx"` (CycloneDX 1.6 JSON). `[]` writes none. An image's own

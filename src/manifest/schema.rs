@@ -113,6 +113,38 @@ pub(super) fn sbom_formats(_: &mut SchemaGenerator) -> Schema {
     })
 }
 
+pub(super) fn cache_registry(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "anyOf": [
+            { "type": "string" },
+            {
+                "type": "object",
+                "properties": {
+                    "url": { "type": "string", "description": "`[https://|http://]host[:port]/repository` of the cache." },
+                    "mode": { "type": "string", "enum": ["read", "read-write"], "default": "read-write",
+                              "description": "`read` never writes (pull-request builds)." },
+                    "insecure": { "type": "boolean", "default": false,
+                                  "description": "Plain HTTP, as for `[registries.*]`." },
+                },
+                "required": ["url"],
+                "additionalProperties": false,
+            },
+        ],
+        "examples": ["ghcr.io/acme/imgraph-cache"],
+    })
+}
+
+pub(super) fn runners(_: &mut SchemaGenerator) -> Schema {
+    let mut names: Vec<&str> = Arch::names().collect();
+    names.push("default");
+    json_schema!({
+        "type": "object",
+        "propertyNames": { "enum": names },
+        "additionalProperties": { "type": "string" },
+        "examples": [{ "arm64v8": "ubuntu-24.04-arm", "default": "ubuntu-24.04" }],
+    })
+}
+
 pub(super) fn owners(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "type": "string", "enum": ["root", "preserve"] })
 }

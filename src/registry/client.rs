@@ -130,6 +130,13 @@ pub enum RegistryError {
         tag: String,
         reason: String,
     },
+    /// A local blob file is not the blob it is named after (caught as it streamed).
+    #[error("blob {digest} at {} is corrupt (its content hashes to {found}); its upload was stopped", path.display())]
+    LocalBlobCorrupt {
+        digest: String,
+        path: PathBuf,
+        found: String,
+    },
     #[error("push to {host}/{repository} was cancelled after another blob failed")]
     Cancelled { host: String, repository: String },
     #[error(transparent)]
@@ -203,6 +210,8 @@ pub(crate) enum Body<'a> {
         digest: &'a str,
         offset: u64,
         len: u64,
+        /// Hashes the bytes as they go (each blob hashed once, on upload).
+        check: Option<&'a super::stream_check::StreamCheck>,
     },
 }
 
@@ -395,6 +404,7 @@ impl Client {
                 digest,
                 offset,
                 len,
+                check,
             } => {
                 let read_err = |source| RegistryError::ReadBlob {
                     digest: digest.to_owned(),
@@ -403,10 +413,14 @@ impl Client {
                 };
                 let mut file = File::open(path).map_err(read_err)?;
                 file.seek(SeekFrom::Start(offset)).map_err(read_err)?;
-                let reader = file.take(len);
+                let mut reader = super::stream_check::CheckedReader {
+                    inner: file.take(len),
+                    offset,
+                    check,
+                };
                 builder = builder.header("Content-Length", len.to_string());
                 let r = builder
-                    .body(ureq::SendBody::from_owned_reader(reader))
+                    .body(ureq::SendBody::from_reader(&mut reader))
                     .map_err(|e| transport(e.into()))?;
                 let r = self
                     .agent

@@ -6,6 +6,7 @@
 //! - [`auth`]: `WWW-Authenticate` challenges, basic auth, bearer tokens cached per scope.
 //! - [`retry`]: bounded exponential backoff for transient failures.
 //! - [`client`]: the HTTP client: manifests and blobs, by digest, verified.
+//! - [`artifact`]: generic OCI artifacts (config + blobs under a tag): the step cache's records.
 //! - [`push`]: blobs (HEAD-skip, cross-repo mount, monolithic or chunked upload),
 //!   then manifests, then the index, then referrers and signatures, then the tags.
 //! - [`referrers`]: OCI 1.1 referrers (the API, or the `sha256-<hex>` fallback tag).
@@ -14,6 +15,7 @@
 //! Secrets (passwords, identity tokens, bearer tokens) only ever live inside
 //! [`Secret`], whose `Debug` and `Display` print `<redacted>`.
 
+pub mod artifact;
 pub mod auth;
 pub mod client;
 pub mod docker_config;
@@ -21,6 +23,7 @@ pub mod push;
 pub mod referrers;
 pub mod retry;
 pub mod signatures;
+mod stream_check;
 
 pub use crate::manifest::reference::{ImageRepository, ReferenceError, RegistryUrl};
 pub use client::{Client, Registry, RegistryError};

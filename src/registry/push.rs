@@ -336,13 +336,19 @@ impl Client {
         scopes: &[String],
         progress: &(dyn Fn(PushEvent) + Sync),
     ) -> Result<BlobOutcome, RegistryError> {
-        let actual = std::fs::metadata(&blob.path)
-            .map_err(|source| RegistryError::ReadBlob {
-                digest: blob.digest.clone(),
-                path: blob.path.clone(),
-                source,
-            })?
-            .len();
+        // A blob with no local file may still be skipped (HEAD) or mounted; its
+        // upload fails naming the file.
+        let actual = match std::fs::metadata(&blob.path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => blob.size,
+            Err(source) => {
+                return Err(RegistryError::ReadBlob {
+                    digest: blob.digest.clone(),
+                    path: blob.path.clone(),
+                    source,
+                })
+            }
+        };
         if actual != blob.size {
             return Err(RegistryError::BlobSize {
                 host: self.registry.host.clone(),
@@ -455,6 +461,15 @@ impl Client {
                 l
             }
         };
+        let check = super::stream_check::StreamCheck::new(digest, blob.size, blob.path.clone());
+        let corrupt = |e: RegistryError| match check.mismatch() {
+            Some(found) => RegistryError::LocalBlobCorrupt {
+                digest: digest.to_owned(),
+                path: check.path().to_owned(),
+                found,
+            },
+            None => e,
+        };
         let octet = ("Content-Type", "application/octet-stream".to_owned());
         if blob.size <= self.monolithic_max {
             let mut req = self.request(
@@ -469,8 +484,9 @@ impl Client {
                 digest,
                 offset: 0,
                 len: blob.size,
+                check: Some(&check),
             };
-            return self.finish_upload(&req, blob, progress);
+            return self.finish_upload(&req, blob, progress).map_err(corrupt);
         }
         let mut offset = 0;
         while offset < blob.size {
@@ -484,8 +500,9 @@ impl Client {
                 digest,
                 offset,
                 len,
+                check: Some(&check),
             };
-            let response = self.attempt(&req)?;
+            let response = self.attempt(&req).map_err(corrupt)?;
             if response.status().as_u16() != 202 {
                 return Err(self.status_error(&req, response));
             }
