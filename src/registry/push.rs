@@ -225,14 +225,25 @@ impl Client {
 
         // Referrers and signatures: what describes the manifests is there
         // before a tag leads anyone to them.
-        for r in &plan.referrers {
-            let n = self.push_referrer(repo, r, &scopes)?;
+        // One group per subject: its fallback tag is written once for all.
+        let mut subjects: Vec<&str> = plan.referrers.iter().map(|r| r.subject.as_str()).collect();
+        subjects.sort_unstable();
+        subjects.dedup();
+        for subject in subjects {
+            let group: Vec<&super::Referrer> = plan
+                .referrers
+                .iter()
+                .filter(|r| r.subject == subject)
+                .collect();
+            let n = self.push_referrers(repo, subject, &group, &scopes)?;
             if n > 0 {
                 report.referrers_put += n;
-                progress(PushEvent::ReferrerPut {
-                    digest: r.manifest.digest.clone(),
-                    subject: r.subject.clone(),
-                });
+                for r in group {
+                    progress(PushEvent::ReferrerPut {
+                        digest: r.manifest.digest.clone(),
+                        subject: r.subject.clone(),
+                    });
+                }
             }
         }
         for s in &plan.signatures {

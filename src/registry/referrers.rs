@@ -165,30 +165,46 @@ impl Client {
             .any(|d| d.digest == r.manifest.digest))
     }
 
-    /// Pushes `r`'s manifest by digest (its blobs must be there) and makes
-    /// sure it is listed: by the registry (`OCI-Subject` answer, or the
-    /// referrers API) or in the fallback tag. Returns how many manifests were
-    /// written (0, 1 or 2).
-    pub(super) fn push_referrer(
+    /// Pushes the manifests of `group` (referrers of one subject) by digest
+    /// (their blobs must be there) and makes sure each is listed: by the
+    /// registry (`OCI-Subject` answer, or the referrers API) or in the fallback
+    /// tag, which is then read, extended and written back once for the whole
+    /// group. Returns how many manifests were written (the fallback index
+    /// counts as one).
+    pub(super) fn push_referrers(
         &self,
         repo: &str,
-        r: &Referrer,
+        subject: &str,
+        group: &[&Referrer],
         scopes: &[String],
     ) -> Result<usize, RegistryError> {
         let mut written = 0;
-        let digest = r.manifest.digest.as_str();
-        if self.head_manifest_scoped(repo, digest, scopes)?.as_deref() != Some(digest) {
-            written += 1;
-            if self
-                .put_manifest(repo, digest, &r.manifest, scopes)?
-                .is_some_and(|s| s == r.subject)
-            {
-                return Ok(written);
+        let mut unlisted: Vec<&Referrer> = Vec::new();
+        let mut api_listing: Option<Option<Vec<ReferrerDescriptor>>> = None;
+        for r in group {
+            let digest = r.manifest.digest.as_str();
+            if self.head_manifest_scoped(repo, digest, scopes)?.as_deref() != Some(digest) {
+                written += 1;
+                if self
+                    .put_manifest(repo, digest, &r.manifest, scopes)?
+                    .is_none_or(|s| s != subject)
+                {
+                    unlisted.push(r);
+                }
+                continue;
             }
-        } else if let Some(listed) = self.referrers_api(repo, &r.subject)? {
-            if listed.iter().any(|d| d.digest == digest) {
-                return Ok(written);
+            // Already there: listed by the API (asked once per subject), or
+            // look for it in the fallback tag below.
+            if api_listing.is_none() {
+                api_listing = Some(self.referrers_api(repo, subject)?);
             }
+            match api_listing.as_ref().and_then(Option::as_ref) {
+                Some(listed) if listed.iter().any(|d| d.digest == digest) => {}
+                _ => unlisted.push(r),
+            }
+        }
+        if unlisted.is_empty() {
+            return Ok(written);
         }
         // Fallback tag: read, add ours if missing, write back everything. Two
         // pushes of this build (two dists sharing a platform manifest, two
@@ -198,26 +214,33 @@ impl Client {
         let _one_at_a_time = FALLBACK_UPDATES
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut index = self.fallback_index(repo, &r.subject)?.unwrap_or_else(
+        let mut index = self.fallback_index(repo, subject)?.unwrap_or_else(
             || json!({"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": []}),
         );
         let list = index["manifests"]
             .as_array_mut()
             .expect("checked to be a list");
-        if list
-            .iter()
-            .any(|d| d.get("digest").and_then(Value::as_str) == Some(digest))
-        {
+        let mut added = false;
+        for r in unlisted {
+            let digest = r.manifest.digest.as_str();
+            if !list
+                .iter()
+                .any(|d| d.get("digest").and_then(Value::as_str) == Some(digest))
+            {
+                list.push(descriptor_of(&r.manifest));
+                added = true;
+            }
+        }
+        if !added {
             return Ok(written);
         }
-        list.push(descriptor_of(&r.manifest));
         let bytes = serde_json::to_vec(&index).unwrap_or_default();
         let blob = ManifestBlob {
             digest: super::sha256_digest(&bytes),
             media_type: INDEX_MEDIA_TYPE.to_owned(),
             bytes,
         };
-        self.put_manifest(repo, &fallback_tag(&r.subject), &blob, scopes)?;
+        self.put_manifest(repo, &fallback_tag(subject), &blob, scopes)?;
         Ok(written + 1)
     }
 }
