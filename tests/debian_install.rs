@@ -64,19 +64,8 @@ const ONLY_MMDEBSTRAP: &[&str] = &[
     "var/log/faillog",
     "var/log/lastlog",
     "var/log/wtmp",
-    // Postinst effects not reproduced: pam-auth-update (login, su), and
-    // init-system enablement of e2fsprogs, apt, dpkg and util-linux units.
-    "etc/pam.d/common-account",
-    "etc/pam.d/common-auth",
-    "etc/pam.d/common-password",
-    "etc/pam.d/common-session",
-    "etc/pam.d/common-session-noninteractive",
-    "var/lib/pam/account",
-    "var/lib/pam/auth",
-    "var/lib/pam/password",
-    "var/lib/pam/seen",
-    "var/lib/pam/session",
-    "var/lib/pam/session-noninteractive",
+    // Postinst effects not reproduced: init-system enablement of e2fsprogs,
+    // apt, dpkg and util-linux units (no init runs in a container).
     "etc/rc0.d/K01hwclock.sh",
     "etc/rc6.d/K01hwclock.sh",
     "etc/rcS.d/S01hwclock.sh",
