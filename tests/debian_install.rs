@@ -433,4 +433,7 @@ fn trixie_minbase_amd64_works() {
         "dpkg --audit && apt-get --version && awk 'BEGIN{print 1+1}'",
     );
     assert!(ok && out.contains("apt ") && out.ends_with("2\n"), "{out}");
+    // pam-auth-update's stack: su passes PAM.
+    let (ok, out) = chroot(&root, "su -s /bin/sh nobody -c 'id -un'");
+    assert!(ok && out == "nobody\n", "{out}");
 }
