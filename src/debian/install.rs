@@ -14,7 +14,8 @@
 //!   leaves them;
 //! - the `update-alternatives` links and the `dpkg-divert`s of minbase's
 //!   postinsts ([`ALTERNATIVES`], [`DIVERSIONS`]);
-//! - pam-auth-update's `/etc/pam.d/common-*` and `/var/lib/pam/` ([`pam`]).
+//! - pam-auth-update's `/etc/pam.d/common-*` and `/var/lib/pam/` ([`pam`]);
+//! - the systemd and sysv-rc enablement of the postinsts ([`enable`]).
 //!
 //! Deliberately not produced: logs, `*-old` backups, caches, `/etc/machine-id`,
 //! `/etc/hostname`, `/etc/resolv.conf`, and `/etc/ld.so.cache` (the dynamic
@@ -27,6 +28,7 @@ use std::path::{Path, PathBuf};
 
 use md5::{Digest, Md5};
 
+mod enable;
 mod pam;
 
 use super::deb::Deb;
@@ -34,7 +36,7 @@ use crate::manifest::lock::LockedPackage;
 use crate::rootfs::EntryKind;
 
 /// Bumped when [`install`] makes a different tree from the same `.deb`s (2:
-/// pam-auth-update's files), so rootfs steps and kept trees of an older
+/// pam-auth-update's files, init-system enablement), so rootfs steps and kept trees of an older
 /// imgraph are rebuilt.
 pub const FORMAT: u32 = 2;
 
@@ -848,6 +850,7 @@ pub fn install(
     shells(&mut tree);
     small_postinsts(&mut tree);
     pam::pam_auth_update(&mut tree);
+    enable::enable_services(&mut tree);
     users(&mut tree, created);
     alternatives(&mut tree);
     dpkg_database(&mut tree, debian_arch);
@@ -1087,8 +1090,8 @@ fn shells(tree: &mut Tree<'_>) {
 /// The one-line effects of a few minbase postinsts: libc-bin's
 /// `/etc/nsswitch.conf`, tzdata's UTC default, passwd's empty `subuid`/`subgid`,
 /// libpam-modules' empty `/etc/environment` and `opasswd`, apt's `_apt`-owned
-/// `partial/` folders. (pam-auth-update's effects are [`pam`]'s.) Not
-/// reproduced: init-system enablement links (no init runs in a container).
+/// `partial/` folders. (pam-auth-update's effects are [`pam`]'s, init-system
+/// enablement [`enable`]'s.)
 fn small_postinsts(tree: &mut Tree<'_>) {
     let installed: BTreeSet<String> = tree
         .debs
