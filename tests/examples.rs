@@ -1,5 +1,6 @@
 //! The examples build as their READMEs say. Busybox (extract variant, two arches)
-//! runs in CI; minideb (a full minbase debootstrap) is left to its README.
+//! runs in CI; minideb's full build is `tests/minideb.rs`, its lock and manifest
+//! forms are checked here.
 
 use crate::support::{tool, Project};
 
@@ -83,4 +84,33 @@ fn minideb_example_lock_covers_its_manifest() {
         12,
         "2 dists x 6 arches"
     );
+}
+
+/// `[images.minideb.rootfs.debian]` with no `[images.minideb.rootfs]` line is
+/// valid TOML (the dotted header creates `rootfs`): the example written that
+/// way loads, its lock still covers it, and it plans the same steps.
+#[test]
+fn minideb_example_with_only_a_rootfs_debian_header_plans_the_same_steps() {
+    let example = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/minideb");
+    let p = Project::new();
+    p.file(
+        "images.lock",
+        &std::fs::read(example.join("images.lock")).unwrap(),
+    );
+    let text = std::fs::read_to_string(example.join("images.toml"))
+        .unwrap()
+        .replace("../../schemas", "schemas");
+    p.manifest(&text);
+    let inline = p.plan(&[]);
+    let line =
+        r#"rootfs = { debian = { variant = "minbase", suites = ["{dist}", "{dist}-updates"] } }"#;
+    assert!(text.contains(line), "the example's rootfs line changed");
+    let headers = text.replace(
+        line,
+        "[images.minideb.rootfs.debian]\nvariant = \"minbase\"\nsuites = [\"{dist}\", \"{dist}-updates\"]",
+    );
+    p.manifest(&headers);
+    p.imgraph(&["lock", "--check"]).success();
+    assert_eq!(p.plan(&[]), inline);
+    assert_eq!(inline.len(), 12 * 4 + 2 * 2, "{inline:?}");
 }

@@ -19,6 +19,7 @@ mod hardening;
 mod lock;
 mod manifest_errors;
 mod messages;
+mod minideb;
 mod podman;
 mod properties;
 mod push;

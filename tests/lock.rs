@@ -139,24 +139,46 @@ fn lock_update_names_each_change_and_plan_dirties_exactly_those_platforms() {
         Some("lock changed: libc-tiny 2.36-9+deb12u1 -> 2.36-9+deb12u1+b1")
     );
     assert_eq!(rootfs_reason(&p, "amd64").0, "fresh", "only arm64 changed");
-    // build --changed rebuilds that platform only, and says so.
-    let json: Value = p
-        .imgraph(&["build", "--changed", "--json"])
-        .success()
-        .json();
-    let executed: Vec<&str> = json["executed"]
+    // build --changed rebuilds that platform only (its rootfs, layer, config and
+    // manifest, then its dist's index and tags), and says so.
+    let run = p.imgraph(&["build", "--changed", "--json"]).success();
+    let json: Value = run.json();
+    let mut executed: Vec<&str> = json["executed"]
         .as_array()
         .unwrap()
         .iter()
         .map(|s| s.as_str().unwrap())
-        .filter(|s| s.starts_with("rootfs:") || s.starts_with("layer:"))
         .collect();
+    executed.sort();
+    let (platform, dist): (Vec<&str>, Vec<&str>) = executed.iter().partition(|s| s.contains('/'));
     assert_eq!(
-        executed,
-        ["rootfs:tiny:imtest/arm64v8", "layer:tiny:imtest/arm64v8"],
+        platform,
+        [
+            "config:tiny:imtest/arm64v8",
+            "layer:tiny:imtest/arm64v8",
+            "manifest:tiny:imtest/arm64v8",
+            "rootfs:tiny:imtest/arm64v8"
+        ],
+        "{json}"
+    );
+    assert!(dist.contains(&"index:tiny:imtest"), "{json}");
+    assert!(
+        dist.iter()
+            .all(|s| *s == "index:tiny:imtest" || s.starts_with("tag:tiny:imtest")),
         "{json}"
     );
     assert_eq!(json["changed"][0]["arch"], "arm64v8", "{json}");
+    let changed: Vec<&Value> = json["changed"].as_array().unwrap().iter().collect();
+    assert!(
+        changed.iter().all(|c| c["arch"] != "amd64"),
+        "amd64 did not change: {json}"
+    );
+    let run = run.stderr_has(&["changed: tiny:imtest/arm64v8 sha256:"]);
+    assert!(
+        !run.stderr.contains("changed: tiny:imtest/amd64"),
+        "{}",
+        run.stderr
+    );
     assert!(layer_file(&p, "arm64v8", "var/lib/dpkg/status").contains("2.36-9+deb12u1+b1"));
 
     // An arch:all update moves every arch.

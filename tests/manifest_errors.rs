@@ -5,9 +5,10 @@ use crate::support::Project;
 /// (what, manifest, substrings the error must contain)
 const CASES: &[(&str, &str, &[&str])] = &[
     (
-        "a rootfs table only implied by a dotted header",
+        // (The implied `rootfs` table itself is fine: `dir` is a string, not a table.)
+        "a rootfs source written as a table header",
         "[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\n[images.a.rootfs.dir]\n",
-        &["images.toml:4:18", "the table [images.a.rootfs] is only implied", "write [images.a.rootfs] on a line of its own"],
+        &["images.toml:4:1", "invalid type: map, expected a string"],
     ),
     (
         "toml syntax error",
@@ -73,6 +74,18 @@ const CASES: &[(&str, &str, &[&str])] = &[
         "two rootfs sources",
         "[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { dir = \"r\", tar = \"r.tar\" }\n",
         &["images.toml:4:10", "more than one source"],
+    ),
+    (
+        // `rootfs` created implicitly by a dotted key and a dotted header: the
+        // diagnostic points at the first thing written below it.
+        "two rootfs sources, rootfs table implicit",
+        "[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs.dir = \"r\"\n\n[images.a.rootfs.debian]\nvariant = \"minbase\"\n",
+        &["images.toml:4:8", "more than one source"],
+    ),
+    (
+        "no rootfs source, rootfs table implicit",
+        "[images.a]\ndists = [\"one\"]\narches = [\"amd64\"]\n\n[images.a.rootfs.x]\n",
+        &["images.toml:5:1", "unknown field `x`"],
     ),
     (
         "unknown compression",

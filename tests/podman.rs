@@ -66,7 +66,7 @@ fn podman_pulls_the_pushed_index_and_runs_the_amd64_image() {
 /// A `debian` rootfs built from `images.lock` (bookworm minbase from the live
 /// mirror, no dpkg, root or emulation involved) is a working Debian system: podman
 /// runs a shell in it, `dpkg -l` lists every locked package as installed, dpkg's
-/// audit finds nothing, apt runs.
+/// audit finds nothing, apt runs, `su` and `runuser` pass PAM.
 #[test]
 fn podman_runs_a_debian_image_built_from_the_lock() {
     let p = Project::new();
@@ -121,4 +121,8 @@ config = { cmd = ["/bin/bash"] }
     );
     assert_eq!(run("dpkg --audit; echo audited").trim(), "audited");
     assert!(run("apt-get --version").starts_with("apt "));
+    // The PAM stack pam-auth-update would have written is there: su and runuser
+    // (util-linux's, through /etc/pam.d/common-*) switch to another user.
+    assert_eq!(run("su -s /bin/sh nobody -c 'id -un'").trim(), "nobody");
+    assert_eq!(run("runuser -u nobody -- id -un").trim(), "nobody");
 }

@@ -223,15 +223,20 @@ impl Mirror {
         let tls = ureq::tls::TlsConfig::builder()
             .root_certs(ureq::tls::RootCerts::PlatformVerifier)
             .build();
-        let agent: ureq::Agent = ureq::Agent::config_builder()
+        let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .tls_config(tls)
             .user_agent(concat!("imgraph/", env!("CARGO_PKG_VERSION")))
             .timeout_connect(Some(Duration::from_secs(15)))
             .timeout_recv_response(Some(Duration::from_secs(60)))
             .timeout_per_read(Some(Duration::from_secs(60)))
-            .build()
-            .into();
+            .build();
+        // One DNS lookup per host per build, not one per request (see `dns`).
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            crate::debian::dns::CachingResolver::default(),
+        );
         Ok(Mirror {
             base,
             agent,

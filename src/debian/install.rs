@@ -13,7 +13,9 @@
 //! - users and groups from base-passwd's master files, shadowed as `shadowconfig`
 //!   leaves them;
 //! - the `update-alternatives` links and the `dpkg-divert`s of minbase's
-//!   postinsts ([`ALTERNATIVES`], [`DIVERSIONS`]).
+//!   postinsts ([`ALTERNATIVES`], [`DIVERSIONS`]);
+//! - pam-auth-update's `/etc/pam.d/common-*` and `/var/lib/pam/` ([`pam`]);
+//! - the systemd and sysv-rc enablement of the postinsts ([`enable`]).
 //!
 //! Deliberately not produced: logs, `*-old` backups, caches, `/etc/machine-id`,
 //! `/etc/hostname`, `/etc/resolv.conf`, and `/etc/ld.so.cache` (the dynamic
@@ -26,9 +28,17 @@ use std::path::{Path, PathBuf};
 
 use md5::{Digest, Md5};
 
+mod enable;
+mod pam;
+
 use super::deb::Deb;
 use crate::manifest::lock::LockedPackage;
 use crate::rootfs::EntryKind;
+
+/// Bumped when [`install`] makes a different tree from the same `.deb`s (2:
+/// pam-auth-update's files, init-system enablement), so rootfs steps and kept trees of an older
+/// imgraph are rebuilt.
+pub const FORMAT: u32 = 2;
 
 /// What [`install`] built.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -839,6 +849,8 @@ pub fn install(
     base_files(&mut tree);
     shells(&mut tree);
     small_postinsts(&mut tree);
+    pam::pam_auth_update(&mut tree);
+    enable::enable_services(&mut tree);
     users(&mut tree, created);
     alternatives(&mut tree);
     dpkg_database(&mut tree, debian_arch);
@@ -1078,9 +1090,8 @@ fn shells(tree: &mut Tree<'_>) {
 /// The one-line effects of a few minbase postinsts: libc-bin's
 /// `/etc/nsswitch.conf`, tzdata's UTC default, passwd's empty `subuid`/`subgid`,
 /// libpam-modules' empty `/etc/environment` and `opasswd`, apt's `_apt`-owned
-/// `partial/` folders. Not reproduced:
-/// pam-auth-update's `/etc/pam.d/common-*` (needed by `login`/`su`, not by a
-/// shell or apt) and init-system enablement links (no init runs in a container).
+/// `partial/` folders. (pam-auth-update's effects are [`pam`]'s, init-system
+/// enablement [`enable`]'s.)
 fn small_postinsts(tree: &mut Tree<'_>) {
     let installed: BTreeSet<String> = tree
         .debs

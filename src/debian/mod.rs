@@ -7,6 +7,7 @@
 pub mod deb;
 pub mod deb822;
 pub mod debs;
+mod dns;
 pub mod fetch;
 pub mod install;
 pub mod packages;

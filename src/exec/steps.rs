@@ -325,6 +325,7 @@ pub(super) fn prepare_rootfs(
                         "components": d.components,
                     }}),
                 )
+                .manifest("debian installer format", crate::debian::install::FORMAT)
                 .packages(packages);
             // Fetching and unpacking run when the step does (build), not in plan.
             Ok((inputs, None))
@@ -358,9 +359,12 @@ fn build_debian_rootfs(
     use crate::debian::debs::{fetch_debs, MirrorSet};
     let locked = locked_platform(ctx, p, d)?;
     let packages = locked.package_map();
-    let tree = blake3::hash(&serde_json::to_vec(&packages).unwrap_or_default())
-        .to_hex()
-        .to_string();
+    // The installer's format too: a tree kept by an older imgraph is not reused.
+    let tree = blake3::hash(
+        &serde_json::to_vec(&(crate::debian::install::FORMAT, &packages)).unwrap_or_default(),
+    )
+    .to_hex()
+    .to_string();
     let keep_dir = ctx.store.root().join("rootfs");
     let kept = keep_dir.join(format!("debian-{tree}.tar"));
     if !kept.is_file() {

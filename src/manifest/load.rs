@@ -128,8 +128,9 @@ fn toml_diagnostic(err: &toml::de::Error, source: &SourceFile) -> Diagnostic {
     if let Some(diag) = duplicate_table(&message, err.span(), source) {
         return diag;
     }
-    // `[images.x.rootfs.debian]` with no `[images.x.rootfs]` line: the TOML reader
-    // cannot locate the implicitly created `rootfs` table, and says so obscurely.
+    // A spanned table created implicitly by a dotted header (`[images.x.config]`
+    // with no `[images.x]`): the TOML reader cannot locate it, and says so
+    // obscurely. (`rootfs` accepts that form: see `implicit`.)
     if message.contains("expected a borrowed string") {
         let header = err
             .span()

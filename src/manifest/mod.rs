@@ -3,6 +3,7 @@
 pub mod arch;
 mod created;
 pub mod diagnostic;
+mod implicit;
 mod load;
 pub mod lock;
 pub mod model;

@@ -176,6 +176,7 @@ pub(crate) struct RawImage {
     /// or `{ debian = { ... } }` (Debian packages pinned in `images.lock`).
     /// Paths are relative to this manifest; all may use templates. Required.
     #[schemars(with = "RawRootfs")]
+    #[serde(deserialize_with = "super::implicit::spanned_or_implicit")]
     pub(crate) rootfs: S<RawRootfs>,
     /// The image config: the `cmd`, `entrypoint`, `env`, ... that `docker run` uses.
     /// Default: empty.
@@ -204,7 +205,7 @@ pub(crate) struct RawImage {
 /// `command` and `debian`. Templates: `{image} {dist} {arch} {debian_arch} {os} {architecture}
 /// {variant} {platform}`, and `{out}` in a command; a variable with no value for a
 /// platform (`{debian_arch}` on arm32v6) is an error at load time.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 #[schemars(extend("oneOf" = [
     { "required": ["dir"] },

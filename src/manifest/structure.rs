@@ -41,7 +41,8 @@ pub(crate) fn deserialize_leniently(text: &str) -> Lenient {
     let mut blanked_keys: Vec<String> = Vec::new();
     while out.errors.len() < MAX_PROBLEMS {
         let err = match toml::from_str::<RawManifest>(&work) {
-            Ok(raw) => {
+            Ok(mut raw) => {
+                super::implicit::locate_implicit(&mut raw, &work);
                 out.raw = Some(raw);
                 return out;
             }
