@@ -55,6 +55,63 @@ fn platforms(reg: &RegistryGuard) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Puts an artifact of another tool (empty config, one small layer) whose
+/// subject is `subject` into test/hello, listed in the fallback tag as that
+/// tool would list it; returns its manifest digest.
+fn foreign_referrer(reg: &RegistryGuard, subject: &str) -> String {
+    let base = format!("http://{}/v2/test/hello", reg.url());
+    let put_blob = |bytes: &[u8]| -> String {
+        let digest = sha256(bytes);
+        let r = ureq::post(&format!("{base}/blobs/uploads/"))
+            .send_empty()
+            .unwrap();
+        let location = r.headers()["location"].to_str().unwrap().to_owned();
+        let url = if location.starts_with("http") {
+            location
+        } else {
+            format!("http://{}{location}", reg.url())
+        };
+        let sep = if url.contains('?') { '&' } else { '?' };
+        ureq::put(&format!("{url}{sep}digest={digest}"))
+            .header("Content-Type", "application/octet-stream")
+            .send(bytes)
+            .unwrap();
+        digest
+    };
+    let config = put_blob(b"{}");
+    let report = br#"{"vulnerabilities":[]}"#;
+    let layer = put_blob(report);
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST,
+        "artifactType": "application/vnd.example.scan+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2},
+        "layers": [{"mediaType": "application/vnd.example.scan+json", "digest": layer, "size": report.len()}],
+        "subject": {"mediaType": MANIFEST, "digest": subject, "size": 0},
+    });
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let digest = sha256(&bytes);
+    ureq::put(&format!("{base}/manifests/{digest}"))
+        .header("Content-Type", MANIFEST)
+        .send(&bytes[..])
+        .unwrap();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": INDEX,
+        "manifests": [{
+            "mediaType": MANIFEST,
+            "digest": digest,
+            "size": bytes.len(),
+            "artifactType": "application/vnd.example.scan+json",
+        }],
+    });
+    ureq::put(&format!("{base}/manifests/{}", subject.replace(':', "-")))
+        .header("Content-Type", INDEX)
+        .send(&serde_json::to_vec(&index).unwrap()[..])
+        .unwrap();
+    digest
+}
+
 fn writes(reg: &RegistryGuard) -> Vec<String> {
     reg.request_log()
         .into_iter()
@@ -72,6 +129,11 @@ fn writes(reg: &RegistryGuard) -> Vec<String> {
 fn attachments_are_pushed_as_referrers_and_checked_by_verify() {
     let reg = RegistryGuard::start(Auth::None);
     let p = project(&reg);
+    // Another tool (a scanner) attached a report to the amd64 image before we
+    // pushed: its entry in the fallback tag must survive our update.
+    p.imgraph(&["build"]).success();
+    let amd64 = sha256(&std::fs::read(p.path("out/hello/one/amd64/image-manifest.json")).unwrap());
+    let foreign = foreign_referrer(&reg, &amd64);
     p.imgraph(&["build", "--push"]).success();
 
     let platforms = platforms(&reg);
@@ -96,6 +158,16 @@ fn attachments_are_pushed_as_referrers_and_checked_by_verify() {
             .iter()
             .map(|m| m["artifactType"].as_str().unwrap().to_owned())
             .collect();
+        if *digest == amd64 {
+            assert!(
+                types
+                    .iter()
+                    .any(|t| t == "application/vnd.example.scan+json"),
+                "the other tool's referrer was lost: {raw}"
+            );
+            types.retain(|t| t != "application/vnd.example.scan+json");
+            assert!(raw.contains(&foreign), "{raw}");
+        }
         types.sort();
         assert_eq!(
             types,
@@ -106,12 +178,17 @@ fn attachments_are_pushed_as_referrers_and_checked_by_verify() {
             ],
             "{arch}: {raw}"
         );
+        let ours = referrers["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["digest"] != foreign.as_str());
         let layout = ["amd64", "arm64v8"]
             .iter()
             .map(|a| p.path(&format!("out/hello/one/{a}")))
             .find(|l| sha256(&std::fs::read(l.join("image-manifest.json")).unwrap()) == *digest)
             .unwrap_or_else(|| panic!("no layout in out/ has {digest}"));
-        for entry in referrers["manifests"].as_array().unwrap() {
+        for entry in ours {
             let m = get_json(
                 &format!(
                     "http://{}/v2/test/hello/manifests/{}",

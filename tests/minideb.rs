@@ -98,8 +98,9 @@ fn minideb_example_every_dist_and_arch_is_reproducible_from_the_live_mirror() {
     let mut args = vec!["verify", "--reproducible"];
     args.extend(selectors.iter().map(String::as_str));
     let run = p.imgraph(&args).success();
-    // layer, config and manifest of each platform, and each whole dist's index.
-    let compared = platforms.len() * 3 + whole;
+    // layer, config, manifest, SBOM and provenance of each platform, and each
+    // whole dist's index.
+    let compared = platforms.len() * 5 + whole;
     run.stderr_has(&[
         &format!("reproducible: {compared} digests identical across two clean builds"),
         "locked .debs taken from the cache, not downloaded again",
