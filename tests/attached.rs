@@ -7,7 +7,7 @@
 use serde_json::Value;
 
 use crate::support::registry::{Auth, RegistryGuard};
-use crate::support::{sha256, tool, Project};
+use crate::support::{http_get, sha256, tool, Project};
 
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -27,13 +27,8 @@ fn project(reg: &RegistryGuard) -> Project {
     p
 }
 
-fn get(url: &str, accept: &str) -> Option<Vec<u8>> {
-    let mut r = ureq::get(url).header("Accept", accept).call().ok()?;
-    r.body_mut().read_to_vec().ok()
-}
-
 fn get_json(url: &str, accept: &str) -> Value {
-    serde_json::from_slice(&get(url, accept).unwrap_or_else(|| panic!("GET {url}"))).unwrap()
+    serde_json::from_slice(&http_get(url, accept).unwrap_or_else(|| panic!("GET {url}"))).unwrap()
 }
 
 /// The platform manifests of the pushed index, by arch.
@@ -110,14 +105,6 @@ fn foreign_referrer(reg: &RegistryGuard, subject: &str) -> String {
         .send(&serde_json::to_vec(&index).unwrap()[..])
         .unwrap();
     digest
-}
-
-fn writes(reg: &RegistryGuard) -> Vec<String> {
-    reg.request_log()
-        .into_iter()
-        .filter(|e| matches!(e.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE"))
-        .map(|e| format!("{} {}", e.method, e.path))
-        .collect()
 }
 
 /// Each platform manifest has its SPDX, CycloneDX and provenance referrers in
@@ -200,7 +187,7 @@ fn attachments_are_pushed_as_referrers_and_checked_by_verify() {
             assert_eq!(m["subject"]["digest"].as_str(), Some(digest.as_str()));
             assert_eq!(m["artifactType"], entry["artifactType"]);
             let layer = m["layers"][0]["digest"].as_str().unwrap();
-            let bytes = get(
+            let bytes = http_get(
                 &format!("http://{}/v2/test/hello/blobs/{layer}", reg.url()),
                 "*/*",
             )
@@ -225,7 +212,7 @@ fn attachments_are_pushed_as_referrers_and_checked_by_verify() {
     reg.clear_log();
     p.imgraph(&["build", "--push", "--changed"]).success();
     assert_eq!(
-        writes(&reg),
+        reg.writes(),
         Vec::<String>::new(),
         "--changed re-push wrote"
     );

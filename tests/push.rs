@@ -1,7 +1,7 @@
 //! `build --push`, `--changed` and `verify --pushed` against real registries.
 
 use crate::support::registry::{Auth, RegistryGuard};
-use crate::support::{hello_binary, sha256, skopeo_copy_all, tool, Project};
+use crate::support::{grep_tree, hello_binary, sha256, skopeo_copy_all, tool, Project};
 
 fn project_for(registries: &[(&str, &RegistryGuard)], dists: &[&str]) -> Project {
     let p = Project::new();
@@ -38,14 +38,6 @@ fn remote_digest(reg: &RegistryGuard, reference: &str) -> String {
     crate::support::remote_digest(&format!("{}/test/{reference}", reg.url()))
 }
 
-fn writes(reg: &RegistryGuard) -> Vec<String> {
-    reg.request_log()
-        .into_iter()
-        .filter(|e| matches!(e.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE"))
-        .map(|e| format!("{} {}", e.method, e.path))
-        .collect()
-}
-
 #[test]
 fn push_to_two_registries_then_nothing_when_unchanged() {
     let a = RegistryGuard::start(Auth::None);
@@ -68,7 +60,7 @@ fn push_to_two_registries_then_nothing_when_unchanged() {
     assert!(
         a.request_log().iter().all(|e| !e.is_blob_write()),
         "{:?}",
-        writes(&a)
+        a.writes()
     );
 
     // --changed asks the registry and writes nothing at all.
@@ -80,10 +72,10 @@ fn push_to_two_registries_then_nothing_when_unchanged() {
         .json();
     assert_eq!(json["pushed"].as_array().unwrap().len(), 0, "{json}");
     assert!(
-        writes(&a).is_empty() && writes(&b).is_empty(),
+        a.writes().is_empty() && b.writes().is_empty(),
         "{:?} {:?}",
-        writes(&a),
-        writes(&b)
+        a.writes(),
+        b.writes()
     );
     p.imgraph(&["verify", "--pushed"])
         .success()
@@ -118,7 +110,7 @@ fn one_arch_change_pushes_that_platform_and_that_dist_only() {
     assert_eq!(changed.len(), 1);
     assert_eq!(changed[0]["arch"], "arm64v8");
 
-    let log = writes(&reg);
+    let log = reg.writes();
     // New layer and config, and that platform's SBOM and provenance: each one
     // upload finished by a PUT with ?digest=.
     let finished_blobs = log
@@ -214,21 +206,6 @@ fn remote_digest_auth(reg: &RegistryGuard, creds: &str) -> String {
         ],
     );
     sha256(raw.as_bytes())
-}
-
-fn grep_tree(dir: &std::path::Path, needle: &str) -> bool {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return false;
-    };
-    entries.flatten().any(|e| {
-        let path = e.path();
-        if path.is_dir() {
-            grep_tree(&path, needle)
-        } else {
-            std::fs::read(&path)
-                .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
-        }
-    })
 }
 
 #[test]

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use crate::support::registry::{Auth, RegistryGuard};
-use crate::support::{tool, Project};
+use crate::support::{grep_tree, http_get, tool, Project};
 
 /// A hello project (two arches) pushing to `reg` and signing with `key`
 /// (a file name in the project).
@@ -54,16 +54,11 @@ fn public_pem(key: &Path, password: Option<&str>, dir: &Path) -> std::path::Path
     out
 }
 
-fn get(url: &str, accept: &str) -> Option<Vec<u8>> {
-    let mut r = ureq::get(url).header("Accept", accept).call().ok()?;
-    r.body_mut().read_to_vec().ok()
-}
-
 /// The signatures stored for `digest`: (payload bytes, DER signature), read
 /// with plain HTTP as cosign does: the `sha256-<hex>.sig` manifest, its layers.
 fn signatures(reg: &RegistryGuard, repo: &str, digest: &str) -> Vec<(Vec<u8>, Vec<u8>)> {
     let tag = format!("{}.sig", digest.replace(':', "-"));
-    let Some(bytes) = get(
+    let Some(bytes) = http_get(
         &format!("http://{}/v2/{repo}/manifests/{tag}", reg.url()),
         "application/vnd.oci.image.manifest.v1+json",
     ) else {
@@ -79,7 +74,7 @@ fn signatures(reg: &RegistryGuard, repo: &str, digest: &str) -> Vec<(Vec<u8>, Ve
                 l["mediaType"],
                 "application/vnd.dev.cosign.simplesigning.v1+json"
             );
-            let payload = get(
+            let payload = http_get(
                 &format!(
                     "http://{}/v2/{repo}/blobs/{}",
                     reg.url(),
@@ -136,29 +131,6 @@ fn signed_digests(p: &Project) -> Vec<String> {
         .collect();
     out.push(index);
     out
-}
-
-fn writes(reg: &RegistryGuard) -> Vec<String> {
-    reg.request_log()
-        .into_iter()
-        .filter(|e| matches!(e.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE"))
-        .map(|e| format!("{} {}", e.method, e.path))
-        .collect()
-}
-
-fn grep_tree(dir: &Path, needle: &str) -> bool {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return false;
-    };
-    entries.flatten().any(|e| {
-        let path = e.path();
-        if path.is_dir() {
-            grep_tree(&path, needle)
-        } else {
-            std::fs::read(&path)
-                .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
-        }
-    })
 }
 
 /// PKCS#8 (`genpkey`), SEC1 with its parameters block (`ecparam -genkey`) and
@@ -244,13 +216,13 @@ fn pushes_are_signed_and_openssl_verifies_every_signature() {
             .success()
             .json();
         assert_eq!(json["pushed"].as_array().unwrap().len(), 0, "{json}");
-        assert!(writes(&reg).is_empty(), "{name}: {:?}", writes(&reg));
+        assert!(reg.writes().is_empty(), "{name}: {:?}", reg.writes());
         reg.clear_log();
         p.imgraph_env(&["build", "--push"], &env).success();
         assert!(
-            writes(&reg).is_empty(),
+            reg.writes().is_empty(),
             "{name}: plain re-push wrote {:?}",
-            writes(&reg)
+            reg.writes()
         );
 
         // Key material and the password appear nowhere.

@@ -455,6 +455,34 @@ impl Client {
         }
     }
 
+    /// One HEAD of blob `digest` in `repo`, with no retry of its own (callers
+    /// run it inside theirs): whether the registry has it.
+    pub(super) fn head_blob_once(
+        &self,
+        repo: &str,
+        digest: &str,
+        scopes: &[String],
+    ) -> Result<bool, RegistryError> {
+        let req = self.request(
+            Method::HEAD,
+            &format!("/v2/{repo}/blobs/{digest}"),
+            repo,
+            scopes,
+        );
+        let response = self.attempt(&req)?;
+        match response.status().as_u16() {
+            200 => {
+                drain(response);
+                Ok(true)
+            }
+            404 => {
+                drain(response);
+                Ok(false)
+            }
+            _ => Err(self.status_error(&req, response)),
+        }
+    }
+
     /// One attempt, with at most one re-send after a 401 challenge.
     /// Transient statuses (5xx, 429) come back as errors; others as responses.
     pub(crate) fn attempt(&self, req: &Request<'_>) -> Result<Response<ureq::Body>, RegistryError> {

@@ -398,23 +398,11 @@ impl Client {
     ) -> Result<BlobOutcome, RegistryError> {
         let digest = blob.digest.as_str();
         // 1. Already there?
-        let req = self.request(
-            Method::HEAD,
-            &format!("/v2/{repo}/blobs/{digest}"),
-            repo,
-            scopes,
-        );
-        let response = self.attempt(&req)?;
-        match response.status().as_u16() {
-            200 => {
-                drain(response);
-                progress(PushEvent::BlobSkipped {
-                    digest: digest.to_owned(),
-                });
-                return Ok(BlobOutcome::Skipped);
-            }
-            404 => drain(response),
-            _ => return Err(self.status_error(&req, response)),
+        if self.head_blob_once(repo, digest, scopes)? {
+            progress(PushEvent::BlobSkipped {
+                digest: digest.to_owned(),
+            });
+            return Ok(BlobOutcome::Skipped);
         }
 
         // 2. Mount from a sibling repository; a refused mount opens an upload.

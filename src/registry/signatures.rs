@@ -209,20 +209,8 @@ impl Client {
     ) -> Result<bool, RegistryError> {
         self.retry.run(
             |_| {
-                let req = self.request(
-                    Method::HEAD,
-                    &format!("/v2/{repo}/blobs/{digest}"),
-                    repo,
-                    scopes,
-                );
-                let response = self.attempt(&req)?;
-                match response.status().as_u16() {
-                    200 => {
-                        drain(response);
-                        return Ok(false);
-                    }
-                    404 => drain(response),
-                    _ => return Err(self.status_error(&req, response)),
+                if self.head_blob_once(repo, digest, scopes)? {
+                    return Ok(false);
                 }
                 let req = self.request(
                     Method::POST,

@@ -318,3 +318,26 @@ pub fn sha256(bytes: &[u8]) -> String {
     use sha2::Digest;
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)))
 }
+
+/// GET `url` with `Accept: accept` (plain HTTP to a test registry): the body,
+/// or None for any error status.
+pub fn http_get(url: &str, accept: &str) -> Option<Vec<u8>> {
+    let mut r = ureq::get(url).header("Accept", accept).call().ok()?;
+    r.body_mut().read_to_vec().ok()
+}
+
+/// Whether any file below `dir` contains `needle` (secrets must not leak).
+pub fn grep_tree(dir: &Path, needle: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let path = e.path();
+        if path.is_dir() {
+            grep_tree(&path, needle)
+        } else {
+            std::fs::read(&path)
+                .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+        }
+    })
+}

@@ -190,6 +190,16 @@ impl RegistryGuard {
         self.dir.path().join("storage")
     }
 
+    /// The requests that wrote something (POST, PUT, PATCH, DELETE), as
+    /// `METHOD path`, in order.
+    pub fn writes(&self) -> Vec<String> {
+        self.request_log()
+            .into_iter()
+            .filter(|e| matches!(e.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE"))
+            .map(|e| format!("{} {}", e.method, e.path))
+            .collect()
+    }
+
     /// Every request the registry logged so far (all runs of it), in order.
     pub fn request_log(&self) -> Vec<LogEntry> {
         let text = fs::read_to_string(&self.log).unwrap_or_default();
