@@ -10,6 +10,7 @@ pub mod debs;
 pub mod fetch;
 pub mod install;
 pub mod packages;
+pub mod preparsed;
 pub mod relation;
 pub mod release;
 pub mod resolve;
