@@ -6,7 +6,9 @@
 //! else (`lock --update` with nothing new downloads a few KB). Otherwise the
 //! Packages indexes are fetched (each checked against the Release's sha256 before
 //! it is parsed, cached by that sha256), parsed once per (archives, components,
-//! arch) and every platform of that group is resolved from them.
+//! arch) and every platform of that group is resolved from them. Each index is
+//! also kept pre-parsed under its sha256 (`debian::preparsed`), so the next lock
+//! reads neither the index nor most of its records.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -432,10 +434,15 @@ fn resolve_group(
             .iter()
             .map(|(suite, index, _)| Source { suite, index })
             .collect();
-        Ok::<_, LockFailure>((
-            prune(&sources, arch, &requested),
-            parsed.iter().any(|(_, _, cached)| *cached),
-        ))
+        let pruned = prune(&sources, arch, &requested);
+        if let Ok(indexes) = &pruned {
+            let reached: usize = indexes.iter().map(|i| i.records.len()).sum();
+            let total: usize = sources.iter().map(|s| s.index.len()).sum();
+            say(&format!(
+                "  {arch}: {reached} of {total} records can be reached"
+            ));
+        }
+        Ok::<_, LockFailure>((pruned, parsed.iter().any(|(_, _, cached)| *cached)))
     };
     let indexes = match load(true)? {
         (Ok(indexes), _) => indexes,
