@@ -306,3 +306,74 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+/// `lock` keeps each index pre-parsed in the cache under the index's sha256 and
+/// reads that instead of the index; a pre-parsed file that is altered or cut
+/// short is never believed: the index is parsed again, the lock comes out the
+/// same, and the file is rewritten.
+#[test]
+fn pre_parsed_indexes_are_used_and_a_bad_one_never_changes_the_lock() {
+    let repo = AptRepo::start();
+    let p = project(&repo, r#""amd64""#, "");
+    p.imgraph(&["lock"]).success();
+    let text = lock_text(&p);
+    assert!(
+        text.contains("\"libc-tiny 2.36-9+deb12u1 amd64\","),
+        "{text}"
+    );
+    let index =
+        std::fs::read(repo.path(&format!("dists/{SUITE}/main/binary-amd64/Packages.xz"))).unwrap();
+    let digest = crate::support::sha256(&index);
+    let pre_parsed = p.path(&format!(
+        "cache/state/packages-{}.v1",
+        digest.trim_start_matches("sha256:")
+    ));
+    let good = std::fs::read(&pre_parsed).expect("the index is kept pre-parsed");
+
+    // Used: with the index gone from the cache, locking again downloads nothing but
+    // InRelease.
+    let relock = || {
+        std::fs::remove_file(p.path("images.lock")).unwrap();
+        for blob in std::fs::read_dir(p.path("cache/blobs/sha256")).unwrap() {
+            std::fs::remove_file(blob.unwrap().path()).unwrap();
+        }
+        repo.clear_requests();
+        p.imgraph(&["lock"]).success();
+        assert_eq!(lock_text(&p), text);
+    };
+    relock();
+    let requests = repo.requests();
+    assert!(
+        requests.iter().all(|r| r.contains("InRelease")),
+        "{requests:?}"
+    );
+
+    // Altered: libc-tiny's version (and pool path) rewritten in place, same length.
+    let (old, new) = (b"2.36-9+deb12u1", b"2.36-9+deb12u7");
+    let mut altered = good.clone();
+    let mut hits = 0;
+    for at in 0..altered.len() - old.len() {
+        if &altered[at..at + old.len()] == old {
+            altered[at..at + old.len()].copy_from_slice(new);
+            hits += 1;
+        }
+    }
+    assert!(hits >= 2, "version and pool path: {hits}");
+    std::fs::write(&pre_parsed, &altered).unwrap();
+    relock();
+    assert!(
+        repo.requests().iter().any(|r| r.contains("binary-amd64")),
+        "the index was fetched and parsed again"
+    );
+    assert_eq!(std::fs::read(&pre_parsed).unwrap(), good, "rewritten");
+
+    // Cut short, then another format's header: the same.
+    std::fs::write(&pre_parsed, &good[..good.len() / 2]).unwrap();
+    relock();
+    assert_eq!(std::fs::read(&pre_parsed).unwrap(), good);
+    let mut other = good.clone();
+    other[8] = 99;
+    std::fs::write(&pre_parsed, &other).unwrap();
+    relock();
+    assert_eq!(std::fs::read(&pre_parsed).unwrap(), good);
+}

@@ -11,6 +11,7 @@ mod dns;
 pub mod fetch;
 pub mod install;
 pub mod packages;
+pub mod preparsed;
 pub mod relation;
 pub mod release;
 pub mod resolve;

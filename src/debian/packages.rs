@@ -90,6 +90,9 @@ pub enum PackagesError {
     /// A record in it.
     #[error(transparent)]
     Package(#[from] PackageError),
+    /// Beyond what a pre-parsed index can address (4 GiB of fields).
+    #[error("too large to pre-parse (over 4 GiB of fields)")]
+    TooLarge,
 }
 
 impl PackageRecord {

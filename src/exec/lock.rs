@@ -6,7 +6,9 @@
 //! else (`lock --update` with nothing new downloads a few KB). Otherwise the
 //! Packages indexes are fetched (each checked against the Release's sha256 before
 //! it is parsed, cached by that sha256), parsed once per (archives, components,
-//! arch) and every platform of that group is resolved from them.
+//! arch) and every platform of that group is resolved from them. Each index is
+//! also kept pre-parsed under its sha256 (`debian::preparsed`), so the next lock
+//! reads neither the index nor most of its records.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -15,9 +17,10 @@ use std::time::SystemTime;
 
 use crate::cache::{CacheError, Store};
 use crate::debian::fetch::{FetchError, Mirror, SuiteRelease};
-use crate::debian::packages::{parse_index, PackagesError};
+use crate::debian::packages::PackagesError;
+use crate::debian::preparsed::{self, prune, ParsedIndex, Source};
 use crate::debian::release::{parse_date, ReleaseError};
-use crate::debian::resolve::{resolve, Index, Request, ResolveError, Universe, Variant};
+use crate::debian::resolve::{resolve, Request, ResolveError, Universe, Variant};
 use crate::debian::signature::{Keyring, SignatureError};
 use crate::manifest::lock::{
     diff_packages, request_hash, ArchiveState, Lock, LockedPackage, LockedPlatform,
@@ -405,47 +408,57 @@ fn resolve_group(
     store: &Store,
     say: &(dyn Fn(&str) + Sync),
 ) -> Result<Vec<(String, LockedPlatform)>, LockFailure> {
-    let mut indexes = Vec::new();
     let mut suite_key: HashMap<String, String> = HashMap::new();
     for (mirror, suite) in archives {
         let f = &releases[&(mirror.clone(), suite.clone())];
-        let archive = format!("{mirror} {suite}");
-        let fail = |source| LockFailure::Fetch {
-            archive: archive.clone(),
-            source: Box::new(source),
-        };
-        let m = mirror_of(mirror).map_err(fail)?;
-        let mut records = Vec::new();
-        for component in components {
-            f.release
-                .release
-                .packages_index(component, arch)
-                .map_err(|source| LockFailure::Unpublished {
-                    platform: platforms[0].0.label(),
-                    source,
-                })?;
-            let index = m
-                .packages(&f.release, component, arch, store)
-                .map_err(fail)?;
-            let url = format!("{mirror}/dists/{suite}/{}", index.path);
-            say(&format!(
-                "  {url}: {} ({} bytes){}",
-                index.sha256,
-                index.data.len(),
-                if index.downloaded { "" } else { ", cached" }
-            ));
-            let text = String::from_utf8_lossy(&index.data);
-            records.extend(parse_index(&text).map_err(|source| LockFailure::Packages {
-                index: url.clone(),
-                source,
-            })?);
-        }
         suite_key.insert(suite.clone(), f.key.clone());
-        indexes.push(Index {
-            suite: suite.clone(),
-            records,
-        });
     }
+    // Every name a request of the group can start from, for `prune`.
+    let requested: Vec<String> = platforms
+        .iter()
+        .flat_map(|(_, d)| d.include.iter().chain(&d.exclude).cloned())
+        .collect();
+    let load = |trust_cache: bool| {
+        let parsed = group_indexes(
+            archives,
+            components,
+            arch,
+            platforms,
+            releases,
+            mirror_of,
+            store,
+            say,
+            trust_cache,
+        )?;
+        let sources: Vec<Source<'_>> = parsed
+            .iter()
+            .map(|(suite, index, _)| Source { suite, index })
+            .collect();
+        let pruned = prune(&sources, arch, &requested);
+        if let Ok(indexes) = &pruned {
+            let reached: usize = indexes.iter().map(|i| i.records.len()).sum();
+            let total: usize = sources.iter().map(|s| s.index.len()).sum();
+            say(&format!(
+                "  {arch}: {reached} of {total} records can be reached"
+            ));
+        }
+        Ok::<_, LockFailure>((pruned, parsed.iter().any(|(_, _, cached)| *cached)))
+    };
+    let indexes = match load(true)? {
+        (Ok(indexes), _) => indexes,
+        // A pre-parsed file with a record that no longer parses (it passed its
+        // digest check, so a bug or a changed parser): parse the text again.
+        (Err(_), true) => load(false)?.0.map_err(|e| LockFailure::Packages {
+            index: format!("{} {arch}", archives_label(archives)),
+            source: e.into(),
+        })?,
+        (Err(e), false) => {
+            return Err(LockFailure::Packages {
+                index: format!("{} {arch}", archives_label(archives)),
+                source: e.into(),
+            })
+        }
+    };
     let universe = Universe::new(arch, indexes);
     let keys: Vec<String> = archives.iter().map(|a| releases[a].key.clone()).collect();
     let mut out = Vec::new();
@@ -482,6 +495,88 @@ fn resolve_group(
                 packages,
             },
         ));
+    }
+    Ok(out)
+}
+
+/// `MIRROR SUITE, ...` for messages about a group's indexes.
+fn archives_label(archives: &[(String, String)]) -> String {
+    archives
+        .iter()
+        .map(|(m, s)| format!("{m} {s}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The pre-parsed indexes of a group: (suite, index, whether it came from the
+/// pre-parsed cache), per suite then component. With `trust_cache`, an index
+/// whose pre-parsed file loads is neither read nor decompressed; otherwise (or
+/// when the file is missing or fails its checks) the index is fetched (from the
+/// blob cache when there), parsed and checked whole, and its pre-parsed form
+/// written for next time.
+#[allow(clippy::too_many_arguments)]
+fn group_indexes(
+    archives: &[(String, String)],
+    components: &[String],
+    arch: &str,
+    platforms: &[(&PlatformSpec, &DebianSource)],
+    releases: &HashMap<(String, String), Fetched>,
+    mirror_of: &(dyn Fn(&str) -> Result<Mirror, FetchError> + Sync),
+    store: &Store,
+    say: &(dyn Fn(&str) + Sync),
+    trust_cache: bool,
+) -> Result<Vec<(String, ParsedIndex, bool)>, LockFailure> {
+    let mut out = Vec::new();
+    for (mirror, suite) in archives {
+        let f = &releases[&(mirror.clone(), suite.clone())];
+        let archive = format!("{mirror} {suite}");
+        let fail = |source| LockFailure::Fetch {
+            archive: archive.clone(),
+            source: Box::new(source),
+        };
+        for component in components {
+            let (path, entry) =
+                f.release
+                    .release
+                    .packages_index(component, arch)
+                    .map_err(|source| LockFailure::Unpublished {
+                        platform: platforms[0].0.label(),
+                        source,
+                    })?;
+            let url = format!("{mirror}/dists/{suite}/{path}");
+            let digest = format!("sha256:{}", entry.sha256);
+            let name = preparsed::state_name(&digest);
+            let cached = if trust_cache {
+                ParsedIndex::open(&store.state_path(&name)).ok()
+            } else {
+                None
+            };
+            if let Some(index) = cached {
+                say(&format!("  {url}: {digest}, pre-parsed"));
+                out.push((suite.clone(), index, true));
+                continue;
+            }
+            let m = mirror_of(mirror).map_err(fail)?;
+            let index = m
+                .packages(&f.release, component, arch, store)
+                .map_err(fail)?;
+            say(&format!(
+                "  {url}: {} ({} bytes){}",
+                index.sha256,
+                index.data.len(),
+                if index.downloaded { "" } else { ", cached" }
+            ));
+            let text = String::from_utf8_lossy(&index.data);
+            let parsed = preparsed::encode_text(&text).map_err(|source| LockFailure::Packages {
+                index: url.clone(),
+                source,
+            })?;
+            // Only time is lost when it cannot be written (a read-only cache).
+            if let Err(e) = store.put_state_bytes(&name, parsed.file_bytes().unwrap_or_default()) {
+                say(&format!("  {url}: not pre-parsed for next time: {e}"));
+            }
+            out.push((suite.clone(), parsed, false));
+        }
     }
     Ok(out)
 }
