@@ -135,6 +135,19 @@ enum BlobOutcome {
     Uploaded,
 }
 
+/// The order blobs go up in (indexes into `blobs`): the smallest first, alone
+/// (it sets up auth, so it should be quick), then the largest first, so the
+/// big layers' uploads, the push's critical path, start at once and the small
+/// blobs fill in around them.
+fn upload_order(blobs: &[&BlobSource]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..blobs.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(blobs[i].size));
+    if let Some(smallest) = order.pop() {
+        order.insert(0, smallest);
+    }
+    order
+}
+
 impl Client {
     /// Push `plan`: see the module documentation for the order. Blobs go up
     /// to [`Client::with_parallel_uploads`] at a time; the first failure
@@ -271,15 +284,17 @@ impl Client {
         progress: &(dyn Fn(PushEvent) + Sync),
     ) -> Result<Vec<BlobOutcome>, RegistryError> {
         let workers = self.parallel.min(blobs.len()).max(1);
+        let order = upload_order(blobs);
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
         let results: Mutex<Vec<Option<Result<BlobOutcome, RegistryError>>>> =
             Mutex::new((0..blobs.len()).map(|_| None).collect());
         let work = || loop {
-            let i = next.fetch_add(1, Ordering::SeqCst);
-            if i >= blobs.len() || failed.load(Ordering::SeqCst) {
+            let n = next.fetch_add(1, Ordering::SeqCst);
+            if n >= blobs.len() || failed.load(Ordering::SeqCst) {
                 break;
             }
+            let i = order[n];
             let r = self.push_blob(repo, blobs[i], mounts, scopes, progress);
             if r.is_err() {
                 failed.store(true, Ordering::SeqCst);
@@ -292,11 +307,11 @@ impl Client {
             work();
         } else {
             // The first blob alone: its 401 sets up auth (one token fetch, not one per worker).
-            let first = self.push_blob(repo, blobs[0], mounts, scopes, progress);
+            let first = self.push_blob(repo, blobs[order[0]], mounts, scopes, progress);
             let first_failed = first.is_err();
             results
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)[0] = Some(first);
+                .unwrap_or_else(std::sync::PoisonError::into_inner)[order[0]] = Some(first);
             next.store(1, Ordering::SeqCst);
             failed.store(first_failed, Ordering::SeqCst);
             std::thread::scope(|s| {
@@ -461,7 +476,7 @@ impl Client {
                 l
             }
         };
-        let check = super::stream_check::StreamCheck::new(digest, blob.size, blob.path.clone());
+        let check = super::stream_check::StreamCheck::shared(digest, blob.size, blob.path.clone());
         let corrupt = |e: RegistryError| match check.mismatch() {
             Some(found) => RegistryError::LocalBlobCorrupt {
                 digest: digest.to_owned(),
@@ -484,7 +499,7 @@ impl Client {
                 digest,
                 offset: 0,
                 len: blob.size,
-                check: Some(&check),
+                check: Some(&*check),
             };
             return self.finish_upload(&req, blob, progress).map_err(corrupt);
         }
@@ -493,14 +508,18 @@ impl Client {
             let len = self.chunk_size.min(blob.size - offset);
             let mut req = self.request(Method::PATCH, &location, repo, scopes);
             req.headers.push(octet.clone());
-            req.headers
-                .push(("Content-Range", format!("{offset}-{}", offset + len - 1)));
+            if len < blob.size {
+                // A chunk. The whole blob in one PATCH is a streamed upload,
+                // which the distribution spec sends without a range.
+                req.headers
+                    .push(("Content-Range", format!("{offset}-{}", offset + len - 1)));
+            }
             req.body = Body::File {
                 path: &blob.path,
                 digest,
                 offset,
                 len,
-                check: Some(&check),
+                check: Some(&*check),
             };
             let response = self.attempt(&req).map_err(corrupt)?;
             if response.status().as_u16() != 202 {
@@ -647,5 +666,31 @@ impl Client {
             });
         }
         Ok(subject)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_smallest_blob_goes_first_then_the_largest() {
+        let blob = |size| BlobSource {
+            digest: format!("sha256:{size}"),
+            size,
+            path: PathBuf::new(),
+        };
+        // Plan order: config, layer, config, layer, SBOM.
+        let blobs = [
+            blob(300),
+            blob(60 << 20),
+            blob(280),
+            blob(59 << 20),
+            blob(9000),
+        ];
+        let refs: Vec<&BlobSource> = blobs.iter().collect();
+        assert_eq!(upload_order(&refs), vec![2, 1, 3, 4, 0]);
+        assert_eq!(upload_order(&refs[..1]), vec![0]);
+        assert!(upload_order(&[]).is_empty());
     }
 }
