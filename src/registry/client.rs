@@ -283,7 +283,7 @@ impl Client {
             // One streamed PATCH per blob, as skopeo and crane send: chunks buy
             // nothing (a failed upload starts over either way) and cost the
             // registry a request, a hash-state save and reload each (docker-registry
-            // spent 7-12% more CPU ingesting 8 MiB chunks in row e. of BENCHMARKS.md).
+            // spent 5-12% more CPU ingesting 8 MiB chunks in row e. of BENCHMARKS.md).
             chunk_size: u64::MAX,
             parallel: 3,
         }
