@@ -166,6 +166,14 @@ fn push_to_plain_registry_reads_back_with_skopeo() {
     assert!(report.skipped.is_empty() && report.mounted.is_empty());
     assert_eq!(report.manifests_put, 2);
     assert_eq!(report.tags_put, vec!["bookworm", "latest"]);
+    // Manifests naming blobs this push uploaded, and tags of an index it wrote,
+    // go up without a HEAD first: they cannot be there yet.
+    let manifest_heads: Vec<_> = reg
+        .request_log()
+        .into_iter()
+        .filter(|e| e.method == "HEAD" && e.path.contains("/manifests/"))
+        .collect();
+    assert!(manifest_heads.is_empty(), "{manifest_heads:#?}");
 
     // skopeo sees the index under the tag, byte for byte.
     let raw = skopeo(&[

@@ -135,6 +135,16 @@ enum BlobOutcome {
     Uploaded,
 }
 
+/// Whether the manifest or index `bytes` names one of `digests` (its config,
+/// a layer, a platform manifest). Digests are 71 bytes of `sha256:<hex>`, so a
+/// match in the JSON text is a reference, whatever field holds it.
+fn names_any(bytes: &[u8], digests: &[&str]) -> bool {
+    digests.iter().any(|d| {
+        let d = d.as_bytes();
+        !d.is_empty() && bytes.windows(d.len()).any(|w| w == d)
+    })
+}
+
 /// The order blobs go up in (indexes into `blobs`): the smallest first, alone
 /// (it sets up auth, so it should be quick), then the largest first, so the
 /// big layers' uploads, the push's critical path, start at once and the small
@@ -216,12 +226,19 @@ impl Client {
             }
         }
 
-        // Manifests, then the index, by digest.
+        // Manifests, then the index, by digest. A manifest naming a blob this
+        // push had to upload cannot be on the registry yet, nor an index naming
+        // a manifest it had to write: those are PUT without a HEAD first (a PUT
+        // is idempotent; this saves round trips on a first push, a re-push of
+        // unchanged content still HEADs and writes nothing).
+        let mut written: Vec<&str> = report.uploaded.iter().map(String::as_str).collect();
         for m in plan.manifests.iter().chain(std::iter::once(&plan.index)) {
-            if self
-                .head_manifest_scoped(repo, &m.digest, &scopes)?
-                .as_deref()
-                == Some(m.digest.as_str())
+            let new = names_any(&m.bytes, &written);
+            if !new
+                && self
+                    .head_manifest_scoped(repo, &m.digest, &scopes)?
+                    .as_deref()
+                    == Some(m.digest.as_str())
             {
                 report.manifests_skipped += 1;
                 progress(PushEvent::ManifestSkipped {
@@ -230,6 +247,7 @@ impl Client {
                 continue;
             }
             self.put_manifest(repo, &m.digest, m, &scopes)?;
+            written.push(&m.digest);
             report.manifests_put += 1;
             progress(PushEvent::ManifestPut {
                 digest: m.digest.clone(),
@@ -257,10 +275,12 @@ impl Client {
             }
         }
 
-        // Tags last.
+        // Tags last (no tag can point at an index this push had to write).
+        let index_new = written.contains(&plan.index.digest.as_str());
         for tag in &plan.tags {
-            if self.head_manifest_scoped(repo, tag, &scopes)?.as_deref()
-                == Some(plan.index.digest.as_str())
+            if !index_new
+                && self.head_manifest_scoped(repo, tag, &scopes)?.as_deref()
+                    == Some(plan.index.digest.as_str())
             {
                 progress(PushEvent::TagUnchanged { tag: tag.clone() });
                 continue;
@@ -692,5 +712,13 @@ mod tests {
         assert_eq!(upload_order(&refs), vec![2, 1, 3, 4, 0]);
         assert_eq!(upload_order(&refs[..1]), vec![0]);
         assert!(upload_order(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_manifest_names_the_digests_it_references() {
+        let m = br#"{"config":{"digest":"sha256:aa11"},"layers":[{"digest":"sha256:bb22"}]}"#;
+        assert!(names_any(m, &["sha256:cc", "sha256:bb22"]));
+        assert!(!names_any(m, &["sha256:cc", "sha256:dd"]));
+        assert!(!names_any(m, &[]));
     }
 }
