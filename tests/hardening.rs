@@ -172,6 +172,44 @@ fn a_corrupt_blob_is_never_pushed() {
     );
 }
 
+/// Pushes to two registries stream each blob to both at once and share one
+/// hash of it: a corrupt blob must still reach neither.
+#[test]
+fn a_corrupt_blob_reaches_neither_of_two_registries() {
+    let regs = [
+        RegistryGuard::start(Auth::None),
+        RegistryGuard::start(Auth::None),
+    ];
+    let p = Project::hello(&["amd64"]);
+    let text = std::fs::read_to_string(p.path("images.toml")).unwrap();
+    p.manifest(&format!(
+        "[registries.a]\nurl = \"{}/t\"\ninsecure = true\n\n[registries.b]\nurl = \"{}/t\"\ninsecure = true\n\n{}",
+        regs[0].url(),
+        regs[1].url(),
+        text.replace("[images.hello]", "[images.hello]\nregistries = [\"a\", \"b\"]")
+    ));
+    p.imgraph(&["build"]).success();
+    let blob = layer_blob(&p, "amd64");
+    let hex = blob.file_name().unwrap().to_str().unwrap().to_owned();
+    flip_a_byte(&blob);
+    p.imgraph(&["build", "--push"])
+        .success()
+        .stderr_has(&["corrupt"]);
+    for reg in &regs {
+        assert_eq!(
+            remote_digest(&format!("{}/t/hello:one", reg.url())),
+            p.index_digest("hello", "one")
+        );
+        // The layer went up once, rebuilt: one committing PUT, none of the corrupt bytes.
+        let commits = reg
+            .request_log()
+            .into_iter()
+            .filter(|e| e.method == "PUT" && e.status == 201 && e.path.contains(&hex))
+            .count();
+        assert_eq!(commits, 1, "{}", reg.url());
+    }
+}
+
 #[test]
 fn two_builds_at_once_on_one_cache_both_succeed_identically() {
     let p = heavy_project();

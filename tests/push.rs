@@ -235,7 +235,8 @@ fn bearer_token_auth_push() {
 fn registry_killed_mid_push_then_rerun_completes() {
     let reg = RegistryGuard::start(Auth::None);
     let p = project_for(&[("local", &reg)], &["one"]);
-    // A large incompressible file makes the layer upload go in chunks.
+    // A large incompressible file makes the layer go up in a PATCH, then a PUT:
+    // the registry is killed between the two, before the blob is committed.
     let mut noise = vec![0u8; 24 << 20];
     let mut x: u64 = 0x9E3779B97F4A7C15;
     for b in noise.iter_mut() {
@@ -262,7 +263,7 @@ fn registry_killed_mid_push_then_rerun_completes() {
         (h.join().unwrap(), run)
     });
     let (killed, run) = killer;
-    assert!(killed, "the push never reached a chunk upload");
+    assert!(killed, "the push never reached a PATCH upload");
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stderr.contains(&reg.url()), "{}", run.stderr);
     reg.restart();

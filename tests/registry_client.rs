@@ -9,6 +9,7 @@ use imgraph::registry::{
     Registry, RegistryError, RetryPolicy,
 };
 
+use crate::support::fault_proxy::{Fault, FaultProxy};
 use crate::support::registry::{Auth, RegistryGuard};
 
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -165,6 +166,14 @@ fn push_to_plain_registry_reads_back_with_skopeo() {
     assert!(report.skipped.is_empty() && report.mounted.is_empty());
     assert_eq!(report.manifests_put, 2);
     assert_eq!(report.tags_put, vec!["bookworm", "latest"]);
+    // Manifests naming blobs this push uploaded, and tags of an index it wrote,
+    // go up without a HEAD first: they cannot be there yet.
+    let manifest_heads: Vec<_> = reg
+        .request_log()
+        .into_iter()
+        .filter(|e| e.method == "HEAD" && e.path.contains("/manifests/"))
+        .collect();
+    assert!(manifest_heads.is_empty(), "{manifest_heads:#?}");
 
     // skopeo sees the index under the tag, byte for byte.
     let raw = skopeo(&[
@@ -292,7 +301,7 @@ fn repush_uploads_no_blob_and_writes_nothing() {
 fn large_blob_goes_in_chunks_and_reads_back_verified() {
     let reg = RegistryGuard::start(Auth::None);
     let img = fake_image("large", "big/one", &[20 << 20, 10]);
-    let c = client(&reg, CredentialSource::anonymous());
+    let c = client(&reg, CredentialSource::anonymous()).with_chunking(8 << 20, 8 << 20);
     let progress = Mutex::new(0u32);
     let report = c
         .push(&img.plan, &|e| {
@@ -321,6 +330,81 @@ fn large_blob_goes_in_chunks_and_reads_back_verified() {
         .get_blob("big/one", &missing, &mut Vec::new())
         .unwrap_err();
     assert!(matches!(err, RegistryError::BlobNotFound { .. }), "{err:?}");
+}
+
+/// By default a blob larger than a monolithic PUT goes up in one streamed
+/// PATCH (as skopeo sends it), and that upload is still retried as a whole.
+#[test]
+fn large_blob_goes_in_one_patch_and_a_dropped_patch_is_retried() {
+    let reg = RegistryGuard::start(Auth::None);
+    let proxy = FaultProxy::start(&reg.url());
+    let img = fake_image("one-patch", "big/one", &[20 << 20, 10]);
+    let c = Client::new(
+        Registry {
+            host: proxy.url(),
+            insecure: true,
+        },
+        CredentialSource::anonymous(),
+    )
+    .with_retry(RetryPolicy {
+        max_attempts: 3,
+        initial_delay: std::time::Duration::from_millis(50),
+        max_delay: std::time::Duration::from_millis(200),
+    });
+    proxy.inject("PATCH", "/blobs/uploads/", Fault::DropConnection, 1);
+    let report = c.push(&img.plan, &quiet).unwrap();
+    assert_eq!(report.uploaded.len(), 3);
+    assert_eq!(proxy.pending_faults(), 0, "the PATCH was never sent");
+    let patches: Vec<u16> = proxy
+        .log()
+        .iter()
+        .filter(|(m, ..)| m == "PATCH")
+        .map(|(.., status)| *status)
+        .collect();
+    assert_eq!(patches, vec![0, 202], "one PATCH per attempt");
+    // The registry took the whole blob from that one PATCH.
+    let log = reg.request_log();
+    assert_eq!(log.iter().filter(|e| e.method == "PATCH").count(), 1);
+    let big = &img.plan.blobs[0];
+    let mut out = Vec::new();
+    assert_eq!(
+        c.get_blob("big/one", &big.digest, &mut out).unwrap(),
+        big.size
+    );
+    assert_eq!(sha256_digest(&out), big.digest);
+}
+
+/// A local blob file that no longer matches its digest stops its streamed
+/// upload before the last byte: the registry commits nothing, no tag moves.
+#[test]
+fn a_corrupt_large_blob_is_refused_while_it_streams() {
+    let reg = RegistryGuard::start(Auth::None);
+    let img = fake_image("corrupt-patch", "big/bad", &[12 << 20, 10]);
+    let big = img.plan.blobs[0].clone();
+    let mut bytes = std::fs::read(&big.path).unwrap();
+    bytes[(6 << 20) + 1] ^= 0x55;
+    std::fs::write(&big.path, &bytes).unwrap();
+    let c = client(&reg, CredentialSource::anonymous());
+    let err = c.push(&img.plan, &quiet).unwrap_err();
+    match &err {
+        RegistryError::LocalBlobCorrupt { digest, found, .. } => {
+            assert_eq!(digest, &big.digest);
+            assert_eq!(found, &sha256_digest(&bytes));
+        }
+        other => panic!("expected LocalBlobCorrupt, got {other:?}"),
+    }
+    let err = c
+        .get_blob("big/bad", &big.digest, &mut Vec::new())
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::BlobNotFound { .. }), "{err:?}");
+    assert_eq!(c.head_manifest("big/bad", "bookworm").unwrap(), None);
+    let hex = big.digest.trim_start_matches("sha256:");
+    let committed = reg
+        .request_log()
+        .into_iter()
+        .filter(|e| e.method == "PUT" && e.status == 201 && e.path.contains(hex))
+        .count();
+    assert_eq!(committed, 0, "the corrupt blob was committed");
 }
 
 #[test]

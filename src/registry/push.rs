@@ -135,6 +135,29 @@ enum BlobOutcome {
     Uploaded,
 }
 
+/// Whether the manifest or index `bytes` names one of `digests` (its config,
+/// a layer, a platform manifest). Digests are 71 bytes of `sha256:<hex>`, so a
+/// match in the JSON text is a reference, whatever field holds it.
+fn names_any(bytes: &[u8], digests: &[&str]) -> bool {
+    digests.iter().any(|d| {
+        let d = d.as_bytes();
+        !d.is_empty() && bytes.windows(d.len()).any(|w| w == d)
+    })
+}
+
+/// The order blobs go up in (indexes into `blobs`): the smallest first, alone
+/// (it sets up auth, so it should be quick), then the largest first, so the
+/// big layers' uploads, the push's critical path, start at once and the small
+/// blobs fill in around them.
+fn upload_order(blobs: &[&BlobSource]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..blobs.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(blobs[i].size));
+    if let Some(smallest) = order.pop() {
+        order.insert(0, smallest);
+    }
+    order
+}
+
 impl Client {
     /// Push `plan`: see the module documentation for the order. Blobs go up
     /// to [`Client::with_parallel_uploads`] at a time; the first failure
@@ -203,12 +226,19 @@ impl Client {
             }
         }
 
-        // Manifests, then the index, by digest.
+        // Manifests, then the index, by digest. A manifest naming a blob this
+        // push had to upload cannot be on the registry yet, nor an index naming
+        // a manifest it had to write: those are PUT without a HEAD first (a PUT
+        // is idempotent; this saves round trips on a first push, a re-push of
+        // unchanged content still HEADs and writes nothing).
+        let mut written: Vec<&str> = report.uploaded.iter().map(String::as_str).collect();
         for m in plan.manifests.iter().chain(std::iter::once(&plan.index)) {
-            if self
-                .head_manifest_scoped(repo, &m.digest, &scopes)?
-                .as_deref()
-                == Some(m.digest.as_str())
+            let new = names_any(&m.bytes, &written);
+            if !new
+                && self
+                    .head_manifest_scoped(repo, &m.digest, &scopes)?
+                    .as_deref()
+                    == Some(m.digest.as_str())
             {
                 report.manifests_skipped += 1;
                 progress(PushEvent::ManifestSkipped {
@@ -217,6 +247,7 @@ impl Client {
                 continue;
             }
             self.put_manifest(repo, &m.digest, m, &scopes)?;
+            written.push(&m.digest);
             report.manifests_put += 1;
             progress(PushEvent::ManifestPut {
                 digest: m.digest.clone(),
@@ -255,10 +286,12 @@ impl Client {
             }
         }
 
-        // Tags last.
+        // Tags last (no tag can point at an index this push had to write).
+        let index_new = written.contains(&plan.index.digest.as_str());
         for tag in &plan.tags {
-            if self.head_manifest_scoped(repo, tag, &scopes)?.as_deref()
-                == Some(plan.index.digest.as_str())
+            if !index_new
+                && self.head_manifest_scoped(repo, tag, &scopes)?.as_deref()
+                    == Some(plan.index.digest.as_str())
             {
                 progress(PushEvent::TagUnchanged { tag: tag.clone() });
                 continue;
@@ -282,15 +315,17 @@ impl Client {
         progress: &(dyn Fn(PushEvent) + Sync),
     ) -> Result<Vec<BlobOutcome>, RegistryError> {
         let workers = self.parallel.min(blobs.len()).max(1);
+        let order = upload_order(blobs);
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
         let results: Mutex<Vec<Option<Result<BlobOutcome, RegistryError>>>> =
             Mutex::new((0..blobs.len()).map(|_| None).collect());
         let work = || loop {
-            let i = next.fetch_add(1, Ordering::SeqCst);
-            if i >= blobs.len() || failed.load(Ordering::SeqCst) {
+            let n = next.fetch_add(1, Ordering::SeqCst);
+            if n >= blobs.len() || failed.load(Ordering::SeqCst) {
                 break;
             }
+            let i = order[n];
             let r = self.push_blob(repo, blobs[i], mounts, scopes, progress);
             if r.is_err() {
                 failed.store(true, Ordering::SeqCst);
@@ -303,11 +338,11 @@ impl Client {
             work();
         } else {
             // The first blob alone: its 401 sets up auth (one token fetch, not one per worker).
-            let first = self.push_blob(repo, blobs[0], mounts, scopes, progress);
+            let first = self.push_blob(repo, blobs[order[0]], mounts, scopes, progress);
             let first_failed = first.is_err();
             results
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)[0] = Some(first);
+                .unwrap_or_else(std::sync::PoisonError::into_inner)[order[0]] = Some(first);
             next.store(1, Ordering::SeqCst);
             failed.store(first_failed, Ordering::SeqCst);
             std::thread::scope(|s| {
@@ -460,7 +495,7 @@ impl Client {
                 l
             }
         };
-        let check = super::stream_check::StreamCheck::new(digest, blob.size, blob.path.clone());
+        let check = super::stream_check::StreamCheck::shared(digest, blob.size, blob.path.clone());
         let corrupt = |e: RegistryError| match check.mismatch() {
             Some(found) => RegistryError::LocalBlobCorrupt {
                 digest: digest.to_owned(),
@@ -483,7 +518,7 @@ impl Client {
                 digest,
                 offset: 0,
                 len: blob.size,
-                check: Some(&check),
+                check: Some(&*check),
             };
             return self.finish_upload(&req, blob, progress).map_err(corrupt);
         }
@@ -492,14 +527,18 @@ impl Client {
             let len = self.chunk_size.min(blob.size - offset);
             let mut req = self.request(Method::PATCH, &location, repo, scopes);
             req.headers.push(octet.clone());
-            req.headers
-                .push(("Content-Range", format!("{offset}-{}", offset + len - 1)));
+            if len < blob.size {
+                // A chunk. The whole blob in one PATCH is a streamed upload,
+                // which the distribution spec sends without a range.
+                req.headers
+                    .push(("Content-Range", format!("{offset}-{}", offset + len - 1)));
+            }
             req.body = Body::File {
                 path: &blob.path,
                 digest,
                 offset,
                 len,
-                check: Some(&check),
+                check: Some(&*check),
             };
             let response = self.attempt(&req).map_err(corrupt)?;
             if response.status().as_u16() != 202 {
@@ -646,5 +685,39 @@ impl Client {
             });
         }
         Ok(subject)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_smallest_blob_goes_first_then_the_largest() {
+        let blob = |size| BlobSource {
+            digest: format!("sha256:{size}"),
+            size,
+            path: PathBuf::new(),
+        };
+        // Plan order: config, layer, config, layer, SBOM.
+        let blobs = [
+            blob(300),
+            blob(60 << 20),
+            blob(280),
+            blob(59 << 20),
+            blob(9000),
+        ];
+        let refs: Vec<&BlobSource> = blobs.iter().collect();
+        assert_eq!(upload_order(&refs), vec![2, 1, 3, 4, 0]);
+        assert_eq!(upload_order(&refs[..1]), vec![0]);
+        assert!(upload_order(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_manifest_names_the_digests_it_references() {
+        let m = br#"{"config":{"digest":"sha256:aa11"},"layers":[{"digest":"sha256:bb22"}]}"#;
+        assert!(names_any(m, &["sha256:cc", "sha256:bb22"]));
+        assert!(!names_any(m, &["sha256:cc", "sha256:dd"]));
+        assert!(!names_any(m, &[]));
     }
 }

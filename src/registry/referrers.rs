@@ -210,10 +210,9 @@ impl Client {
         // pushes of this build (two dists sharing a platform manifest, two
         // registries behind one host) must not interleave their read and write,
         // or one's entry is lost; the registry offers no compare-and-swap, so
-        // this process serialises its own updates.
-        let _one_at_a_time = FALLBACK_UPDATES
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // this process serialises its own updates, per repository: pushes to
+        // different ones (the same image to two registries) go side by side.
+        let _one_at_a_time = fallback_lock(&format!("{}/{repo}", self.registry.host));
         let mut index = self.fallback_index(repo, subject)?.unwrap_or_else(
             || json!({"schemaVersion": 2, "mediaType": INDEX_MEDIA_TYPE, "manifests": []}),
         );
@@ -245,8 +244,29 @@ impl Client {
     }
 }
 
-/// Held while a fallback tag is read, modified and written back.
-static FALLBACK_UPDATES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// Held while a fallback tag of `repository` (`host/name`) is read, modified
+/// and written back.
+fn fallback_lock(repository: &str) -> std::sync::MutexGuard<'static, ()> {
+    type Locks = Vec<(String, &'static std::sync::Mutex<()>)>;
+    static LOCKS: std::sync::Mutex<Locks> = std::sync::Mutex::new(Vec::new());
+    let lock = {
+        let mut locks = LOCKS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match locks.iter().find(|(k, _)| k == repository) {
+            Some((_, l)) => *l,
+            None => {
+                // One small allocation per repository for the life of the process.
+                let l: &'static std::sync::Mutex<()> =
+                    Box::leak(Box::new(std::sync::Mutex::new(())));
+                locks.push((repository.to_owned(), l));
+                l
+            }
+        }
+    };
+    lock.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// The descriptors of an index, skipping entries that are not descriptors.
 fn entries(index: &Value) -> Vec<ReferrerDescriptor> {
