@@ -583,6 +583,16 @@ proptest! {
     }
 }
 
+/// A wrong-typed value with a multi-byte character in it (`rootfs = "é..."`, a
+/// string where a table belongs) and a missing key in the same table: the
+/// structure check reads a copy with the value replaced by an ASCII placeholder
+/// of the same byte length, and the table's span it reported ended inside the
+/// `é` of the original text (found by `generated_manifests_never_panic`).
+#[test]
+fn a_span_from_the_structure_check_ends_on_a_character_boundary() {
+    check_manifest("[images.hello]\narches = []\nrootfs = \"\u{e9}{nope}\"\n").unwrap();
+}
+
 /// A template error inside a string written with escapes or as a multi-line string:
 /// the loader turned the offset in the decoded value into an offset in the text as if
 /// the value were written verbatim after one quote, landing inside a multi-byte

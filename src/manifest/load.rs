@@ -120,12 +120,13 @@ fn mask(source: SourceFile, secrets: &[std::ops::Range<usize>]) -> SourceFile {
 }
 
 fn toml_diagnostic(err: &toml::de::Error, source: &SourceFile) -> Diagnostic {
+    let span = err.span().map(|s| char_range(&source.text, s));
     // serde names the Rust type (`expected struct RawRootfs`); users wrote a table.
     let message = match err.message().trim().split_once("expected struct ") {
         Some((before, _)) => format!("{before}expected a table"),
         None => err.message().trim().to_string(),
     };
-    if let Some(diag) = duplicate_table(&message, err.span(), source) {
+    if let Some(diag) = duplicate_table(&message, span.clone(), source) {
         return diag;
     }
     // A spanned table created implicitly by a dotted header (`[images.x.config]`
@@ -142,7 +143,7 @@ fn toml_diagnostic(err: &toml::de::Error, source: &SourceFile) -> Diagnostic {
             });
         let parent = header.unwrap_or_else(|| "images.NAME.rootfs".into());
         return Diagnostic::at(
-            err.span(),
+            span.clone(),
             format!("the table [{parent}] is only implied by this header"),
         )
         .hint(format!(
@@ -151,7 +152,7 @@ fn toml_diagnostic(err: &toml::de::Error, source: &SourceFile) -> Diagnostic {
     }
     // `created = 5`: "quote it" would only trade this error for a bad timestamp.
     if message.starts_with("invalid type: ")
-        && key_before(&source.text, err.span()).as_deref() == Some("created")
+        && key_before(&source.text, span.clone()).as_deref() == Some("created")
     {
         let found = err
             .span()
@@ -159,12 +160,12 @@ fn toml_diagnostic(err: &toml::de::Error, source: &SourceFile) -> Diagnostic {
             .unwrap_or("this")
             .trim();
         return Diagnostic::at(
-            err.span(),
+            span.clone(),
             format!("`created` must be a timestamp string, not {found}"),
         )
         .hint("`created` is a quoted string: an RFC 3339 UTC time such as \"2024-06-01T00:00:00Z\", \"git\" (each platform's last commit) or \"source-date-epoch\"");
     }
-    let mut diag = Diagnostic::at(err.span(), message.clone());
+    let mut diag = Diagnostic::at(span.clone(), message.clone());
     if let Some(hint) = type_hint(err.message().trim()).or_else(|| syntax_hint(&message)) {
         return diag.hint(hint);
     }
@@ -181,6 +182,22 @@ fn toml_diagnostic(err: &toml::de::Error, source: &SourceFile) -> Diagnostic {
         diag = diag.hint("see the list of accepted values above");
     }
     diag
+}
+
+/// `span` widened to whole characters of `text`. The structure check reads a
+/// copy of the text with wrong values replaced by same-length ASCII
+/// placeholders, so a span it reports (a table ending after `rootfs = "é"`) can
+/// end inside a character of the original.
+fn char_range(text: &str, span: std::ops::Range<usize>) -> std::ops::Range<usize> {
+    let mut start = span.start.min(text.len());
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    let mut end = span.end.clamp(start, text.len());
+    while !text.is_char_boundary(end) {
+        end += 1;
+    }
+    start..end
 }
 
 /// The key a value belongs to (`created` for `created = 5`), from the text of its line.
