@@ -302,16 +302,16 @@ pub fn lock(
                 let Some(((archives, components, arch), platforms)) = next else {
                     break;
                 };
-                let r = resolve_group(
-                    &archives,
-                    &components,
-                    &arch,
-                    &platforms,
-                    &releases,
-                    &mirror_of,
+                let r = resolve_group(Group {
+                    archives: &archives,
+                    components: &components,
+                    arch: &arch,
+                    platforms: &platforms,
+                    releases: &releases,
+                    mirror_of: &mirror_of,
                     store,
                     say,
-                );
+                });
                 results.lock().unwrap_or_else(|p| p.into_inner()).push(r);
             });
         }
@@ -397,17 +397,29 @@ fn check_not_older(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn resolve_group(
-    archives: &[(String, String)],
-    components: &[String],
-    arch: &str,
-    platforms: &[(&PlatformSpec, &DebianSource)],
-    releases: &HashMap<(String, String), Fetched>,
-    mirror_of: &(dyn Fn(&str) -> Result<Mirror, FetchError> + Sync),
-    store: &Store,
-    say: &(dyn Fn(&str) + Sync),
-) -> Result<Vec<(String, LockedPlatform)>, LockFailure> {
+/// One resolution group (platforms sharing archives, components and arch) and
+/// what resolving it reads: the verified Release files, the mirrors, the cache.
+#[derive(Clone, Copy)]
+struct Group<'a> {
+    archives: &'a [(String, String)],
+    components: &'a [String],
+    arch: &'a str,
+    platforms: &'a [(&'a PlatformSpec, &'a DebianSource)],
+    releases: &'a HashMap<(String, String), Fetched>,
+    mirror_of: &'a (dyn Fn(&str) -> Result<Mirror, FetchError> + Sync),
+    store: &'a Store,
+    say: &'a (dyn Fn(&str) + Sync),
+}
+
+fn resolve_group(g: Group<'_>) -> Result<Vec<(String, LockedPlatform)>, LockFailure> {
+    let Group {
+        archives,
+        arch,
+        platforms,
+        releases,
+        say,
+        ..
+    } = g;
     let mut suite_key: HashMap<String, String> = HashMap::new();
     for (mirror, suite) in archives {
         let f = &releases[&(mirror.clone(), suite.clone())];
@@ -419,17 +431,7 @@ fn resolve_group(
         .flat_map(|(_, d)| d.include.iter().chain(&d.exclude).cloned())
         .collect();
     let load = |trust_cache: bool| {
-        let parsed = group_indexes(
-            archives,
-            components,
-            arch,
-            platforms,
-            releases,
-            mirror_of,
-            store,
-            say,
-            trust_cache,
-        )?;
+        let parsed = group_indexes(g, trust_cache)?;
         let sources: Vec<Source<'_>> = parsed
             .iter()
             .map(|(suite, index, _)| Source { suite, index })
@@ -514,18 +516,20 @@ fn archives_label(archives: &[(String, String)]) -> String {
 /// when the file is missing or fails its checks) the index is fetched (from the
 /// blob cache when there), parsed and checked whole, and its pre-parsed form
 /// written for next time.
-#[allow(clippy::too_many_arguments)]
 fn group_indexes(
-    archives: &[(String, String)],
-    components: &[String],
-    arch: &str,
-    platforms: &[(&PlatformSpec, &DebianSource)],
-    releases: &HashMap<(String, String), Fetched>,
-    mirror_of: &(dyn Fn(&str) -> Result<Mirror, FetchError> + Sync),
-    store: &Store,
-    say: &(dyn Fn(&str) + Sync),
+    g: Group<'_>,
     trust_cache: bool,
 ) -> Result<Vec<(String, ParsedIndex, bool)>, LockFailure> {
+    let Group {
+        archives,
+        components,
+        arch,
+        platforms,
+        releases,
+        mirror_of,
+        store,
+        say,
+    } = g;
     let mut out = Vec::new();
     for (mirror, suite) in archives {
         let f = &releases[&(mirror.clone(), suite.clone())];

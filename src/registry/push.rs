@@ -479,21 +479,7 @@ impl Client {
         });
         let mut location = match session {
             Some(l) => l,
-            None => {
-                let req = self.request(
-                    Method::POST,
-                    &format!("/v2/{repo}/blobs/uploads/"),
-                    repo,
-                    scopes,
-                );
-                let response = self.attempt(&req)?;
-                if response.status().as_u16() != 202 {
-                    return Err(self.status_error(&req, response));
-                }
-                let l = self.location(&response, repo, digest)?;
-                drain(response);
-                l
-            }
+            None => self.open_upload(repo, digest, scopes)?,
         };
         let check = super::stream_check::StreamCheck::shared(digest, blob.size, blob.path.clone());
         let corrupt = |e: RegistryError| match check.mismatch() {
@@ -591,6 +577,29 @@ impl Client {
             size: blob.size,
         });
         Ok(BlobOutcome::Uploaded)
+    }
+
+    /// Opens an upload session for `digest` (one POST, no retry of its own):
+    /// the URL to send its bytes to.
+    pub(super) fn open_upload(
+        &self,
+        repo: &str,
+        digest: &str,
+        scopes: &[String],
+    ) -> Result<String, RegistryError> {
+        let req = self.request(
+            Method::POST,
+            &format!("/v2/{repo}/blobs/uploads/"),
+            repo,
+            scopes,
+        );
+        let response = self.attempt(&req)?;
+        if response.status().as_u16() != 202 {
+            return Err(self.status_error(&req, response));
+        }
+        let location = self.location(&response, repo, digest)?;
+        drain(response);
+        Ok(location)
     }
 
     fn location(

@@ -212,28 +212,7 @@ impl Client {
                 if self.head_blob_once(repo, digest, scopes)? {
                     return Ok(false);
                 }
-                let req = self.request(
-                    Method::POST,
-                    &format!("/v2/{repo}/blobs/uploads/"),
-                    repo,
-                    scopes,
-                );
-                let response = self.attempt(&req)?;
-                if response.status().as_u16() != 202 {
-                    return Err(self.status_error(&req, response));
-                }
-                let location = response
-                    .headers()
-                    .get("location")
-                    .and_then(|v| v.to_str().ok())
-                    .filter(|l| !l.is_empty())
-                    .map(|l| self.resolve_location(l))
-                    .ok_or_else(|| RegistryError::BadLocation {
-                        host: self.registry.host.clone(),
-                        repository: repo.to_owned(),
-                        digest: digest.to_owned(),
-                    })?;
-                drain(response);
+                let location = self.open_upload(repo, digest, scopes)?;
                 let mut req = self.request(
                     Method::PUT,
                     &with_query(&location, "digest", digest),
