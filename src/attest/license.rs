@@ -147,10 +147,10 @@ fn simple(tokens: &[&str], text: &str, refs: &mut BTreeMap<String, String>) -> O
     Some(out.join(" "))
 }
 
-fn license_ref(name: &str, text: &str, refs: &mut BTreeMap<String, String>) -> String {
-    let id: String = name
-        .trim()
-        .chars()
+/// `name` in the characters SPDX allows in an `SPDXRef-` or `LicenseRef-` id
+/// (letters, digits, `.` and `-`): everything else becomes `-`.
+pub(super) fn idstring(name: &str) -> String {
+    name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
                 c
@@ -158,8 +158,11 @@ fn license_ref(name: &str, text: &str, refs: &mut BTreeMap<String, String>) -> S
                 '-'
             }
         })
-        .collect();
-    let id = format!("LicenseRef-{id}");
+        .collect()
+}
+
+fn license_ref(name: &str, text: &str, refs: &mut BTreeMap<String, String>) -> String {
+    let id = format!("LicenseRef-{}", idstring(name.trim()));
     refs.entry(id.clone()).or_insert_with(|| text.to_string());
     id
 }

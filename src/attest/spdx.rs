@@ -13,17 +13,7 @@ const NOASSERTION: &str = "NOASSERTION";
 
 /// The SPDX id of the `n`th element: letters, digits, `.` and `-` only.
 fn spdx_id(prefix: &str, n: usize, name: &str) -> String {
-    let name: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    format!("SPDXRef-{prefix}-{n}-{name}")
+    format!("SPDXRef-{prefix}-{n}-{}", super::license::idstring(name))
 }
 
 /// The document, as canonical JSON.

@@ -79,6 +79,22 @@ pub struct Outcome {
     pub inputs: Option<StepInputs>,
 }
 
+impl Outcome {
+    /// A step whose key already has an output (in the local cache or the cache
+    /// registry): nothing runs.
+    fn fresh(key: String, output: StepOutput, inputs: &StepInputs) -> Outcome {
+        Outcome {
+            status: Status::Fresh,
+            key: Some(key),
+            reason: None,
+            output: Some(output),
+            cut_off: false,
+            elapsed: Duration::ZERO,
+            inputs: Some(inputs.clone()),
+        }
+    }
+}
+
 /// Everything steps share during one run.
 pub struct Ctx<'a> {
     /// The manifest.
@@ -334,15 +350,7 @@ impl<'a> Ctx<'a> {
                         self.remember_tree(step, false);
                     }
                 }
-                return Ok(Outcome {
-                    status: Status::Fresh,
-                    key: Some(key),
-                    reason: None,
-                    output: Some(output),
-                    cut_off: false,
-                    elapsed: Duration::ZERO,
-                    inputs: Some(prepared.inputs.clone()),
-                });
+                return Ok(Outcome::fresh(key, output, &prepared.inputs));
             }
         }
         let cacheable = remote_cache::cacheable(step.id.kind, prepared.known_output.is_some());
@@ -361,15 +369,7 @@ impl<'a> Ctx<'a> {
                     };
                     self.store.put_action(&mine).map_err(StepError::Cache)?;
                 }
-                return Ok(Outcome {
-                    status: Status::Fresh,
-                    key: Some(key),
-                    reason: None,
-                    output: Some(output),
-                    cut_off: false,
-                    elapsed: Duration::ZERO,
-                    inputs: Some(prepared.inputs.clone()),
-                });
+                return Ok(Outcome::fresh(key, output, &prepared.inputs));
             }
         }
         let reason = match last() {
