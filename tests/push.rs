@@ -246,6 +246,21 @@ fn registry_killed_mid_push_then_rerun_completes() {
         *b = x as u8;
     }
     p.file("rootfs/one/amd64/noise", &noise);
+    // Through a proxy that holds the first upload-finishing PUT for 3 s: the
+    // registry logs the PATCH once it has the bytes, and is killed while the PUT
+    // that would commit them waits, never halfway through its commit (which
+    // leaves docker-registry's storage broken for that blob, whatever the client).
+    let proxy = crate::support::fault_proxy::FaultProxy::start(&reg.url());
+    proxy.inject(
+        "PUT",
+        "/blobs/uploads/",
+        crate::support::fault_proxy::Fault::Delay(std::time::Duration::from_secs(3)),
+        1,
+    );
+    let text = std::fs::read_to_string(p.path("images.toml"))
+        .unwrap()
+        .replace(&reg.url(), &proxy.url());
+    p.manifest(&text);
     p.imgraph(&["build"]).success();
     let killer = std::thread::scope(|s| {
         let h = s.spawn(|| {
@@ -265,7 +280,7 @@ fn registry_killed_mid_push_then_rerun_completes() {
     let (killed, run) = killer;
     assert!(killed, "the push never reached a PATCH upload");
     assert_eq!(run.code, 1, "{}", run.stderr);
-    assert!(run.stderr.contains(&reg.url()), "{}", run.stderr);
+    assert!(run.stderr.contains(&proxy.url()), "{}", run.stderr);
     reg.restart();
     // No tag may point at incomplete content: the tag does not exist yet.
     let status = std::process::Command::new("skopeo")
