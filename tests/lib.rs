@@ -5,6 +5,7 @@
 mod support;
 
 mod attached;
+mod cache_trust;
 mod core;
 mod debian_archive;
 mod debian_deb;

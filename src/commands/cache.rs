@@ -30,6 +30,7 @@ fn verify(store: &Store, globals: &Globals) -> Result<(), Error> {
         }
     }
     let actions = store.actions()?;
+    let kept = verify_kept(&actions, &mut problems);
     for (path, record) in &actions {
         match record {
             Ok(r) => {
@@ -53,12 +54,61 @@ fn verify(store: &Store, globals: &Globals) -> Result<(), Error> {
     }
     if !globals.quiet {
         eprintln!(
-            "cache ok: {} blobs and {} entries verified",
+            "cache ok: {} blobs, {} entries and {kept} kept root filesystems verified",
             blobs.len(),
             actions.len()
         );
     }
     Ok(())
+}
+
+/// Checks every kept rootfs (folder or tarball under `rootfs/`) an action entry
+/// names against the fingerprint the entry recorded; removes one that differs (the
+/// next layer step that needs it makes it again). Returns how many were checked.
+fn verify_kept(actions: &[crate::cache::ActionFile], problems: &mut Vec<String>) -> usize {
+    use crate::rootfs::kept::{check, remove, Kept};
+    let mut seen = HashSet::new();
+    let mut checked = 0;
+    for (_, record) in actions {
+        let Ok(r) = record else { continue };
+        let Ok(StepOutput::Rootfs {
+            tree,
+            kept: Some(kept),
+            ..
+        }) = serde_json::from_value(r.outputs.clone())
+        else {
+            continue;
+        };
+        if !seen.insert(kept.clone()) {
+            continue;
+        }
+        // A folder's fingerprint clamps mtimes to the `created` it was made with.
+        let created = r.inputs["manifest"]["settings.created"]
+            .as_str()
+            .and_then(|t| humantime::parse_rfc3339(t).ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs());
+        let path = Path::new(&kept);
+        let problem = match check(path, &tree, created) {
+            Ok(Kept::Missing) => continue,
+            Ok(Kept::Intact) => {
+                checked += 1;
+                continue;
+            }
+            Ok(Kept::Changed { found }) => format!(
+                "kept rootfs {kept} ({}) has fingerprint {found}, not the recorded {tree}",
+                r.step
+            ),
+            Err(e) => format!("kept rootfs {kept} ({}): {e}", r.step),
+        };
+        let removed = match remove(path) {
+            Ok(()) => "removed, it will be made again when a layer needs it".to_string(),
+            Err(e) => format!("could not remove it: {e}"),
+        };
+        checked += 1;
+        problems.push(format!("{problem}; {removed}"));
+    }
+    checked
 }
 
 /// Deletes blobs, entries and side files that neither the current manifest's steps

@@ -321,7 +321,16 @@ fn describe_output(out: &mut String, output: &StepOutput) {
             line("tree", tree.clone());
             line("entries", files.to_string());
             if let Some(kept) = kept {
-                line("kept", kept.clone());
+                // The record outlives the folder or tarball (deleted, `cache gc`,
+                // `cache verify`, or recorded on another machine).
+                if std::path::Path::new(kept).exists() {
+                    line("kept", kept.clone());
+                } else {
+                    line(
+                        "kept",
+                        format!("{kept} (gone: made again when a layer step needs it)"),
+                    );
+                }
             }
         }
         StepOutput::Layer(l) => {

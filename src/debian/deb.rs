@@ -17,13 +17,15 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, Read};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::debian::deb822::{self, Paragraph};
 use crate::decompress::{self, Format};
 use crate::rootfs::display_bytes;
 use crate::rootfs::tar_source::{normalise, TarEntry, TarSource, TarSourceError};
+
+mod hashed;
+use hashed::HashedFile;
 
 /// The largest control member kept in memory (md5sums of the biggest packages are a few
 /// MB); a bigger one is a hostile or broken `.deb`.
@@ -158,6 +160,20 @@ pub enum DebError {
     /// The data member: the error names `DEB:data.tar.*` and the entry.
     #[error(transparent)]
     Data(TarSourceError),
+    /// The file is not the `.deb` `images.lock` pins (changed after it was fetched).
+    #[error("{deb} is not the .deb images.lock pins: it has sha256:{found} ({found_size} bytes), the lock says sha256:{expected} ({expected_size} bytes)")]
+    NotLocked {
+        /// The `.deb`.
+        deb: PathBuf,
+        /// The locked sha256 (hex).
+        expected: String,
+        /// The locked size.
+        expected_size: u64,
+        /// The file's sha256 (hex).
+        found: String,
+        /// The file's size.
+        found_size: u64,
+    },
 }
 
 /// One `ar` member: its name (trailing spaces and GNU `/` removed) and where its bytes
@@ -170,12 +186,12 @@ struct Member {
 }
 
 /// Lists the members of the `ar` archive in `file`, checking that each lies inside it.
-fn ar_members(deb: &Path, file: &File) -> Result<Vec<Member>, DebError> {
+fn ar_members(deb: &Path, file: &HashedFile) -> Result<Vec<Member>, DebError> {
     let open = |source| DebError::Open {
         deb: deb.to_path_buf(),
         source,
     };
-    let len = file.metadata().map_err(open)?.len();
+    let len = file.file().metadata().map_err(open)?.len();
     let mut magic = [0u8; 8];
     let n = read_full_at(file, &mut magic, 0).map_err(open)?;
     if n < magic.len() || &magic != b"!<arch>\n" {
@@ -234,7 +250,7 @@ fn ar_members(deb: &Path, file: &File) -> Result<Vec<Member>, DebError> {
 }
 
 /// `read_at` until `buf` is full or the file ends; the number of bytes read.
-fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+fn read_full_at(file: &HashedFile, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let mut done = 0;
     while done < buf.len() {
         match file.read_at(&mut buf[done..], offset + done as u64) {
@@ -266,12 +282,55 @@ impl Deb {
     /// Reads the `.deb` at `path`. Data contents are spooled into an anonymous file in
     /// `temp_dir` (deleted when the `Deb` is dropped, or at once on error).
     pub fn open(path: &Path, temp_dir: &Path) -> Result<Deb, DebError> {
-        let deb = path.to_path_buf();
         let file = File::open(path).map_err(|source| DebError::Open {
-            deb: deb.clone(),
+            deb: path.to_path_buf(),
             source,
         })?;
-        let members = ar_members(path, &file)?;
+        Deb::read(path, &HashedFile::new(file, false), temp_dir)
+    }
+
+    /// Reads the `.deb` at `path` as [`Deb::open`] does, hashing it as it is read,
+    /// and refuses it unless it is the file `images.lock` pins (`sha256`, lowercase
+    /// or uppercase hex, and `size`): a `.deb` changed in the cache after it was
+    /// fetched and verified is never installed. A file that does not match is
+    /// reported as [`DebError::NotLocked`] even when it also fails to parse (the
+    /// parse error of a tampered file says nothing about the package).
+    pub fn open_locked(
+        path: &Path,
+        temp_dir: &Path,
+        sha256: &str,
+        size: u64,
+    ) -> Result<Deb, DebError> {
+        let open_err = |source| DebError::Open {
+            deb: path.to_path_buf(),
+            source,
+        };
+        let file = HashedFile::new(File::open(path).map_err(open_err)?, true);
+        let len = file.file().metadata().map_err(open_err)?.len();
+        // A file of another size is not the locked one: hash it for the message only.
+        let parsed = if len == size {
+            Some(Deb::read(path, &file, temp_dir))
+        } else {
+            None
+        };
+        let (found, found_size) = file.finish().map_err(open_err)?.unwrap_or_default();
+        match parsed {
+            Some(parsed) if found == sha256.to_ascii_lowercase() && found_size == size => parsed,
+            // Another size (or it changed size while read): not the locked file.
+            _ => Err(DebError::NotLocked {
+                deb: path.to_path_buf(),
+                expected: sha256.to_ascii_lowercase(),
+                expected_size: size,
+                found,
+                found_size,
+            }),
+        }
+    }
+
+    /// Parses the `.deb` open in `file`.
+    fn read(path: &Path, file: &HashedFile, temp_dir: &Path) -> Result<Deb, DebError> {
+        let deb = path.to_path_buf();
+        let members = ar_members(path, file)?;
         let Some(first) = members.first() else {
             return Err(DebError::BadFormat {
                 deb,
@@ -285,7 +344,7 @@ impl Deb {
             });
         }
         let mut version = vec![0u8; first.size.min(64) as usize];
-        read_full_at(&file, &mut version, first.offset).map_err(|source| DebError::Open {
+        read_full_at(file, &mut version, first.offset).map_err(|source| DebError::Open {
             deb: deb.clone(),
             source,
         })?;
@@ -318,7 +377,7 @@ impl Deb {
                     return Err(unexpected("a second control member, or one after data"));
                 }
                 let format = member_format(&deb, m, suffix)?;
-                control = Some(read_control(&deb, &file, m, format)?);
+                control = Some(read_control(&deb, file, m, format)?);
             } else if let Some(suffix) = m.name.strip_prefix("data.tar") {
                 if control.is_none() {
                     return Err(unexpected("data before control"));
@@ -327,10 +386,10 @@ impl Deb {
                     return Err(unexpected("a second data member"));
                 }
                 let format = member_format(&deb, m, suffix)?;
-                check_magic(&deb, &file, m, format)?;
+                check_magic(&deb, file, m, format)?;
                 let label = PathBuf::from(format!("{}:{}", deb.display(), m.name));
                 let decoder =
-                    decompress::decoder(format, member_reader(&file, m)).map_err(|source| {
+                    decompress::decoder(format, member_reader(file, m)).map_err(|source| {
                         DebError::Data(TarSourceError::Read {
                             path: label.clone(),
                             entry: "the start".into(),
@@ -431,7 +490,7 @@ fn member_format(deb: &Path, m: &Member, suffix: &str) -> Result<Format, DebErro
 }
 
 /// Refuses a member whose magic bytes disagree with its name.
-fn check_magic(deb: &Path, file: &File, m: &Member, format: Format) -> Result<(), DebError> {
+fn check_magic(deb: &Path, file: &HashedFile, m: &Member, format: Format) -> Result<(), DebError> {
     let mut head = vec![0u8; decompress::MAGIC_LEN.min(m.size as usize)];
     read_full_at(file, &mut head, m.offset).map_err(|source| DebError::Open {
         deb: deb.to_path_buf(),
@@ -449,7 +508,7 @@ fn check_magic(deb: &Path, file: &File, m: &Member, format: Format) -> Result<()
 }
 
 /// The member's bytes, buffered.
-fn member_reader<'a>(file: &'a File, m: &Member) -> BufReader<MemberReader<'a>> {
+fn member_reader<'a>(file: &'a HashedFile, m: &Member) -> BufReader<MemberReader<'a>> {
     BufReader::with_capacity(
         256 * 1024,
         MemberReader {
@@ -462,7 +521,7 @@ fn member_reader<'a>(file: &'a File, m: &Member) -> BufReader<MemberReader<'a>> 
 
 /// A byte range of the `.deb` read with `pread` (the range was checked to lie inside).
 struct MemberReader<'a> {
-    file: &'a File,
+    file: &'a HashedFile,
     pos: u64,
     end: u64,
 }
@@ -496,7 +555,12 @@ struct Control {
 }
 
 /// Reads the control member: top-level plain files only (symlinks are listed by name).
-fn read_control(deb: &Path, file: &File, m: &Member, format: Format) -> Result<Control, DebError> {
+fn read_control(
+    deb: &Path,
+    file: &HashedFile,
+    m: &Member,
+    format: Format,
+) -> Result<Control, DebError> {
     check_magic(deb, file, m, format)?;
     let mut last = String::from("the start");
     let read_err = |entry: &str, source| DebError::ControlRead {

@@ -159,10 +159,11 @@ struct Wanted<'a> {
 /// locked sha256 and size as it streams. A `.deb` listed several times (an
 /// `Architecture: all` package of several arches) is downloaded once.
 ///
-/// A blob already present is trusted as present, not re-hashed here: the store
-/// verifies every blob when it is read (and drops a corrupt one, which the next
-/// call downloads again), so hashing every cached `.deb` on each build would
-/// only repeat that work.
+/// A blob already present is trusted as present, not re-hashed here: the
+/// installer hashes every `.deb` as it reads it and refuses one that is not the
+/// locked file (`install::open_locked`; `debian::rootfs::build` then drops it and
+/// calls this again, which downloads it), so hashing every cached `.deb` here
+/// too would only repeat that work.
 ///
 /// On the first failure no further downloads start; the error returned is that
 /// of the earliest failed package in `packages`' order. `.deb`s that arrived

@@ -47,6 +47,10 @@ pub struct Installed {
     pub entries: u64,
     /// Packages installed.
     pub packages: usize,
+    /// blake3 (hex) of the tarball's bytes, hashed as it was written: what
+    /// [`crate::rootfs::fingerprint_file`] gives for it, so a kept copy can be
+    /// checked before it is used again.
+    pub blake3: String,
 }
 
 /// Installing failed; nothing is left at the output path.
@@ -809,9 +813,37 @@ fn usr_links(tree: &mut Tree<'_>) {
     }
 }
 
-/// Installs `debs` (each locked package with its verified `.deb` file) for
-/// `debian_arch` into the tarball `out` (written atomically), with every mtime
-/// clamped to `created`. `temp_dir` is scratch space on the cache's filesystem.
+/// Opens the `.deb` at `path` for the locked package `locked`, hashing it as it is
+/// read: refused unless it is the very file the lock pins
+/// ([`DebError::NotLocked`](super::deb::DebError::NotLocked): sha256 and size) and
+/// its control file names the locked package ([`InstallError::WrongDeb`]).
+pub fn open_locked(
+    locked: &LockedPackage,
+    path: &Path,
+    temp_dir: &Path,
+) -> Result<Deb, InstallError> {
+    let deb = Deb::open_locked(path, temp_dir, &locked.sha256, locked.size)?;
+    let found = format!(
+        "{} {} {}",
+        field(&deb, "Package"),
+        field(&deb, "Version"),
+        field(&deb, "Architecture")
+    );
+    let want = format!("{} {} {}", locked.name, locked.version, locked.arch);
+    if found != want {
+        return Err(InstallError::WrongDeb {
+            deb: path.to_path_buf(),
+            found,
+            locked: want,
+        });
+    }
+    Ok(deb)
+}
+
+/// Installs `debs` (each locked package with its `.deb` file, checked against the
+/// lock as it is read) for `debian_arch` into the tarball `out` (written
+/// atomically), with every mtime clamped to `created`. `temp_dir` is scratch
+/// space on the cache's filesystem.
 pub fn install(
     debs: &[(LockedPackage, PathBuf)],
     debian_arch: &str,
@@ -819,27 +851,23 @@ pub fn install(
     temp_dir: &Path,
     out: &Path,
 ) -> Result<Installed, InstallError> {
-    let mut opened = Vec::with_capacity(debs.len());
-    for (locked, path) in debs {
-        let deb = Deb::open(path, temp_dir)?;
-        let found = format!(
-            "{} {} {}",
-            field(&deb, "Package"),
-            field(&deb, "Version"),
-            field(&deb, "Architecture")
-        );
-        let want = format!("{} {} {}", locked.name, locked.version, locked.arch);
-        if found != want {
-            return Err(InstallError::WrongDeb {
-                deb: path.clone(),
-                found,
-                locked: want,
-            });
-        }
-        opened.push(deb);
-    }
+    let opened = debs
+        .iter()
+        .map(|(locked, path)| open_locked(locked, path, temp_dir))
+        .collect::<Result<Vec<_>, _>>()?;
+    install_opened(&opened, debian_arch, created, out)
+}
+
+/// Installs `.deb`s already opened with [`open_locked`] (in the lock's order) into
+/// the tarball `out`, as [`install`] does.
+pub fn install_opened(
+    opened: &[Deb],
+    debian_arch: &str,
+    created: u64,
+    out: &Path,
+) -> Result<Installed, InstallError> {
     let mut tree = Tree {
-        debs: &opened,
+        debs: opened,
         nodes: BTreeMap::new(),
     };
     for i in 0..opened.len() {
@@ -854,22 +882,27 @@ pub fn install(
     users(&mut tree, created);
     alternatives(&mut tree);
     dpkg_database(&mut tree, debian_arch);
-    let entries = write_tar(&tree, created, out)?;
+    let (entries, blake3) = write_tar(&tree, created, out)?;
     Ok(Installed {
         entries,
         packages: opened.len(),
+        blake3,
     })
 }
 
 /// Writes the tree as a tarball at `out` through a temp file in its folder, then
-/// renames it into place; returns the entry count.
-fn write_tar(tree: &Tree<'_>, created: u64, out: &Path) -> Result<u64, InstallError> {
+/// renames it into place; returns the entry count and the tarball's blake3 (hex).
+fn write_tar(tree: &Tree<'_>, created: u64, out: &Path) -> Result<(u64, String), InstallError> {
     let werr = |source| InstallError::Write {
         path: out.to_path_buf(),
         source,
     };
     let tmp = crate::atomic_file::AtomicFile::create(out).map_err(werr)?;
-    let mut builder = tar::Builder::new(BufWriter::with_capacity(1 << 20, tmp.file()));
+    let hashed = Blake3Writer {
+        inner: tmp.file(),
+        hasher: blake3::Hasher::new(),
+    };
+    let mut builder = tar::Builder::new(BufWriter::with_capacity(1 << 20, hashed));
     builder.mode(tar::HeaderMode::Complete);
     let clamp = i64::try_from(created).unwrap_or(i64::MAX);
     let mut count = 0u64;
@@ -958,11 +991,32 @@ fn write_tar(tree: &Tree<'_>, created: u64, out: &Path) -> Result<u64, InstallEr
         }
         count += 1;
     }
-    let mut w = builder.into_inner().map_err(werr)?;
-    w.flush().map_err(werr)?;
-    drop(w);
+    let hashed = builder
+        .into_inner()
+        .map_err(werr)?
+        .into_inner()
+        .map_err(|e| werr(e.into_error()))?;
+    let blake3 = hashed.hasher.finalize().to_hex().to_string();
     tmp.commit(true).map_err(werr)?;
-    Ok(count)
+    Ok((count, blake3))
+}
+
+/// A writer that hashes (blake3) what passes through it.
+struct Blake3Writer<W> {
+    inner: W,
+    hasher: blake3::Hasher,
+}
+
+impl<W: Write> Write for Blake3Writer<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// What base-files' postinst leaves on a first configure: the default dot files,
@@ -1202,12 +1256,15 @@ mod tests {
             "{}",
             String::from_utf8_lossy(&st.stderr)
         );
+        let bytes = std::fs::read(&out).unwrap();
         let locked = LockedPackage {
             name: name.into(),
             version: "1.0".into(),
             arch: arch.into(),
-            sha256: String::new(),
-            size: 0,
+            sha256: crate::digest::sha256(&bytes)
+                .trim_start_matches("sha256:")
+                .to_string(),
+            size: bytes.len() as u64,
             filename: String::new(),
             archive: String::new(),
         };
@@ -1371,6 +1428,37 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(!dir.path().join("rootfs.tar").exists());
+    }
+
+    /// A `.deb` changed after it was locked (another package's bytes, or garbage of
+    /// the locked size) is refused naming both digests, before anything is written.
+    #[test]
+    fn a_deb_that_is_not_the_locked_file_is_refused_naming_both_digests() {
+        let dir = tempfile::tempdir().unwrap();
+        let (locked, path) = deb(dir.path(), "pkga", "", &[("usr/share/a", "a\n")]);
+        let (_, other) = deb(dir.path(), "pkgb", "", &[("usr/share/b", "b\n")]);
+        std::fs::copy(&other, &path).unwrap();
+        let garbage = vec![b'x'; usize::try_from(locked.size).unwrap()];
+        for bytes in [std::fs::read(&other).unwrap(), garbage] {
+            std::fs::write(&path, &bytes).unwrap();
+            match run(dir.path(), &[(locked.clone(), path.clone())]).unwrap_err() {
+                InstallError::Deb(super::super::deb::DebError::NotLocked {
+                    expected,
+                    found,
+                    found_size,
+                    ..
+                }) => {
+                    assert_eq!(expected, locked.sha256);
+                    assert_eq!(
+                        found,
+                        crate::digest::sha256(&bytes).trim_start_matches("sha256:")
+                    );
+                    assert_eq!(found_size, bytes.len() as u64);
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(!dir.path().join("rootfs.tar").exists());
+        }
     }
 
     #[test]

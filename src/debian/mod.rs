@@ -15,5 +15,6 @@ pub mod preparsed;
 pub mod relation;
 pub mod release;
 pub mod resolve;
+pub mod rootfs;
 pub mod signature;
 pub mod version;

@@ -13,7 +13,7 @@ pub mod scheduler;
 mod steps;
 pub mod verify_pushed;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -115,6 +115,8 @@ pub struct Ctx<'a> {
     key_locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     trees: Mutex<HashMap<String, crate::rootfs::TreeFingerprint>>,
     fingerprints: Mutex<HashMap<FingerprintMemoKey, crate::rootfs::TreeFingerprint>>,
+    /// Kept rootfs folders and tarballs this run made or checked: not checked again.
+    kept_checked: Mutex<HashSet<PathBuf>>,
     /// The shared step cache in a registry, looked in after the local one.
     remote: Option<&'a remote_cache::RemoteCache>,
     /// `--require-cache`: a platform step neither cache has fails instead of running.
@@ -206,6 +208,7 @@ impl<'a> Ctx<'a> {
             key_locks: Mutex::default(),
             trees: Mutex::default(),
             fingerprints: Mutex::default(),
+            kept_checked: Mutex::default(),
             remote: None,
             require_cache: false,
         }
@@ -525,6 +528,22 @@ impl<'a> Ctx<'a> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(key, tree.clone());
+    }
+
+    /// Notes that a kept rootfs was made by this run (or checked against its record).
+    pub(crate) fn made_kept(&self, path: &std::path::Path) {
+        self.kept_checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(path.to_path_buf());
+    }
+
+    /// Whether this run made or checked the kept rootfs at `path`.
+    pub(crate) fn is_made_kept(&self, path: &std::path::Path) -> bool {
+        self.kept_checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(path)
     }
 
     pub(crate) fn keep_tree(&self, step: &str, tree: crate::rootfs::TreeFingerprint) {

@@ -288,10 +288,14 @@ pub(super) fn prepare_rootfs(
             out_is_tar,
             timeout,
         } => {
-            let mut i = StepInputs::new("rootfs").manifest(
-                field,
-                serde_json::json!({ "command": command, "out_is_tar": out_is_tar, "timeout": timeout.map(|t| t.as_secs()) }),
-            );
+            // `created` reaches the command as SOURCE_DATE_EPOCH (and clamps the
+            // fingerprint of a folder it makes).
+            let mut i = StepInputs::new("rootfs")
+                .manifest(
+                    field,
+                    serde_json::json!({ "command": command, "out_is_tar": out_is_tar, "timeout": timeout.map(|t| t.as_secs()) }),
+                )
+                .manifest("settings.created", rfc3339(p.created));
             for (path, shown) in inputs {
                 let cache = ctx.stat_cache(path);
                 let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -326,6 +330,10 @@ pub(super) fn prepare_rootfs(
                     }}),
                 )
                 .manifest("debian installer format", crate::debian::install::FORMAT)
+                // What install() reads besides the packages: mtimes and
+                // /etc/shadow's last-change day come from `created`.
+                .manifest("settings.created", rfc3339(p.created))
+                .manifest("debian arch", &d.debian_arch)
                 .packages(packages);
             // Fetching and unpacking run when the step does (build), not in plan.
             Ok((inputs, None))
@@ -349,52 +357,103 @@ pub(super) fn locked_platform<'m>(
 }
 
 /// Builds a `debian` rootfs from the lock: every `.deb` fetched into the cache
-/// (verified against the locked sha256) and installed into one tarball, kept in
-/// the cache by the hash of the package set (the same set is never built twice).
+/// (verified against the locked sha256 as it streams, and again as it is installed)
+/// and installed into one tarball in `cache/rootfs/`, named by everything the
+/// installer reads (its format, `created`, the arch, the package set) so that no
+/// two builds with different inputs share it. The output's `tree` is the
+/// tarball's blake3, hashed as it was written: a layer step that reads it again
+/// later checks it first ([`kept_rootfs`]).
 fn build_debian_rootfs(
     ctx: &Ctx<'_>,
     p: &PlatformSpec,
     d: &crate::manifest::DebianSource,
 ) -> Result<StepOutput, StepError> {
-    use crate::debian::debs::{fetch_debs, MirrorSet};
     let locked = locked_platform(ctx, p, d)?;
-    let packages = locked.package_map();
-    // The installer's format too: a tree kept by an older imgraph is not reused.
-    let tree = blake3::hash(
-        &serde_json::to_vec(&(crate::debian::install::FORMAT, &packages)).unwrap_or_default(),
+    let name = blake3::hash(
+        &serde_json::to_vec(&(
+            crate::debian::install::FORMAT,
+            p.created,
+            &d.debian_arch,
+            locked.package_map(),
+        ))
+        .unwrap_or_default(),
     )
     .to_hex()
     .to_string();
     let keep_dir = ctx.store.root().join("rootfs");
-    let kept = keep_dir.join(format!("debian-{tree}.tar"));
-    if !kept.is_file() {
-        std::fs::create_dir_all(&keep_dir).map_err(|source| {
-            StepError::Install(crate::debian::install::InstallError::Write {
-                path: keep_dir.clone(),
-                source,
-            })
-        })?;
-        let fetched = fetch_debs(&locked.packages, &MirrorSet::new(), ctx.store, 4)
-            .map_err(|e| StepError::DebFetch(Box::new(e)))?;
-        let debs: Vec<_> = locked
-            .packages
-            .iter()
-            .cloned()
-            .zip(fetched.blobs.iter().map(|b| ctx.store.blob_path(&b.digest)))
-            .collect();
-        crate::debian::install::install(
-            &debs,
-            &d.debian_arch,
-            p.created,
-            &ctx.store.tmp_dir(),
-            &kept,
-        )?;
-    }
+    let kept = keep_dir.join(format!("debian-{name}.tar"));
+    std::fs::create_dir_all(&keep_dir).map_err(|source| {
+        StepError::Install(crate::debian::install::InstallError::Write {
+            path: keep_dir.clone(),
+            source,
+        })
+    })?;
+    let installed = crate::debian::rootfs::build(
+        &locked.packages,
+        &d.debian_arch,
+        p.created,
+        ctx.store,
+        &crate::debian::debs::MirrorSet::new(),
+        &kept,
+    )
+    .map_err(|e| match e {
+        crate::debian::rootfs::RootfsError::Fetch(e) => StepError::DebFetch(e),
+        crate::debian::rootfs::RootfsError::Install(e) => StepError::Install(e),
+    })?;
+    ctx.made_kept(&kept);
     Ok(StepOutput::Rootfs {
-        tree: format!("lock:{tree}"),
+        tree: installed.blake3,
         files: locked.packages.len() as u64,
         kept: Some(kept.display().to_string()),
     })
+}
+
+/// The rootfs a layer step reads when its source is kept in the cache (`command`,
+/// `debian`): `rootfs` itself when its kept folder or tarball is what it recorded
+/// (made by this run, or checked now), else the rootfs step run again here (a
+/// rootfs from the cache registry names a path on the machine that made it; one
+/// deleted or changed in the cache is made again, with a notice for a changed one).
+fn kept_rootfs(
+    ctx: &Ctx<'_>,
+    step: &Step,
+    p: &PlatformSpec,
+    rootfs: &StepOutput,
+) -> Result<Option<StepOutput>, StepError> {
+    let StepOutput::Rootfs {
+        tree,
+        kept: Some(kept),
+        ..
+    } = rootfs
+    else {
+        return Ok(None);
+    };
+    let path = std::path::Path::new(kept);
+    if ctx.is_made_kept(path) {
+        return Ok(None);
+    }
+    match crate::rootfs::kept::check(path, tree, p.created)? {
+        crate::rootfs::kept::Kept::Intact => {
+            ctx.made_kept(path);
+            return Ok(None);
+        }
+        crate::rootfs::kept::Kept::Missing => {}
+        crate::rootfs::kept::Kept::Changed { found } => {
+            crate::notice::notice(&format!(
+                "warning: the kept rootfs {kept} has changed in the cache (fingerprint {found}, recorded {tree}): removed, making it again"
+            ));
+            crate::rootfs::kept::remove(path).map_err(|source| {
+                StepError::Rootfs(crate::rootfs::FingerprintError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            })?;
+        }
+    }
+    let rootfs_step = Step {
+        id: StepId::platform(StepKind::Rootfs, &p.image, &p.dist, p.arch),
+        target: step.target,
+    };
+    execute(ctx, &rootfs_step, &[]).map(Some)
 }
 
 /// Checks that must hold even when the output came from the cache.
@@ -446,6 +505,7 @@ pub(super) fn execute(
                 log: &store.log_path(&step.id),
                 stream: ctx.progress.verbose(),
             })?;
+            ctx.made_kept(&run.kept);
             StepOutput::Rootfs {
                 tree: run.tree,
                 files: run.files,
@@ -456,20 +516,9 @@ pub(super) fn execute(
             let p = platform(ctx, step);
             let rebuilt;
             let mut rootfs = upstream(deps, StepKind::Rootfs);
-            // A rootfs that came from the cache registry names a folder or tarball
-            // on the machine that made it: make it here, now that a layer needs it.
-            if let Some(StepOutput::Rootfs {
-                kept: Some(kept), ..
-            }) = rootfs
-            {
-                if !std::path::Path::new(kept).exists() {
-                    let rootfs_step = Step {
-                        id: StepId::platform(StepKind::Rootfs, &p.image, &p.dist, p.arch),
-                        target: step.target,
-                    };
-                    rebuilt = execute(ctx, &rootfs_step, &[])?;
-                    rootfs = Some(&rebuilt);
-                }
+            if let Some(made) = rootfs.map(|r| kept_rootfs(ctx, step, p, r)).transpose()? {
+                rebuilt = made;
+                rootfs = rebuilt.as_ref().or(rootfs);
             }
             let source = match (&p.rootfs, rootfs) {
                 (RootfsSource::Dir { path, owners, .. }, _) => LayerSource::Dir {

@@ -232,11 +232,24 @@ pub fn run(spec: &CommandSpec<'_>) -> Result<CommandRun, CommandError> {
     } else {
         tree.clone()
     });
-    if !kept.exists() {
-        std::fs::rename(&out, &kept).map_err(|source| CommandError::Keep {
-            path: kept.clone(),
-            source,
-        })?;
+    let keep_err = |source| CommandError::Keep {
+        path: kept.clone(),
+        source,
+    };
+    // The same content may be kept already (another platform, an earlier run):
+    // reused only when it still is that content.
+    match super::kept::check(&kept, &tree, spec.created)? {
+        super::kept::Kept::Intact => {}
+        super::kept::Kept::Missing => std::fs::rename(&out, &kept).map_err(keep_err)?,
+        super::kept::Kept::Changed { found } => {
+            crate::notice::notice(&format!(
+                "warning: the kept rootfs {} has changed in the cache (fingerprint {found}, recorded {tree}): replaced by this run's output",
+                kept.display()
+            ));
+            // Moved into the work folder, which is deleted when `work` drops.
+            std::fs::rename(&kept, work.path().join("changed")).map_err(keep_err)?;
+            std::fs::rename(&out, &kept).map_err(keep_err)?;
+        }
     }
     Ok(CommandRun { tree, files, kept })
 }

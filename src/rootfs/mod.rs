@@ -4,6 +4,7 @@
 
 pub mod command;
 pub mod fingerprint;
+pub mod kept;
 pub mod tar_source;
 pub mod walk;
 
