@@ -660,3 +660,123 @@ fn verify_pushed_needs_only_the_public_key() {
         .code(2)
         .stderr_has(&["junk.pub", "is not a PEM key"]);
 }
+
+/// The real cosign (Debian trixie's, fetched from the mirror and checked by
+/// sha256) verifies imgraph's signature on every pushed platform manifest and
+/// the index, with a key pair cosign itself generated (imgraph signs with its
+/// `ENCRYPTED SIGSTORE PRIVATE KEY`); it rejects them with another key. And
+/// the other way round: `verify --pushed --key` accepts a signature `cosign
+/// sign` made.
+#[test]
+fn cosign_verifies_every_pushed_manifest_and_the_index() {
+    let cosign = crate::support::cosign::cosign();
+    let reg = RegistryGuard::start(Auth::None);
+    let p = signed_project(&reg, "cosign.key");
+    let made = std::process::Command::new(&cosign.bin)
+        .args(["generate-key-pair"])
+        .current_dir(p.root())
+        .env("COSIGN_PASSWORD", "cosign-made")
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "cosign generate-key-pair: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let key_text = std::fs::read_to_string(p.path("cosign.key")).unwrap();
+    assert!(
+        key_text.contains("ENCRYPTED SIGSTORE PRIVATE KEY"),
+        "{key_text}"
+    );
+    p.imgraph_env(
+        &["build", "--push"],
+        &[("IMGRAPH_SIGNING_PASSWORD", "cosign-made")],
+    )
+    .success();
+    let public = p.path("cosign.pub");
+    let digests = signed_digests(&p);
+    assert_eq!(digests.len(), 3);
+    let repo = format!("{}/test/hello", reg.url());
+    for digest in &digests {
+        let reference = format!("{repo}@{digest}");
+        let out = cosign.verify(&public, &reference);
+        assert!(
+            out.status.success(),
+            "cosign {} rejects {reference}:\n{}\n{}",
+            cosign.version,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let found: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let found = found.as_array().unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            found[0]["critical"]["image"]["docker-manifest-digest"],
+            **digest
+        );
+        assert_eq!(found[0]["critical"]["identity"]["docker-reference"], *repo);
+    }
+    // imgraph agrees, with the public key alone.
+    p.imgraph(&["verify", "--pushed", "--key", public.to_str().unwrap()])
+        .success()
+        .stderr_has(&["3 signatures"]);
+    // And cosign does check: another key is refused.
+    let other = p.path("other");
+    std::fs::create_dir(&other).unwrap();
+    let made = std::process::Command::new(&cosign.bin)
+        .args(["generate-key-pair"])
+        .current_dir(&other)
+        .env("COSIGN_PASSWORD", "")
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let out = cosign.verify(&other.join("cosign.pub"), &format!("{repo}@{}", digests[0]));
+    assert!(!out.status.success(), "cosign accepted another key");
+
+    // The other way round: a signature `cosign sign` made on the index (beside
+    // imgraph's) satisfies `verify --pushed` for the index; the platforms it
+    // did not sign are named.
+    let (index, platforms) = digests.split_last().unwrap();
+    let signed = std::process::Command::new(&cosign.bin)
+        .args([
+            "sign",
+            "--key",
+            "cosign.key",
+            "--tlog-upload=false",
+            "--allow-insecure-registry",
+            "--allow-http-registry",
+            "-y",
+            &format!("{repo}@{index}"),
+        ])
+        .current_dir(&other)
+        .env("COSIGN_PASSWORD", "")
+        .env("HOME", &other)
+        .output()
+        .unwrap();
+    assert!(
+        signed.status.success(),
+        "cosign sign: {}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
+    let other_pub = other.join("cosign.pub");
+    let run = p
+        .imgraph(&["verify", "--pushed", "--key", other_pub.to_str().unwrap()])
+        .code(1);
+    assert!(
+        !run.stderr.contains(&format!("index {repo}@{index}")),
+        "cosign's signature of the index was not found:\n{}",
+        run.stderr
+    );
+    for digest in platforms {
+        assert!(
+            run.stderr
+                .contains(&format!("{repo}@{digest} has no valid signature")),
+            "{}",
+            run.stderr
+        );
+    }
+    // imgraph's own signature is still there beside cosign's.
+    assert_eq!(signatures(&reg, "test/hello", index).len(), 2);
+    p.imgraph(&["verify", "--pushed", "--key", public.to_str().unwrap()])
+        .success();
+}
