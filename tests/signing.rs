@@ -533,3 +533,250 @@ fn a_failing_signature_write_moves_no_tag_and_transient_faults_are_retried() {
     }
     p.imgraph(&["verify", "--pushed"]).success();
 }
+
+/// Whoever checks a pushed image has the public key only: with the private
+/// key file gone and no password set, `verify --pushed --key cosign.pub`
+/// passes, and so does `verify --pushed` with `sign` naming the public key
+/// (verify-only: `build --push` with it is exit 2 saying it cannot sign). A
+/// key that never signed fails naming each platform, its digest and the index;
+/// an image pushed unsigned fails naming the `.sig` tag that is not there.
+#[test]
+fn verify_pushed_needs_only_the_public_key() {
+    const PASSWORD: &str = "pushers-only-password";
+    let reg = RegistryGuard::start(Auth::None);
+    let p = signed_project(&reg, "cosign.key");
+    let gen = [
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+    ];
+    let mut encrypted = gen.to_vec();
+    let pass = format!("pass:{PASSWORD}");
+    encrypted.extend(["-aes-256-cbc", "-pass", &pass]);
+    let key = openssl_key(p.root(), "cosign.key", &encrypted);
+    p.imgraph_env(
+        &["build", "--push"],
+        &[("IMGRAPH_SIGNING_PASSWORD", PASSWORD)],
+    )
+    .success();
+    let keydir = tempfile::tempdir().unwrap();
+    let public = public_pem(&key, Some(PASSWORD), keydir.path());
+    std::fs::copy(&public, p.path("cosign.pub")).unwrap();
+    std::fs::remove_file(&key).unwrap();
+    let digests = signed_digests(&p);
+    let (index, platform_digests) = digests.split_last().unwrap();
+
+    // `--key`: the public key from anywhere, images.toml unchanged.
+    p.imgraph(&["verify", "--pushed", "--key", public.to_str().unwrap()])
+        .success()
+        .stderr_has(&["verified", "2 platforms, 4 referrers, 3 signatures"]);
+    // `sign` naming the public key: verify-only.
+    let text = std::fs::read_to_string(p.path("images.toml")).unwrap();
+    p.manifest(&text.replace("cosign.key", "cosign.pub"));
+    p.imgraph(&["verify", "--pushed"])
+        .success()
+        .stderr_has(&["3 signatures"]);
+    reg.clear_log();
+    let run = p.imgraph(&["build", "--push"]).code(2).stderr_has(&[
+        "images.toml:3:8",
+        "cosign.pub",
+        "holds a public key",
+        "cannot make them",
+        "point `sign = { key = ... }` at the private key",
+    ]);
+    assert!(reg.writes().is_empty(), "pushed with a public key: {run:?}");
+
+    // A key that never signed: every platform and the index named, exit 1.
+    let other = openssl_key(keydir.path(), "other.key", &gen);
+    let other_pub = keydir.path().join("other.pub");
+    tool(
+        "openssl",
+        &[
+            "pkey",
+            "-in",
+            other.to_str().unwrap(),
+            "-pubout",
+            "-out",
+            other_pub.to_str().unwrap(),
+        ],
+    );
+    let repo = format!("{}/test/hello", reg.url());
+    let run = p
+        .imgraph(&["verify", "--pushed", "--key", other_pub.to_str().unwrap()])
+        .code(1);
+    for (platform, digest) in ["linux/amd64", "linux/arm64/v8"]
+        .iter()
+        .zip(platform_digests)
+    {
+        assert!(
+            run.stderr.contains(&format!(
+                "platform {platform} {repo}@{digest} has no valid signature by key sha256:"
+            )),
+            "{platform} not named:\n{}",
+            run.stderr
+        );
+    }
+    assert!(
+        run.stderr
+            .contains(&format!("index {repo}@{index} has no valid signature")),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("1 signature(s), none by this key"));
+
+    // Pushed unsigned (another repository): the missing `.sig` tag is named.
+    p.manifest(
+        &text
+            .replace("sign = { key = \"cosign.key\" }\n", "")
+            .replace("/test\"", "/unsigned\""),
+    );
+    p.imgraph(&["build", "--push"]).success();
+    let unsigned_index = p.index_digest("hello", "one");
+    p.imgraph(&["verify", "--pushed", "--key", public.to_str().unwrap()])
+        .code(1)
+        .stderr_has(&[
+            &format!(
+                "index {}/unsigned/hello@{unsigned_index} has no valid signature",
+                reg.url()
+            ),
+            &format!(
+                "no signature at tag {}.sig",
+                unsigned_index.replace(':', "-")
+            ),
+            "platform linux/arm64/v8",
+        ]);
+
+    // Bad input: --key without --pushed, a missing key file, one that is no key.
+    p.imgraph(&["verify", "--reproducible", "--key", "cosign.pub"])
+        .code(2)
+        .stderr_has(&["use it with --pushed"]);
+    p.imgraph(&["verify", "--pushed", "--key", "nowhere.pub"])
+        .code(2)
+        .stderr_has(&["verify --key", "nowhere.pub", "cannot read it"]);
+    p.file("junk.pub", b"not a key\n");
+    p.imgraph(&["verify", "--pushed", "--key", "junk.pub"])
+        .code(2)
+        .stderr_has(&["junk.pub", "is not a PEM key"]);
+}
+
+/// The real cosign (Debian trixie's, fetched from the mirror and checked by
+/// sha256) verifies imgraph's signature on every pushed platform manifest and
+/// the index, with a key pair cosign itself generated (imgraph signs with its
+/// `ENCRYPTED SIGSTORE PRIVATE KEY`); it rejects them with another key. And
+/// the other way round: `verify --pushed --key` accepts a signature `cosign
+/// sign` made.
+#[test]
+fn cosign_verifies_every_pushed_manifest_and_the_index() {
+    let cosign = crate::support::cosign::cosign();
+    let reg = RegistryGuard::start(Auth::None);
+    let p = signed_project(&reg, "cosign.key");
+    let made = std::process::Command::new(&cosign.bin)
+        .args(["generate-key-pair"])
+        .current_dir(p.root())
+        .env("COSIGN_PASSWORD", "cosign-made")
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "cosign generate-key-pair: {}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let key_text = std::fs::read_to_string(p.path("cosign.key")).unwrap();
+    assert!(
+        key_text.contains("ENCRYPTED SIGSTORE PRIVATE KEY"),
+        "{key_text}"
+    );
+    p.imgraph_env(
+        &["build", "--push"],
+        &[("IMGRAPH_SIGNING_PASSWORD", "cosign-made")],
+    )
+    .success();
+    let public = p.path("cosign.pub");
+    let digests = signed_digests(&p);
+    assert_eq!(digests.len(), 3);
+    let repo = format!("{}/test/hello", reg.url());
+    for digest in &digests {
+        let reference = format!("{repo}@{digest}");
+        let out = cosign.verify(&public, &reference);
+        assert!(
+            out.status.success(),
+            "cosign {} rejects {reference}:\n{}\n{}",
+            cosign.version,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let found: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let found = found.as_array().unwrap();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(
+            found[0]["critical"]["image"]["docker-manifest-digest"],
+            **digest
+        );
+        assert_eq!(found[0]["critical"]["identity"]["docker-reference"], *repo);
+    }
+    // imgraph agrees, with the public key alone.
+    p.imgraph(&["verify", "--pushed", "--key", public.to_str().unwrap()])
+        .success()
+        .stderr_has(&["3 signatures"]);
+    // And cosign does check: another key is refused.
+    let other = p.path("other");
+    std::fs::create_dir(&other).unwrap();
+    let made = std::process::Command::new(&cosign.bin)
+        .args(["generate-key-pair"])
+        .current_dir(&other)
+        .env("COSIGN_PASSWORD", "")
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let out = cosign.verify(&other.join("cosign.pub"), &format!("{repo}@{}", digests[0]));
+    assert!(!out.status.success(), "cosign accepted another key");
+
+    // The other way round: a signature `cosign sign` made on the index (beside
+    // imgraph's) satisfies `verify --pushed` for the index; the platforms it
+    // did not sign are named.
+    let (index, platforms) = digests.split_last().unwrap();
+    let signed = std::process::Command::new(&cosign.bin)
+        .args([
+            "sign",
+            "--key",
+            "cosign.key",
+            "--tlog-upload=false",
+            "--allow-insecure-registry",
+            "--allow-http-registry",
+            "-y",
+            &format!("{repo}@{index}"),
+        ])
+        .current_dir(&other)
+        .env("COSIGN_PASSWORD", "")
+        .env("HOME", &other)
+        .output()
+        .unwrap();
+    assert!(
+        signed.status.success(),
+        "cosign sign: {}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
+    let other_pub = other.join("cosign.pub");
+    let run = p
+        .imgraph(&["verify", "--pushed", "--key", other_pub.to_str().unwrap()])
+        .code(1);
+    assert!(
+        !run.stderr.contains(&format!("index {repo}@{index}")),
+        "cosign's signature of the index was not found:\n{}",
+        run.stderr
+    );
+    for digest in platforms {
+        assert!(
+            run.stderr
+                .contains(&format!("{repo}@{digest} has no valid signature")),
+            "{}",
+            run.stderr
+        );
+    }
+    // imgraph's own signature is still there beside cosign's.
+    assert_eq!(signatures(&reg, "test/hello", index).len(), 2);
+    p.imgraph(&["verify", "--pushed", "--key", public.to_str().unwrap()])
+        .success();
+}

@@ -307,6 +307,10 @@ pub struct VerifyArgs {
     /// Fetch each pushed index by digest and check its platforms and binaries.
     #[arg(long)]
     pub pushed: bool,
+    /// With --pushed: check every platform manifest and index is signed by this
+    /// key (a `PUBLIC KEY` PEM such as cosign.pub; default: `[settings] sign`'s key).
+    #[arg(long, value_name = "PATH", value_hint = clap::ValueHint::FilePath)]
+    pub key: Option<PathBuf>,
     /// Accept uncommitted inputs with created = "git".
     #[arg(long)]
     pub allow_dirty: bool,

@@ -1,6 +1,6 @@
 //! `imgraph verify`: `--reproducible` rebuilds in a scratch cache and compares
 //! every digest; `--pushed` reads pushed indexes back by digest and checks that
-//! every tag points at them.
+//! every tag points at them (and, with a key, that they are signed by it).
 
 use std::collections::BTreeMap;
 
@@ -12,7 +12,7 @@ use crate::graph::StepKind;
 
 use super::{Globals, Project};
 use crate::exec::build::{build, BuildOptions};
-use crate::exec::verify_pushed::verify_pushed;
+use crate::exec::verify_pushed::{verify_pushed, verifying_key};
 
 pub(super) fn run(project: &Project, args: &VerifyArgs, globals: &Globals) -> Result<(), Error> {
     if !args.reproducible && !args.pushed {
@@ -20,14 +20,22 @@ pub(super) fn run(project: &Project, args: &VerifyArgs, globals: &Globals) -> Re
             "verify needs --reproducible, --pushed or both".into(),
         ));
     }
+    if args.key.is_some() && !args.pushed {
+        return Err(Error::Usage(
+            "--key checks the signatures of pushed images: use it with --pushed".into(),
+        ));
+    }
+    // Before anything is built: a bad key is bad input.
+    let key = match args.pushed {
+        true => verifying_key(&project.manifest, args.key.as_deref())?,
+        false => None,
+    };
     if args.reproducible {
         reproducible(project, globals)?;
     }
     if args.pushed {
         let store = Store::open(&project.cache_dir)?;
         let progress = Progress::new(globals.quiet, globals.verbose, globals.color);
-        let signer = crate::exec::push::signer(&project.manifest)?;
-        let key = signer.map(|s| s.public_key());
         let verified = verify_pushed(
             &project.manifest,
             &project.selectors,

@@ -2,8 +2,10 @@
 //! check its platforms and the machine of the binaries in each layer, and resolve
 //! every tag, which must point at that index. Each platform's referrers must
 //! list every artifact the build attached to it (same digest, naming it as
-//! subject), and with a signing key every platform manifest and the index must
-//! carry a signature by that key over a payload naming them.
+//! subject), and with a key every platform manifest and the index must carry a
+//! signature by that key over a payload naming them. The key is public: whoever
+//! checks an image someone else built has `cosign.pub`, not the private key
+//! ([`verifying_key`]).
 
 use oci_spec::image::{ImageIndex, ImageManifest, Platform};
 
@@ -15,7 +17,7 @@ use crate::graph::{StepKind, Target};
 use crate::manifest::{DistSpec, Manifest, Registry, Selector};
 use crate::oci::elf::PlatformMismatch;
 use crate::registry::{CredentialError, RegistryError};
-use crate::sign::PublicKey;
+use crate::sign::{KeyError, KeyFile, PublicKey};
 
 /// One thing wrong with one registry's copy of one dist.
 #[derive(Debug, thiserror::Error)]
@@ -101,8 +103,10 @@ pub enum PushedProblem {
         found: String,
     },
     /// No valid signature by the key.
-    #[error("{reference} has no valid signature by key {key}: {reason}")]
+    #[error("{what} {reference} has no valid signature by key {key}: {reason}")]
     Unsigned {
+        /// `platform linux/arm64/v8` or `index`.
+        what: String,
         /// `host/repository@digest`.
         reference: String,
         /// The public key's fingerprint.
@@ -153,6 +157,25 @@ pub enum VerifyPushedError {
     /// No selected image is pushed anywhere.
     #[error("nothing to verify: no selected image has registries")]
     NothingToVerify,
+}
+
+/// The key `verify --pushed` checks signatures with: `--key` (`flag`: a
+/// `PUBLIC KEY` such as cosign.pub, or a private key), else the key of
+/// `[settings] sign` (a public key there means verify-only), else none (no
+/// signatures are checked). Only the public half is kept, and a public key
+/// needs no password.
+pub fn verifying_key(
+    manifest: &Manifest,
+    flag: Option<&std::path::Path>,
+) -> Result<Option<PublicKey>, KeyError> {
+    let key = match (flag, &manifest.settings.sign) {
+        (Some(path), _) => KeyFile::load(path, "verify --key")?,
+        (None, Some(spec)) => {
+            KeyFile::load(&spec.key, &manifest.source.location(Some(&spec.span)))?
+        }
+        (None, None) => return Ok(None),
+    };
+    Ok(Some(key.public_key()))
 }
 
 /// Reads every selected, pushed index back from each of its registries by digest,
@@ -371,6 +394,23 @@ fn verify_attached(
         .iter()
         .map(|m| m.digest().to_string())
         .collect();
+    // What each signed digest is, for the message: `platform linux/arm64/v8`.
+    let labels = local.manifests().iter().map(|m| match m.platform() {
+        Some(p) => format!(
+            "platform {}/{}{}",
+            p.os(),
+            p.architecture(),
+            p.variant()
+                .as_ref()
+                .map(|v| format!("/{v}"))
+                .unwrap_or_default()
+        ),
+        None => "manifest".to_owned(),
+    });
+    let signed: Vec<(String, String)> = labels
+        .zip(platform_digests.iter().cloned())
+        .chain([("index".to_owned(), index_digest.to_owned())])
+        .collect();
     for subject in &platform_digests {
         let (problems, ok) = check_referrers(&client, &repo, subject, attached);
         found.extend(problems);
@@ -380,11 +420,8 @@ fn verify_attached(
         return check;
     };
     let reference = format!("{}/{repo}", reg.host);
-    for digest in platform_digests
-        .iter()
-        .map(String::as_str)
-        .chain([index_digest])
-    {
+    for (what, digest) in &signed {
+        let digest = digest.as_str();
         let sigs = match client.signatures(&repo, digest) {
             Ok(s) => s,
             Err(e) => {
@@ -401,6 +438,7 @@ fn verify_attached(
             check.signatures += 1;
         } else {
             found.push(PushedProblem::Unsigned {
+                what: what.clone(),
                 reference: format!("{reference}@{digest}"),
                 key: key.fingerprint(),
                 reason: match sigs.len() {

@@ -111,8 +111,10 @@ pub(crate) struct RawSettings {
 pub(crate) struct RawSign {
     /// An ECDSA P-256 private key in PEM, relative to this manifest: PKCS#8
     /// (`openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256`),
-    /// SEC1 (`openssl ecparam -genkey`) or password-protected PKCS#8 (the
-    /// password in `IMGRAPH_SIGNING_PASSWORD`). Required.
+    /// SEC1 (`openssl ecparam -genkey`), password-protected PKCS#8 or
+    /// cosign's (the password in `IMGRAPH_SIGNING_PASSWORD`). Or its public
+    /// half (`PUBLIC KEY`, cosign.pub): verify-only, `verify --pushed` checks
+    /// with it and `build --push` refuses (a public key cannot sign). Required.
     #[schemars(with = "String")]
     pub(crate) key: S<String>,
 }

@@ -1,14 +1,17 @@
-//! Reading the signing key: an ECDSA P-256 private key in PEM, as openssl
+//! Reading key files: an ECDSA P-256 private key in PEM, as openssl
 //! writes it (PKCS#8 `PRIVATE KEY`, SEC1 `EC PRIVATE KEY`, password-protected
 //! PKCS#8 `ENCRYPTED PRIVATE KEY`) or as `cosign generate-key-pair` does
-//! (`ENCRYPTED SIGSTORE PRIVATE KEY`: scrypt + NaCl secretbox around PKCS#8).
+//! (`ENCRYPTED SIGSTORE PRIVATE KEY`: scrypt + NaCl secretbox around PKCS#8),
+//! or its public half (`PUBLIC KEY`, SubjectPublicKeyInfo: what cosign writes
+//! to cosign.pub and `openssl pkey -pubout` prints), which only verifies.
 //! Every problem is named without key bytes.
 
 use std::path::PathBuf;
 
 use base64::Engine as _;
-use p256::ecdsa::SigningKey;
+use p256::ecdsa::{SigningKey, VerifyingKey};
 use p256::pkcs8::der::Decode as _;
+use p256::pkcs8::spki::SubjectPublicKeyInfoRef;
 use p256::pkcs8::{EncryptedPrivateKeyInfo, ObjectIdentifier, PrivateKeyInfo};
 use p256::SecretKey;
 
@@ -20,11 +23,11 @@ const SECP256R1: &str = "1.2.840.10045.3.1.7";
 
 /// A key that cannot be used, with where it was asked for.
 #[derive(Debug, thiserror::Error)]
-#[error("{at}: signing key {}: {problem}", path.display())]
+#[error("{at}: key {}: {problem}", path.display())]
 pub struct KeyError {
     /// The key file.
     pub path: PathBuf,
-    /// `images.toml:LINE:COL` of `sign`.
+    /// `images.toml:LINE:COL` of `sign`, or the flag (`verify --key`).
     pub at: String,
     /// What is wrong.
     #[source]
@@ -35,14 +38,17 @@ pub struct KeyError {
 #[derive(Debug, thiserror::Error)]
 pub enum KeyProblem {
     /// Missing or unreadable.
-    #[error("cannot read it ({0}); make one with `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out cosign.key` or fix `sign = {{ key = ... }}`")]
+    #[error("cannot read it ({0}); fix the path, or make a key pair with `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out cosign.key` (its public half: `openssl pkey -in cosign.key -pubout -out cosign.pub`)")]
     Read(#[source] std::io::Error),
-    /// No PEM private key block.
-    #[error("is not a PEM private key (no `-----BEGIN ... PRIVATE KEY-----` block); make one with `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out cosign.key`")]
+    /// No PEM key block.
+    #[error("is not a PEM key (no `-----BEGIN PUBLIC KEY-----` or `-----BEGIN ... PRIVATE KEY-----` block); make one with `openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out cosign.key`")]
     NotPem,
     /// A PEM block of a kind imgraph does not read.
-    #[error("holds a `{0}` block; use an ECDSA P-256 key in PKCS#8 (`PRIVATE KEY`, `ENCRYPTED PRIVATE KEY`), SEC1 (`EC PRIVATE KEY`) or cosign's (`ENCRYPTED SIGSTORE PRIVATE KEY`) PEM")]
+    #[error("holds a `{0}` block; use an ECDSA P-256 key in PKCS#8 (`PRIVATE KEY`, `ENCRYPTED PRIVATE KEY`), SEC1 (`EC PRIVATE KEY`) or cosign's (`ENCRYPTED SIGSTORE PRIVATE KEY`) PEM, or its public half (`PUBLIC KEY`) to verify")]
     Unsupported(String),
+    /// A public key where signing needs the private one.
+    #[error("holds a public key (`-----BEGIN PUBLIC KEY-----`), which verifies signatures but cannot make them; to push signed images point `sign = {{ key = ... }}` at the private key (cosign.key; its password in {PASSWORD_ENV}), or remove `sign` to push unsigned; with the public key, `imgraph verify --pushed` checks what was pushed")]
+    PublicOnly,
     /// OpenSSL's legacy `Proc-Type: 4,ENCRYPTED` PEM encryption.
     #[error("is encrypted the legacy OpenSSL way (`Proc-Type` header); convert it with `openssl pkcs8 -topk8 -v2 aes-256-cbc -in OLD.key -out cosign.key`")]
     LegacyEncrypted,
@@ -65,13 +71,48 @@ pub enum KeyProblem {
     },
 }
 
+/// What a key file holds.
+pub(super) enum Parsed {
+    /// A private key (signs; its public half verifies).
+    Private(SigningKey),
+    /// A public key alone (verifies).
+    Public(VerifyingKey),
+}
+
 /// Reads and parses the key file.
-pub(super) fn load(
-    path: &std::path::Path,
-    password: Option<&str>,
-) -> Result<SigningKey, KeyProblem> {
+pub(super) fn load(path: &std::path::Path, password: Option<&str>) -> Result<Parsed, KeyProblem> {
     let text = std::fs::read(path).map_err(KeyProblem::Read)?;
-    parse(&String::from_utf8_lossy(&text), password)
+    parse_any(&String::from_utf8_lossy(&text), password)
+}
+
+/// A private key if the text holds one, else a `PUBLIC KEY` block's key.
+pub(super) fn parse_any(text: &str, password: Option<&str>) -> Result<Parsed, KeyProblem> {
+    let all = blocks(text);
+    if !all.iter().any(|b| b.label.ends_with("PRIVATE KEY")) {
+        if let Some(b) = all.iter().find(|b| b.label == "PUBLIC KEY") {
+            return spki(&b.der).map(Parsed::Public);
+        }
+    }
+    parse(text, password).map(Parsed::Private)
+}
+
+/// A DER SubjectPublicKeyInfo holding a P-256 key.
+fn spki(der: &[u8]) -> Result<VerifyingKey, KeyProblem> {
+    let info = SubjectPublicKeyInfoRef::try_from(der).map_err(|e| KeyProblem::Malformed {
+        what: "public key",
+        reason: e.to_string(),
+    })?;
+    let alg = info.algorithm.oid;
+    let curve = info.algorithm.parameters_oid().ok();
+    if alg != oid(ID_EC_PUBLIC_KEY) || curve != Some(oid(SECP256R1)) {
+        return Err(KeyProblem::NotP256(algorithm_name(alg, curve)));
+    }
+    VerifyingKey::from_sec1_bytes(info.subject_public_key.raw_bytes()).map_err(|_| {
+        KeyProblem::Malformed {
+            what: "P-256 public key",
+            reason: "its point is not on the curve".into(),
+        }
+    })
 }
 
 /// One PEM block: its label, whether it had headers saying it is encrypted, and

@@ -9,6 +9,10 @@
 //!
 //! Key material never leaves [`Signer`]: its `Debug` prints the public key's
 //! fingerprint only, and no error carries key bytes or the password.
+//!
+//! Whoever checks a pushed image has the public key only: [`KeyFile`] reads
+//! either half, and a [`PublicKey`] verifies without the private key or its
+//! password.
 
 mod key;
 
@@ -34,19 +38,67 @@ impl fmt::Debug for Signer {
     }
 }
 
-impl Signer {
-    /// Loads the private key at `path` (PEM: PKCS#8, SEC1, encrypted PKCS#8;
-    /// the password from [`PASSWORD_ENV`]). `at` is where the manifest asks for
-    /// it (`images.toml:12:8`), for the error.
-    pub fn load(path: &Path, at: &str) -> Result<Signer, KeyError> {
+/// What a key file holds: a private key signs (and its public half
+/// verifies); a public key (`cosign.pub`) only verifies.
+#[derive(Debug)]
+pub enum KeyFile {
+    /// A private key.
+    Private(Signer),
+    /// A `PUBLIC KEY` alone.
+    Public(PublicKey),
+}
+
+impl KeyFile {
+    /// Loads the key at `path`: a private key in PEM (PKCS#8, SEC1, encrypted
+    /// PKCS#8, cosign's; the password from [`PASSWORD_ENV`]) or a `PUBLIC KEY`.
+    /// `at` is where it was asked for (`images.toml:12:8`, `verify --key`),
+    /// for the error.
+    pub fn load(path: &Path, at: &str) -> Result<KeyFile, KeyError> {
         let password = std::env::var_os(PASSWORD_ENV).map(|p| p.to_string_lossy().into_owned());
         key::load(path, password.as_deref())
-            .map(|key| Signer { key })
+            .map(KeyFile::from)
             .map_err(|problem| KeyError {
                 path: path.to_path_buf(),
                 at: at.to_owned(),
                 problem,
             })
+    }
+
+    /// From PEM text, with an optional password (tests and library users).
+    pub fn from_pem(pem: &str, password: Option<&str>) -> Result<KeyFile, KeyProblem> {
+        key::parse_any(pem, password).map(KeyFile::from)
+    }
+
+    /// The key that verifies: the public half of either.
+    pub fn public_key(&self) -> PublicKey {
+        match self {
+            KeyFile::Private(s) => s.public_key(),
+            KeyFile::Public(p) => p.clone(),
+        }
+    }
+}
+
+impl From<key::Parsed> for KeyFile {
+    fn from(parsed: key::Parsed) -> KeyFile {
+        match parsed {
+            key::Parsed::Private(key) => KeyFile::Private(Signer { key }),
+            key::Parsed::Public(key) => KeyFile::Public(PublicKey(key)),
+        }
+    }
+}
+
+impl Signer {
+    /// Loads the private key at `path` (see [`KeyFile::load`]); a public key
+    /// there is [`KeyProblem::PublicOnly`]: it cannot sign.
+    pub fn load(path: &Path, at: &str) -> Result<Signer, KeyError> {
+        match KeyFile::load(path, at)? {
+            KeyFile::Private(s) => Ok(s),
+            KeyFile::Public(_) => Err(KeyError {
+                path: path.to_path_buf(),
+                at: at.to_owned(),
+                problem: KeyProblem::PublicOnly,
+            }),
+        }
     }
 
     /// From PEM text, with an optional password (tests and library users).
@@ -153,6 +205,48 @@ VuxQe6B2AxCWcpN5JY/l+FSdbMT6bCfh0A==
             read_payload(&p),
             Some(("127.0.0.1:5000/library/hello".into(), "sha256:abc".into()))
         );
+    }
+
+    // `openssl pkey -pubout` of SEC1.
+    const SEC1_PUB: &str = "-----BEGIN PUBLIC KEY-----
+MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE092QhYVmgyvxpqxpNKI5pSRznuqd
+tj0ialXowHg/KtCGTJl1Q/iaVuxQe6B2AxCWcpN5JY/l+FSdbMT6bCfh0A==
+-----END PUBLIC KEY-----
+";
+
+    // A P-384 public key (`openssl genpkey ... P-384 | openssl pkey -pubout`).
+    const P384_PUB: &str = "-----BEGIN PUBLIC KEY-----
+MHYwEAYHKoZIzj0CAQYFK4EEACIDYgAEV3e+9I8cK8N53or3HK7rxfZf56EfIdGu
+qJqKGZGsu4jzZGycHHH3Mirblo/Ok3g62cczcAZ2n5+PPmK/SEtr1VYT1W9oY1tO
+eRF0EVX4dfN7mJEDQJfESMo3R9PceU0n
+-----END PUBLIC KEY-----
+";
+
+    #[test]
+    fn a_public_key_alone_verifies_and_cannot_sign() {
+        let signer = Signer::from_pem(SEC1, None).unwrap();
+        let sig = signer.sign(b"payload");
+        let public = match KeyFile::from_pem(SEC1_PUB, None).unwrap() {
+            KeyFile::Public(p) => p,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(public, signer.public_key());
+        assert_eq!(public.to_pem(), SEC1_PUB);
+        assert!(public.verify(b"payload", &sig));
+        assert!(matches!(
+            KeyFile::from_pem(SEC1, None).unwrap(),
+            KeyFile::Private(_)
+        ));
+        assert!(matches!(
+            KeyFile::from_pem(P384_PUB, None),
+            Err(KeyProblem::NotP256(what)) if what == "an EC key on P-384"
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cosign.pub");
+        std::fs::write(&path, SEC1_PUB).unwrap();
+        let err = Signer::load(&path, "images.toml:3:8").unwrap_err();
+        assert!(matches!(err.problem, KeyProblem::PublicOnly));
+        assert!(err.to_string().contains("cannot make them"), "{err}");
     }
 
     #[test]

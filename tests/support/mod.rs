@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod apt_repo;
+pub mod cosign;
 pub mod fault_proxy;
 pub mod live_debian;
 pub mod registry;
