@@ -279,6 +279,26 @@ pub fn export_index(
     Ok(true)
 }
 
+/// Removes a layout `export_platform` or `export_index` wrote (an index whose
+/// platform layouts were rewritten under it); returns whether there was one. A
+/// folder without an `oci-layout` file is not ours and is left alone. It is first
+/// renamed aside, so a reader never sees half of it (`replace_dir` clears a
+/// leftover of a killed build).
+pub fn remove_layout(dir: &Path) -> Result<bool, LayoutError> {
+    if !dir.join("oci-layout").is_file() {
+        return Ok(false);
+    }
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let old =
+        crate::atomic_file::parent_dir(dir).join(format!(".{name}.old-{}", std::process::id()));
+    std::fs::rename(dir, &old).map_err(io(dir))?;
+    std::fs::remove_dir_all(&old).map_err(io(&old))?;
+    Ok(true)
+}
+
 /// A self-contained layout with real blob files, for `imgraph export --format oci`.
 ///
 /// Like `skopeo copy` to `oci:DIR:REF`, it adds to what is there and never
