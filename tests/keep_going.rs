@@ -256,18 +256,26 @@ fn without_keep_going_a_failed_build_stops_and_never_says_nothing_changed() {
 }
 
 #[test]
-fn a_partial_build_removes_the_old_index_whose_platform_layouts_it_rewrote() {
+fn an_old_index_stays_in_out_only_while_its_platform_layouts_still_hold_it() {
     let p = project(None);
     write_script(&p, "two", "s390x", true);
     p.imgraph(&["build"]).success();
     assert_eq!(copy_index(&p, "two"), 3);
     let one = p.index_digest("hello", "one");
+    let two = p.index_digest("hello", "two");
 
-    // amd64 of dist two changes while its s390x breaks: the new amd64 layout is
-    // exported, and the old index, whose blobs are links into that layout, would
-    // name bytes no longer there.
-    p.file("rootfs/two/amd64/etc/hostname", b"changed\n");
+    // s390x of dist two breaks, nothing else changes: the last complete index
+    // still describes the layouts in out/, and stays.
     write_script(&p, "two", "s390x", false);
+    let json = p.imgraph(&["build", "-k", "--json"]).code(1).json();
+    assert_eq!(strings(&json["removed"]), Vec::<String>::new(), "{json}");
+    assert_eq!(p.index_digest("hello", "two"), two);
+    assert_eq!(copy_index(&p, "two"), 3);
+
+    // Then amd64 of dist two changes too: the new amd64 layout is exported, and
+    // the old index, whose blobs are links into that layout, would name bytes no
+    // longer there (skopeo: "Manifest does not match provided manifest digest").
+    p.file("rootfs/two/amd64/etc/hostname", b"changed\n");
     let run = p.imgraph(&["build", "-k", "--json"]).code(1);
     let json = run.json();
     let exported = strings(&json["exported"]);

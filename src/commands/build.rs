@@ -194,7 +194,7 @@ fn not_built(project: &Project, report: &BuildReport) {
     }
     for dir in &report.removed {
         eprintln!(
-            "removed {}: an index of an earlier build, whose platform layouts were rewritten",
+            "removed {}: an index of an earlier build whose platform layouts were rewritten since",
             dir.display()
         );
     }

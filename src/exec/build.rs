@@ -1,7 +1,7 @@
 //! A build as a library call: run the dirty steps, export `out/`, remember what
 //! was built. `build`, `export`, `verify` and `verify --pushed` all start here.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,7 @@ use crate::cache::{CacheError, Store};
 use crate::graph::{Graph, StepId, StepKind, Target};
 use crate::manifest::{Arch, Manifest, Selector};
 use crate::oci::layout::{
-    export_index, export_platform, remove_layout, Attached, LayoutError, PlatformBlobs,
+    export_index, export_platform, remove_broken_index, Attached, LayoutError, PlatformBlobs,
 };
 
 /// What stops a build as a whole (a failed step is in [`BuildReport::failures`]).
@@ -560,28 +560,25 @@ fn build_locked(
 }
 
 /// A dist whose index was not built this time keeps the index layout of an
-/// earlier build in `out/` only while that still describes what `out/` holds: its
-/// blobs are symlinks into the platform layouts, so once one of those is rewritten
-/// the old index would name bytes that are no longer there. It is removed then
-/// (and a later build that builds every platform writes it again).
+/// earlier build in `out/` only while that still holds what it names: its blobs are
+/// symlinks into the platform layouts, so once one of those is rewritten the old
+/// index would name bytes that are no longer there. It is removed then (and the
+/// next build in which every platform of the dist builds writes it again).
 fn remove_stale_indexes(
     manifest: &Manifest,
     unbuilt_dists: &[usize],
     report: &mut BuildReport,
 ) -> Result<(), BuildError> {
-    let exported: HashSet<&PathBuf> = report.exported.iter().collect();
-    let mut removed = Vec::new();
     for d in unbuilt_dists.iter().map(|i| &manifest.dists[*i]) {
-        let dist_dir = manifest.settings.out.join(&d.image).join(&d.dist);
-        let rewritten = d
-            .arches
-            .iter()
-            .any(|a| exported.contains(&dist_dir.join(a.name)));
-        let dir = dist_dir.join("index");
-        if rewritten && remove_layout(&dir)? {
-            removed.push(dir);
+        let dir = manifest
+            .settings
+            .out
+            .join(&d.image)
+            .join(&d.dist)
+            .join("index");
+        if remove_broken_index(&dir)? {
+            report.removed.push(dir);
         }
     }
-    report.removed = removed;
     Ok(())
 }
