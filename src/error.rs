@@ -31,6 +31,16 @@ pub enum Error {
     /// Steps failed; each is named.
     #[error("{}", render_failures(.0))]
     Steps(Vec<StepFailure>),
+    /// `imgraph build` failed: each failed step, and how much did not run.
+    #[error("{}{}", render_failures(failures), render_not_run(failures.len(), *skipped, *not_started))]
+    Build {
+        /// Every failed step.
+        failures: Vec<StepFailure>,
+        /// Steps that did not run because a step they depend on failed.
+        skipped: usize,
+        /// Steps that depend on no failure but never started (no `--keep-going`).
+        not_started: usize,
+    },
     /// Writing an OCI layout.
     #[error(transparent)]
     Layout(#[from] LayoutError),
@@ -122,7 +132,9 @@ impl Error {
             Error::Cache(e)
             | Error::Layout(LayoutError::Cache(e))
             | Error::Archive(ArchiveError::Cache(e)) => corrupt(e),
-            Error::Steps(failures) => failures.iter().any(StepFailure::is_corrupt_blob),
+            Error::Steps(failures) | Error::Build { failures, .. } => {
+                failures.iter().any(StepFailure::is_corrupt_blob)
+            }
             _ => false,
         }
     }
@@ -177,6 +189,34 @@ fn render_failures(failures: &[StepFailure]) -> String {
         ));
     }
     out
+}
+
+/// What a failed build did not run: the steps below the failures, and those the
+/// build never started because it stopped at the first failure.
+fn render_not_run(failed: usize, skipped: usize, not_started: usize) -> String {
+    let them = if failed == 1 { "it" } else { "them" };
+    let mut out = String::new();
+    if skipped > 0 {
+        out.push_str(&format!(
+            "\n{} that depend{} on {them} skipped",
+            steps(skipped),
+            if skipped == 1 { "s" } else { "" }
+        ));
+    }
+    if not_started > 0 {
+        out.push_str(&format!(
+            "\n{} not started: the build stopped at the first failure (--keep-going builds everything that does not depend on one)",
+            steps(not_started)
+        ));
+    }
+    out
+}
+
+fn steps(n: usize) -> String {
+    match n {
+        1 => "1 step".to_string(),
+        n => format!("{n} steps"),
+    }
 }
 
 /// An error's message and then a `caused by:` line for each error in its `source()`

@@ -17,6 +17,7 @@ mod editing;
 mod examples;
 mod fault_proxy_selftest;
 mod hardening;
+mod keep_going;
 mod lock;
 mod manifest_errors;
 mod messages;

@@ -98,7 +98,7 @@ pub enum Command {
     Plan(PlanArgs),
     /// Run the dirty steps and write out/; with --push, push to the registries.
     #[command(
-        after_help = "Examples:\n  imgraph build\n  imgraph build --changed --push\n  imgraph build -j 4 hello:one/arm64v8"
+        after_help = "Examples:\n  imgraph build\n  imgraph build --changed --push\n  imgraph build --keep-going        # build every platform a failure does not reach\n  imgraph build -j 4 hello:one/arm64v8"
     )]
     Build(BuildArgs),
     /// Check that builds are reproducible, or that pushed images are what was built.
@@ -267,6 +267,11 @@ pub struct BuildArgs {
     /// Steps run at once (default: the number of cores).
     #[arg(short = 'j', long = "jobs", value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,
+    /// Keep building after a step fails: every step that does not depend on a
+    /// failure runs, is cached and exported; a dist's index is written and pushed
+    /// only if every platform of it built. Still exits 1 naming each failure.
+    #[arg(short = 'k', long)]
+    pub keep_going: bool,
     /// Accept uncommitted inputs with created = "git".
     #[arg(long)]
     pub allow_dirty: bool,

@@ -37,6 +37,7 @@ pub(super) fn run(project: &Project, args: &BuildArgs, globals: &Globals) -> Res
             signer,
             remote: project.cache_registry.clone(),
             require_cache: args.require_cache,
+            keep_going: args.keep_going,
             // An assembler that pushes mounts layers from the cache registry and
             // downloads none; a plain build brings them down for out/.
             fetch_remote: !args.push,
@@ -53,6 +54,9 @@ pub(super) fn run(project: &Project, args: &BuildArgs, globals: &Globals) -> Res
             "exported": report.exported,
             "pushed": report.pushed,
             "failed": report.failed_json(),
+            "skipped": report.skipped,
+            "not_started": report.not_started,
+            "removed": report.removed,
         });
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     }
@@ -62,23 +66,33 @@ pub(super) fn run(project: &Project, args: &BuildArgs, globals: &Globals) -> Res
     if report.failures.is_empty() {
         Ok(())
     } else {
-        Err(Error::Steps(std::mem::take(&mut report.failures)))
+        Err(Error::Build {
+            failures: std::mem::take(&mut report.failures),
+            skipped: report.skipped.len(),
+            not_started: report.not_started,
+        })
     }
 }
 
-/// The human summary on stderr. `failed:` lines name what did not happen; the
-/// reasons follow once, in the error that ends the run.
+/// The human summary on stderr. `failed:` and `skipped` lines name what did not
+/// happen; the reasons follow once, in the error that ends the run.
 fn summary(project: &Project, report: &BuildReport, started: Instant) {
     let total = report.executed.len() + report.cached.len();
+    let out = project.manifest.settings.out.display();
+    // "0 layouts written" alone reads as "out/ is fine"; say what is up to date.
+    let up_to_date = match report.up_to_date {
+        0 => String::new(),
+        n => format!(" ({n} already up to date)"),
+    };
     eprintln!(
-        "{total} steps in {:.2}s: {} executed, {} cached, {} cut off (output unchanged); {} layouts written to {}",
+        "{total} steps in {:.2}s: {} executed, {} cached, {} cut off (output unchanged); {} layouts written to {out}{up_to_date}",
         started.elapsed().as_secs_f64(),
         report.executed.len(),
         report.cached.len(),
         report.cut_off,
         report.exported.len(),
-        project.manifest.settings.out.display(),
     );
+    not_built(project, report);
     if !report.remote_only.is_empty() {
         eprintln!(
             "{} platforms are only in the cache registry and were not exported to {} (pushed by mount; `imgraph build` without --push fetches them): {}",
@@ -87,7 +101,8 @@ fn summary(project: &Project, report: &BuildReport, started: Instant) {
             report.remote_only.join(" ")
         );
     }
-    if report.changed.is_empty() {
+    // After a failure, what did not build may well have changed.
+    if report.changed.is_empty() && report.failures.is_empty() {
         eprintln!("no image changed since the last build");
     }
     for c in &report.changed {
@@ -138,5 +153,56 @@ fn summary(project: &Project, report: &BuildReport, started: Instant) {
             }
             _ => eprintln!("failed: {}", f["step"].as_str().unwrap_or("")),
         }
+    }
+}
+
+/// What a failed build left out of `out/`, and why: the steps skipped below each
+/// failure, the platforms and indexes not exported, stale indexes removed.
+fn not_built(project: &Project, report: &BuildReport) {
+    if report.failures.is_empty() {
+        return;
+    }
+    let out = project.manifest.settings.out.display();
+    for f in &report.failures {
+        let below: Vec<&str> = report
+            .skipped
+            .iter()
+            .filter(|s| s.failed == f.step)
+            .map(|s| s.step.as_str())
+            .collect();
+        if !below.is_empty() {
+            eprintln!(
+                "skipped {} that depend on {}: {}",
+                count(below.len(), "step"),
+                f.step,
+                below.join(" ")
+            );
+        }
+    }
+    if !report.unbuilt_platforms.is_empty() {
+        eprintln!(
+            "not exported to {out} ({} not built): {}",
+            count(report.unbuilt_platforms.len(), "platform"),
+            report.unbuilt_platforms.join(" ")
+        );
+    }
+    if !report.unbuilt_indexes.is_empty() {
+        eprintln!(
+            "not every platform built: no index written or pushed for {}",
+            report.unbuilt_indexes.join(" ")
+        );
+    }
+    for dir in &report.removed {
+        eprintln!(
+            "removed {}: an index of an earlier build whose platform layouts were rewritten since",
+            dir.display()
+        );
+    }
+}
+
+fn count(n: usize, what: &str) -> String {
+    match n {
+        1 => format!("1 {what}"),
+        n => format!("{n} {what}s"),
     }
 }

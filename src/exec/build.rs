@@ -9,12 +9,14 @@ use serde_json::json;
 
 use super::remote_cache::RemoteCache;
 use super::{
-    default_jobs, Ctx, Mode, Outcome, Progress, RunResult, Status, StepFailure, StepOutput,
+    default_jobs, Ctx, Mode, Outcome, Progress, RunResult, Skipped, Status, StepFailure, StepOutput,
 };
 use crate::cache::{CacheError, Store};
 use crate::graph::{Graph, StepId, StepKind, Target};
 use crate::manifest::{Arch, Manifest, Selector};
-use crate::oci::layout::{export_index, export_platform, Attached, LayoutError, PlatformBlobs};
+use crate::oci::layout::{
+    export_index, export_platform, remove_broken_index, Attached, LayoutError, PlatformBlobs,
+};
 
 /// What stops a build as a whole (a failed step is in [`BuildReport::failures`]).
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +77,9 @@ pub struct BuildOptions {
     pub remote: Option<crate::manifest::CacheRegistry>,
     /// Fail a platform step that neither cache has instead of running it.
     pub require_cache: bool,
+    /// `--keep-going`: a failed step stops only the steps that depend on it;
+    /// every other platform is built, cached and exported.
+    pub keep_going: bool,
     /// Bring the blobs of every built platform into the local cache (from the
     /// cache registry, verified), for `out/` or an export. Without it a platform
     /// whose layer is only in the cache registry is pushed by mount and not
@@ -94,6 +99,7 @@ impl BuildOptions {
             signer: None,
             remote: None,
             require_cache: false,
+            keep_going: false,
             fetch_remote: false,
         }
     }
@@ -123,8 +129,24 @@ pub struct BuildReport {
     /// Platforms not exported to `out/` because their layer is only in the cache
     /// registry (`build --push` mounts it from there and downloads nothing).
     pub remote_only: Vec<String>,
-    /// Every step that failed (steps downstream of one never ran and are not listed).
+    /// Every step that failed (steps downstream of one never ran: see `skipped`).
     pub failures: Vec<StepFailure>,
+    /// Every step that did not run because a step it depends on failed.
+    pub skipped: Vec<Skipped>,
+    /// Steps that depend on no failure but never started: the build stopped at
+    /// the first failure (without `--keep-going`).
+    pub not_started: usize,
+    /// Layouts in `out/` that already held exactly what was built (left alone).
+    pub up_to_date: usize,
+    /// Selected platforms (labels) with no manifest this build: failed, skipped
+    /// or never started, so not exported.
+    pub unbuilt_platforms: Vec<String>,
+    /// Selected dists (labels) whose index was not built (not every platform
+    /// of the dist was), so not exported and not pushed.
+    pub unbuilt_indexes: Vec<String>,
+    /// Index layouts of an earlier build removed from `out/` because a platform
+    /// layout they link into was rewritten (they would name bytes no longer there).
+    pub removed: Vec<PathBuf>,
 }
 
 impl BuildReport {
@@ -292,6 +314,7 @@ fn run_steps(
     )
     .with_signer(opts.signer.clone())
     .with_remote(remote, opts.require_cache)
+    .with_keep_going(opts.keep_going)
     .run(opts.jobs)
 }
 
@@ -364,6 +387,12 @@ fn build_locked(
         remote_only: Vec::new(),
         outcomes: result.outcomes,
         failures: result.failures,
+        skipped: result.skipped,
+        not_started: result.not_started,
+        up_to_date: 0,
+        unbuilt_platforms: Vec::new(),
+        unbuilt_indexes: Vec::new(),
+        removed: Vec::new(),
         graph,
     };
     for node in report.graph.order() {
@@ -415,6 +444,7 @@ fn build_locked(
     // Steps that failed (or never ran) have no outcome: their last digests stay.
     let mut last: LastBuild = store.state(LAST_BUILD).ok().flatten().unwrap_or_default();
     let before = serde_json::to_vec(&last).unwrap_or_default();
+    let mut unbuilt_dists = Vec::new();
     for node in report.graph.order() {
         let step = report.graph.step(node);
         let Some(digest) = report.outcomes[node.index()]
@@ -423,6 +453,16 @@ fn build_locked(
             .and_then(|o| o.blob())
             .map(|b| b.digest.clone())
         else {
+            match (step.id.kind, step.target) {
+                (StepKind::Manifest, Target::Platform(i)) => {
+                    report.unbuilt_platforms.push(manifest.platforms[i].label());
+                }
+                (StepKind::Index, Target::Dist(i)) => {
+                    report.unbuilt_indexes.push(manifest.dists[i].label());
+                    unbuilt_dists.push(i);
+                }
+                _ => {}
+            }
             continue;
         };
         match (step.id.kind, step.target) {
@@ -467,6 +507,8 @@ fn build_locked(
                         .join(p.arch.name);
                     if export_platform(store, &dir, &blobs, &tag)? {
                         report.exported.push(dir);
+                    } else {
+                        report.up_to_date += 1;
                     }
                 }
                 last.platforms.insert(label, digest);
@@ -499,6 +541,8 @@ fn build_locked(
                         .join("index");
                     if export_index(store, &dir, &index, &platforms, &d.tags)? {
                         report.exported.push(dir);
+                    } else {
+                        report.up_to_date += 1;
                     }
                 }
                 last.indexes.insert(label, digest);
@@ -506,8 +550,35 @@ fn build_locked(
             _ => {}
         }
     }
+    if opts.export {
+        remove_stale_indexes(manifest, &unbuilt_dists, &mut report)?;
+    }
     if serde_json::to_vec(&last).unwrap_or_default() != before {
         store.put_state(LAST_BUILD, &last)?;
     }
     Ok(report)
+}
+
+/// A dist whose index was not built this time keeps the index layout of an
+/// earlier build in `out/` only while that still holds what it names: its blobs are
+/// symlinks into the platform layouts, so once one of those is rewritten the old
+/// index would name bytes that are no longer there. It is removed then (and the
+/// next build in which every platform of the dist builds writes it again).
+fn remove_stale_indexes(
+    manifest: &Manifest,
+    unbuilt_dists: &[usize],
+    report: &mut BuildReport,
+) -> Result<(), BuildError> {
+    for d in unbuilt_dists.iter().map(|i| &manifest.dists[*i]) {
+        let dir = manifest
+            .settings
+            .out
+            .join(&d.image)
+            .join(&d.dist)
+            .join("index");
+        if remove_broken_index(&dir)? {
+            report.removed.push(dir);
+        }
+    }
+    Ok(())
 }

@@ -121,6 +121,8 @@ pub struct Ctx<'a> {
     remote: Option<&'a remote_cache::RemoteCache>,
     /// `--require-cache`: a platform step neither cache has fails instead of running.
     require_cache: bool,
+    /// `--keep-going`: a failure stops only the steps that depend on it.
+    keep_going: bool,
 }
 
 /// A stat cache shared by the steps reading one folder, and the hash of the bytes it
@@ -150,12 +152,26 @@ impl StepFailure {
     }
 }
 
+/// A step that did not run because a step it depends on failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    /// The step id.
+    pub step: StepId,
+    /// The failed step it depends on (directly or through other skipped steps).
+    pub failed: StepId,
+}
+
 /// The outcome of every step of a run, by node.
 pub struct RunResult {
     /// One per node.
     pub outcomes: Vec<Option<Outcome>>,
     /// Every failure.
     pub failures: Vec<StepFailure>,
+    /// Every step downstream of a failure, in graph order.
+    pub skipped: Vec<Skipped>,
+    /// Steps that depend on no failure but were never started, because the run
+    /// stopped at the first failure (without `--keep-going`).
+    pub not_started: usize,
 }
 
 /// Evaluates every step without executing any: what `plan`, `explain` and `cache gc`
@@ -211,6 +227,7 @@ impl<'a> Ctx<'a> {
             kept_checked: Mutex::default(),
             remote: None,
             require_cache: false,
+            keep_going: false,
         }
     }
 
@@ -233,13 +250,22 @@ impl<'a> Ctx<'a> {
         self
     }
 
+    /// `build --keep-going`: a failed step stops only what depends on it.
+    pub fn with_keep_going(mut self, keep_going: bool) -> Self {
+        self.keep_going = keep_going;
+        self
+    }
+
     /// Evaluates every step, `jobs` at a time. A failure stops new work, except
-    /// that a failed push leaves the other registries' pushes going (and `plan`
-    /// evaluates everything it can).
+    /// that a failed push leaves the other registries' pushes going, `plan`
+    /// evaluates everything it can, and `--keep-going` runs every step that
+    /// does not depend on a failure.
     pub fn run(&self, jobs: usize) -> RunResult {
         self.progress.begin(self.graph.len());
         let keep_going = |node: NodeIndex| {
-            self.mode == Mode::Plan || self.graph.step(node).kind() == StepKind::Push
+            self.keep_going
+                || self.mode == Mode::Plan
+                || self.graph.step(node).kind() == StepKind::Push
         };
         let slots = scheduler::run(
             self.graph,
@@ -256,7 +282,10 @@ impl<'a> Ctx<'a> {
         if let Mode::Build { .. } = self.mode {
             self.save_stat_caches();
         }
+        let blocked = scheduler::blocked_by(self.graph, &slots);
         let mut failures = Vec::new();
+        let mut skipped = Vec::new();
+        let mut not_started = 0;
         let outcomes = slots
             .into_iter()
             .enumerate()
@@ -269,11 +298,25 @@ impl<'a> Ctx<'a> {
                     });
                     None
                 }
-                Slot::NotRun => None,
+                Slot::NotRun => {
+                    match blocked[i] {
+                        Some(failed) => skipped.push(Skipped {
+                            step: self.graph.step(NodeIndex::new(i)).id.clone(),
+                            failed: self.graph.step(failed).id.clone(),
+                        }),
+                        None => not_started += 1,
+                    }
+                    None
+                }
             })
             .collect();
         self.progress.end();
-        RunResult { outcomes, failures }
+        RunResult {
+            outcomes,
+            failures,
+            skipped,
+            not_started,
+        }
     }
 
     /// A step's key inputs as if its upstream steps produced what they produced

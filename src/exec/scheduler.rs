@@ -1,5 +1,7 @@
 //! Runs a DAG on N threads: a step starts when all its deps are done; the first
-//! failure stops new work, lets running steps finish, and every failure is kept.
+//! failure stops new work (unless the caller keeps going), lets running steps
+//! finish, and every failure is kept. Afterwards, [`blocked_by`] tells a step that
+//! never ran because a dependency failed from one that was never started.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
@@ -28,7 +30,8 @@ struct State<T, E> {
 }
 
 /// Whether a node's failure may leave unrelated work running (a push to one
-/// registry must not stop the pushes to the others).
+/// registry must not stop the pushes to the others; `build --keep-going` says
+/// yes for every node).
 pub type KeepGoing<'a> = &'a (dyn Fn(NodeIndex) -> bool + Sync);
 
 /// Runs `work` for every node in dependency order, `jobs` at a time. `work` gets
@@ -134,6 +137,27 @@ fn worker<T, E, F>(
     }
 }
 
+/// For each node that did not run, the failed node it depends on (following
+/// skipped nodes up to the failure, so a step two hops below a failed rootfs names
+/// that rootfs); `None` for a node that ran, failed, or was never started because
+/// the run stopped. Relies on [`Graph::order`] being topological.
+pub fn blocked_by<T, E>(graph: &Graph, slots: &[Slot<T, E>]) -> Vec<Option<NodeIndex>> {
+    let mut blocked: Vec<Option<NodeIndex>> = vec![None; slots.len()];
+    for node in graph.order() {
+        if !matches!(slots[node.index()], Slot::NotRun) {
+            continue;
+        }
+        blocked[node.index()] = graph
+            .deps(node)
+            .into_iter()
+            .find_map(|d| match slots[d.index()] {
+                Slot::Failed(_) => Some(d),
+                _ => blocked[d.index()],
+            });
+    }
+    blocked
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,5 +219,56 @@ mod tests {
         assert!(matches!(slots[failing.index()], Slot::Failed("boom")));
         let index = g.node("index:h:one").unwrap();
         assert!(matches!(slots[index.index()], Slot::NotRun));
+    }
+
+    #[test]
+    fn keeping_going_runs_everything_a_failure_does_not_reach_and_names_it() {
+        let g = graph();
+        let failing = g.node("rootfs:h:one/arm64v8").unwrap();
+        let slots = run(&g, 1, &|_| true, |node, _deps: &[Arc<()>]| {
+            if node == failing {
+                Err("boom")
+            } else {
+                Ok(())
+            }
+        });
+        let blocked = blocked_by(&g, &slots);
+        for node in g.order() {
+            let id = g.step(node).id.as_str();
+            let downstream = id.contains("one/arm64v8") || id == "index:h:one" || id == "tag:h:one";
+            match &slots[node.index()] {
+                Slot::Done(_) => assert!(!downstream, "{id} ran"),
+                Slot::Failed(_) => assert_eq!(node, failing),
+                Slot::NotRun => {
+                    assert!(downstream, "{id} did not run");
+                    assert_eq!(blocked[node.index()], Some(failing), "{id}");
+                }
+            }
+        }
+        assert!(matches!(
+            slots[g.node("manifest:h:one/amd64").unwrap().index()],
+            Slot::Done(_)
+        ));
+    }
+
+    #[test]
+    fn a_step_never_started_is_not_blamed_on_a_failure() {
+        let g = graph();
+        let failing = g.node("rootfs:h:one/amd64").unwrap();
+        // One job, stop at the first failure: the other arch's rootfs is queued
+        // behind it and never starts.
+        let slots = run(&g, 1, &|_| false, |node, _deps: &[Arc<()>]| {
+            if node == failing {
+                Err("boom")
+            } else {
+                Ok(())
+            }
+        });
+        let blocked = blocked_by(&g, &slots);
+        let layer = g.node("layer:h:one/amd64").unwrap();
+        assert_eq!(blocked[layer.index()], Some(failing));
+        let other = g.node("layer:h:one/arm64v8").unwrap();
+        assert!(matches!(slots[other.index()], Slot::NotRun));
+        assert_eq!(blocked[other.index()], None);
     }
 }

@@ -279,6 +279,61 @@ pub fn export_index(
     Ok(true)
 }
 
+/// Removes an index layout `export_index` wrote once it no longer holds what it
+/// names; returns whether it did. Its blobs are symlinks into the platform
+/// layouts, so when a build that could not write a new index (a platform failed)
+/// rewrote one of those, the old index would name bytes that are not there. One
+/// that still holds its images is kept. A folder without an `oci-layout` file is
+/// not ours and is left alone. It is renamed aside first, so a reader never sees
+/// half of it (`replace_dir` clears a leftover of a killed build).
+pub fn remove_broken_index(dir: &Path) -> Result<bool, LayoutError> {
+    if !dir.join("oci-layout").is_file() || index_intact(dir) {
+        return Ok(false);
+    }
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let old =
+        crate::atomic_file::parent_dir(dir).join(format!(".{name}.old-{}", std::process::id()));
+    std::fs::rename(dir, &old).map_err(io(dir))?;
+    std::fs::remove_dir_all(&old).map_err(io(&old))?;
+    Ok(true)
+}
+
+/// Whether the index in an index layout, and every platform manifest it lists,
+/// read through the layout's links, still hash to their digests. A platform layout
+/// is written whole, so the manifest being there means its config, layer and
+/// attachments are too. Reads only the small JSON documents.
+fn index_intact(dir: &Path) -> bool {
+    let json = |bytes: &[u8]| serde_json::from_slice::<serde_json::Value>(bytes).ok();
+    let blob = |digest: &str| -> Option<Vec<u8>> {
+        let hex = digest.strip_prefix("sha256:")?;
+        let bytes = std::fs::read(dir.join("blobs/sha256").join(hex)).ok()?;
+        (crate::digest::sha256(&bytes) == digest).then_some(bytes)
+    };
+    let digests = |doc: &serde_json::Value| -> Option<Vec<String>> {
+        doc["manifests"]
+            .as_array()?
+            .iter()
+            .map(|m| m["digest"].as_str().map(String::from))
+            .collect()
+    };
+    let Some(indexes) = std::fs::read(dir.join("index.json"))
+        .ok()
+        .and_then(|b| json(&b))
+        .and_then(|v| digests(&v))
+    else {
+        return false;
+    };
+    indexes.iter().all(|digest| {
+        blob(digest)
+            .and_then(|b| json(&b))
+            .and_then(|v| digests(&v))
+            .is_some_and(|platforms| platforms.iter().all(|p| blob(p).is_some()))
+    })
+}
+
 /// A self-contained layout with real blob files, for `imgraph export --format oci`.
 ///
 /// Like `skopeo copy` to `oci:DIR:REF`, it adds to what is there and never
