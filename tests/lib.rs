@@ -10,6 +10,7 @@ mod debian_archive;
 mod debian_deb;
 mod debian_debs;
 mod debian_install;
+mod debian_messages;
 mod debian_resolve;
 mod edges;
 mod editing;
