@@ -22,6 +22,7 @@ mod manifest_errors;
 mod messages;
 mod minideb;
 mod podman;
+mod progress;
 mod properties;
 mod push;
 mod registry_client;

@@ -121,6 +121,7 @@ impl DebFetchError {
 pub struct MirrorSet {
     retry: RetryPolicy,
     progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+    on_start: Option<Box<dyn Fn(usize, u64) + Send + Sync>>,
     mirrors: Mutex<HashMap<String, Mirror>>,
 }
 
@@ -144,6 +145,7 @@ impl MirrorSet {
         MirrorSet {
             retry: RetryPolicy::default(),
             progress: None,
+            on_start: None,
             mirrors: Mutex::default(),
         }
     }
@@ -158,6 +160,17 @@ impl MirrorSet {
     /// fetching threads (for a byte count on a TTY).
     pub fn with_progress(mut self, on_bytes: impl Fn(u64) + Send + Sync + 'static) -> MirrorSet {
         self.progress = Some(Arc::new(on_bytes));
+        self
+    }
+
+    /// Calls `on_start` with the number of `.deb`s [`fetch_debs`] is about to
+    /// download and their locked bytes (not at all when every one is cached), so a
+    /// TTY can show a total and a rate.
+    pub fn with_start(
+        mut self,
+        on_start: impl Fn(usize, u64) + Send + Sync + 'static,
+    ) -> MirrorSet {
+        self.on_start = Some(Box::new(on_start));
         self
     }
 
@@ -248,6 +261,9 @@ pub fn fetch_debs(
         }
     }
 
+    if let (Some(on_start), false) = (&mirrors.on_start, wanted.is_empty()) {
+        on_start(wanted.len(), wanted.iter().map(|w| w.package.size).sum());
+    }
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let downloaded_bytes = AtomicU64::new(0);

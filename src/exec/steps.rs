@@ -356,7 +356,7 @@ fn build_debian_rootfs(
     p: &PlatformSpec,
     d: &crate::manifest::DebianSource,
 ) -> Result<StepOutput, StepError> {
-    use crate::debian::debs::{fetch_debs, MirrorSet};
+    use crate::debian::debs::fetch_debs;
     let locked = locked_platform(ctx, p, d)?;
     let packages = locked.package_map();
     // The installer's format too: a tree kept by an older imgraph is not reused.
@@ -374,8 +374,10 @@ fn build_debian_rootfs(
                 source,
             })
         })?;
-        let fetched = fetch_debs(&locked.packages, &MirrorSet::new(), ctx.store, 4)
-            .map_err(|e| StepError::DebFetch(Box::new(e)))?;
+        let (mirrors, transfer) = super::progress::deb_mirrors(ctx.progress, &p.label());
+        let fetched = fetch_debs(&locked.packages, &mirrors, ctx.store, 4);
+        transfer.finish("fetched");
+        let fetched = fetched.map_err(|e| StepError::DebFetch(Box::new(e)))?;
         let debs: Vec<_> = locked
             .packages
             .iter()
