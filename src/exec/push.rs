@@ -93,7 +93,8 @@ pub(crate) fn push(
                 t.start("pushing", format!("layer {short} for {id}"), *size);
                 uploads.insert(digest.clone(), t);
             }
-            PushEvent::BlobProgress { digest, sent, .. } => {
+            PushEvent::BlobProgress { digest, sent, .. }
+            | PushEvent::BlobSending { digest, sent, .. } => {
                 if let Some(t) = uploads.get(digest) {
                     t.set(*sent);
                 }
