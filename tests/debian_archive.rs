@@ -403,7 +403,7 @@ fn missing_index_and_dying_mirror_name_the_url() {
     let err = m.packages(&suite, "main", "amd64", &store).unwrap_err();
     let plain = format!("{}/dists/imtest/main/binary-amd64/Packages.xz", repo.url());
     assert!(
-        matches!(&err, FetchError::Status { url, status: 404 } if *url == plain),
+        matches!(&err, FetchError::IndexMissing { url, .. } if *url == plain),
         "{err:?}"
     );
     assert!(err.to_string().contains(&plain), "{err}");
@@ -443,7 +443,7 @@ fn missing_index_and_dying_mirror_name_the_url() {
         .count();
     assert_eq!(tries, 2);
 
-    // InRelease itself 404ing names its URL too.
+    // InRelease itself 404ing names its URL too (and the suite as unknown).
     repo.fault("InRelease", Fault::NotFound);
     let err = m
         .release(SUITE, &keyring, SystemTime::now(), false)

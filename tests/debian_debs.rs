@@ -9,6 +9,7 @@ use std::time::Duration;
 use imgraph::cache::Store;
 use imgraph::debian::debs::{fetch_debs, DebFetchError, MirrorSet};
 use imgraph::debian::fetch::FetchError;
+use imgraph::debian::missing::ReleaseNow;
 use imgraph::debian::packages::parse_index;
 use imgraph::manifest::lock::LockedPackage;
 use imgraph::registry::RetryPolicy;
@@ -175,11 +176,15 @@ fn a_missing_deb_is_an_error_naming_its_url() {
     repo.fault(&sh.filename, Fault::NotFound);
 
     let err = fetch_debs(&packages, &mirrors(3), &store, 1).unwrap_err();
-    let DebFetchError::Fetch { package, source } = &err else {
-        panic!("want a failed fetch, got {err:?}");
-    };
-    let FetchError::Status { url, status: 404 } = &**source else {
-        panic!("want a 404, got {err:?}");
+    // The mirror still serves the Release the lock names: not a stale lock.
+    let DebFetchError::Gone {
+        package,
+        url,
+        now: ReleaseNow::Same,
+        ..
+    } = &err
+    else {
+        panic!("want a 404 with the locked Release still served, got {err:?}");
     };
     assert_eq!(package, &sh.id());
     assert_eq!(url, &format!("{}/{}", repo.url(), sh.filename));

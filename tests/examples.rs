@@ -115,3 +115,42 @@ fn minideb_example_with_only_a_rootfs_debian_header_plans_the_same_steps() {
     // rootfs, layer, config, manifest, sbom, provenance per platform; index, tag per dist.
     assert_eq!(inline.len(), 12 * 6 + 2 * 2, "{inline:?}");
 }
+
+/// Running an example writes `cache/` and `out/` beside its images.toml: git
+/// ignores them for every example (so `git status` stays clean after a run), and
+/// none of their files is committed (minideb's cache once was: 106 MB of indexes).
+#[test]
+fn examples_cache_and_out_are_ignored_and_none_is_committed() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(args)
+            .output()
+            .expect("git")
+    };
+    let tracked = git(&["ls-files", "examples"]);
+    assert!(tracked.status.success());
+    let tracked = String::from_utf8_lossy(&tracked.stdout).into_owned();
+    let committed: Vec<&str> = tracked
+        .lines()
+        .filter(|l| l.split('/').any(|c| c == "cache" || c == "out"))
+        .collect();
+    assert!(committed.is_empty(), "committed run output: {committed:?}");
+    let examples: Vec<String> = std::fs::read_dir(repo.join("examples"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().join("images.toml").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(examples.len() >= 3, "{examples:?}");
+    for example in &examples {
+        for dir in ["cache", "out"] {
+            // A file such a run writes; check-ignore needs no file on disk.
+            let path = format!("examples/{example}/{dir}/blobs/sha256/0");
+            let ignored = git(&["check-ignore", "-q", "--no-index", &path]);
+            assert!(ignored.status.success(), "{path} is not git-ignored");
+        }
+    }
+}

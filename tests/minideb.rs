@@ -23,12 +23,17 @@ fn example() -> Project {
 }
 
 /// The failed step of a build that failed because the mirror answered 404 for
-/// a `.deb` its signed Release lists (a mirror mid-update, or one that does not
-/// carry every file): that platform cannot be built from this mirror now.
+/// a locked `.deb` (the archive moved on between the lock and the build, or a
+/// mirror that does not carry every file): that platform cannot be built from
+/// this mirror now.
 fn missing_on_mirror(stderr: &str) -> Vec<String> {
     stderr
         .lines()
-        .filter(|l| l.contains("HTTP 404 (the mirror lacks a file its Release lists"))
+        .filter(|l| {
+            l.contains(".deb: HTTP 404: ")
+                && (l.contains("images.lock points at a file the mirror no longer has")
+                    || l.contains("the mirror is incomplete"))
+        })
         .filter_map(|l| l.trim().strip_prefix("rootfs:"))
         .map(|l| l.split(':').take(2).collect::<Vec<_>>().join(":"))
         .collect()

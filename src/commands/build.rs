@@ -24,7 +24,10 @@ pub(super) fn run(project: &Project, args: &BuildArgs, globals: &Globals) -> Res
     };
     let jobs = args.jobs.map_or_else(default_jobs, usize::from);
     let store = Store::open(&project.cache_dir)?;
-    let progress = Progress::new(globals.quiet, globals.verbose, globals.color);
+    let mut progress = Progress::new(globals.quiet, globals.verbose, globals.color);
+    if args.json {
+        progress = progress.without_transfers();
+    }
     let mut report = build_report(
         &project.manifest,
         &project.selectors,

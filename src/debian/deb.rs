@@ -463,6 +463,12 @@ impl Deb {
         self.data.entries()
     }
 
+    /// Every data entry's path in `data.tar`'s order (the root `./` left out):
+    /// dpkg writes `info/<pkg>.list` in this order.
+    pub fn data_order(&self) -> &[Vec<u8>] {
+        self.data.archive_order()
+    }
+
     /// The content of a regular-file entry (empty for other kinds): exactly
     /// `entry.entry.size` bytes.
     pub fn content<'a>(&'a self, entry: &'a TarEntry) -> impl Read + 'a {

@@ -5,7 +5,10 @@
 //!
 //! Field names are case-insensitive; values keep their continuation lines
 //! (joined with `\n`, the leading space removed) so multi-line fields such as a
-//! Release file's `SHA256` list can be split by the caller.
+//! Release file's `SHA256` list can be split by the caller. Blanks are trimmed
+//! as dpkg trims them (lib/dpkg/parse.c): before the value and at the end of the
+//! whole value, not at the end of each line — a multi-line `Description` whose
+//! first line ends in a space keeps it, and `status` is written back byte for byte.
 
 use std::fmt;
 
@@ -84,7 +87,7 @@ pub fn parse(text: &str) -> Result<Vec<Paragraph>, SyntaxError> {
         let line = line.strip_suffix('\r').unwrap_or(line);
         if line.trim().is_empty() {
             if !current.is_empty() {
-                out.push(std::mem::take(&mut current));
+                out.push(finish(std::mem::take(&mut current)));
             }
             continue;
         }
@@ -116,14 +119,30 @@ pub fn parse(text: &str) -> Result<Vec<Paragraph>, SyntaxError> {
                 problem: format!("bad field name {name:?}"),
             });
         }
+        trim_last_value(&mut current);
         current
             .fields
-            .push((name.to_string(), value.trim().to_string()));
+            .push((name.to_string(), value.trim_start().to_string()));
     }
     if !current.is_empty() {
-        out.push(current);
+        out.push(finish(current));
     }
     Ok(out)
+}
+
+/// The paragraph with its last value's trailing blanks removed.
+fn finish(mut p: Paragraph) -> Paragraph {
+    trim_last_value(&mut p);
+    p
+}
+
+/// A value ends where the next field (or the paragraph) starts: dpkg trims the
+/// blanks at its end then, and only there.
+fn trim_last_value(p: &mut Paragraph) {
+    if let Some((_, v)) = p.fields.last_mut() {
+        let keep = v.trim_end_matches([' ', '\t']).len();
+        v.truncate(keep);
+    }
 }
 
 #[cfg(test)]
@@ -153,6 +172,21 @@ mod tests {
         let lines: Vec<&str> = p.get("SHA256").unwrap().lines().skip(1).collect();
         assert_eq!(lines.len(), 2);
         assert_eq!(p.to_string(), text);
+    }
+
+    #[test]
+    fn blanks_are_trimmed_where_dpkg_trims_them() {
+        // A first line ending in a space (bookworm's libgcrypt20 and libsemanage2
+        // Descriptions) keeps it; the end of each value loses its blanks.
+        let text = "Package: a \nDescription: short \n long  \n last \t\nX:  v\t\n";
+        let p = &parse(text).unwrap()[0];
+        assert_eq!(p.get("Package"), Some("a"));
+        assert_eq!(p.get("Description"), Some("short \nlong  \nlast"));
+        assert_eq!(p.get("X"), Some("v"));
+        assert_eq!(
+            p.to_string(),
+            "Package: a\nDescription: short \n long  \n last\nX: v\n"
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::cache::{CacheError, Descriptor, Store};
 use crate::debian::fetch::{FetchError, Mirror};
+use crate::debian::missing::ReleaseNow;
 use crate::manifest::lock::LockedPackage;
 use crate::registry::RetryPolicy;
 
@@ -62,9 +63,50 @@ pub enum DebFetchError {
         /// Why (boxed: it is large and this error is returned by value).
         source: Box<FetchError>,
     },
+    /// The mirror answered 404 for a locked `.deb`; `now` says whether the suite's
+    /// Release has moved on since the lock was made (a stale lock) or not (an
+    /// incomplete mirror).
+    #[error("package {package}: {url}: HTTP 404: {}", gone_hint(.archive, .now))]
+    Gone {
+        /// `name version arch`.
+        package: String,
+        /// The `.deb`'s URL.
+        url: String,
+        /// The lock's `MIRROR SUITE HASH` of the archive it came from.
+        archive: String,
+        /// The suite's InRelease now, compared with the locked one.
+        now: ReleaseNow,
+    },
     /// The cache could not be written.
     #[error(transparent)]
     Cache(#[from] CacheError),
+}
+
+/// What a 404 for a locked `.deb` means, and what to do about it.
+fn gone_hint(archive: &str, now: &ReleaseNow) -> String {
+    let mut words = archive.split_whitespace();
+    let (mirror, suite) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    let stale = "images.lock points at a file the mirror no longer has";
+    let fix = format!(
+        "run `imgraph lock --update` to pin what it serves now, or pin a snapshot mirror \
+         instead of {mirror} (mirror = \"https://snapshot.debian.org/archive/debian/YYYYMMDDTHHMMSSZ\", \
+         the time of the lock's Release) to keep building these versions"
+    );
+    match now {
+        ReleaseNow::Moved { date } => format!(
+            "{stale}: {suite}'s Release has moved on since the lock was made{}; {fix}",
+            date.as_ref()
+                .map(|d| format!(" (it is now dated {d})"))
+                .unwrap_or_default()
+        ),
+        ReleaseNow::Same => format!(
+            "the mirror still serves the {suite} Release the lock was made from, which lists this \
+             file: the lock is current and the mirror is incomplete; use another mirror"
+        ),
+        ReleaseNow::Unknown(why) => {
+            format!("{stale} (its Release could not be read to tell why: {why}); {fix}")
+        }
+    }
 }
 
 impl DebFetchError {
@@ -79,6 +121,7 @@ impl DebFetchError {
 pub struct MirrorSet {
     retry: RetryPolicy,
     progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+    on_start: Option<Box<dyn Fn(usize, u64) + Send + Sync>>,
     mirrors: Mutex<HashMap<String, Mirror>>,
 }
 
@@ -102,6 +145,7 @@ impl MirrorSet {
         MirrorSet {
             retry: RetryPolicy::default(),
             progress: None,
+            on_start: None,
             mirrors: Mutex::default(),
         }
     }
@@ -116,6 +160,17 @@ impl MirrorSet {
     /// fetching threads (for a byte count on a TTY).
     pub fn with_progress(mut self, on_bytes: impl Fn(u64) + Send + Sync + 'static) -> MirrorSet {
         self.progress = Some(Arc::new(on_bytes));
+        self
+    }
+
+    /// Calls `on_start` with the number of `.deb`s [`fetch_debs`] is about to
+    /// download and their locked bytes (not at all when every one is cached), so a
+    /// TTY can show a total and a rate.
+    pub fn with_start(
+        mut self,
+        on_start: impl Fn(usize, u64) + Send + Sync + 'static,
+    ) -> MirrorSet {
+        self.on_start = Some(Box::new(on_start));
         self
     }
 
@@ -207,6 +262,9 @@ pub fn fetch_debs(
         }
     }
 
+    if let (Some(on_start), false) = (&mirrors.on_start, wanted.is_empty()) {
+        on_start(wanted.len(), wanted.iter().map(|w| w.package.size).sum());
+    }
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let downloaded_bytes = AtomicU64::new(0);
@@ -253,11 +311,23 @@ fn fetch_one(w: &Wanted<'_>, mirrors: &MirrorSet, store: &Store) -> Result<u64, 
         source: Box::new(source),
     };
     let mirror = mirrors.mirror(w.mirror).map_err(fetch_err)?;
-    let (writer, _) = mirror
-        .stream_file(&p.filename, p.size.saturating_add(SLACK), || {
-            Ok(store.blob_writer()?)
-        })
-        .map_err(fetch_err)?;
+    let streamed = mirror.stream_file(&p.filename, p.size.saturating_add(SLACK), || {
+        Ok(store.blob_writer()?)
+    });
+    let (writer, _) = match streamed {
+        // Gone from the pool: is the lock stale (the suite moved on) or the mirror incomplete?
+        Err(FetchError::Status { url, status: 404 }) => {
+            let mut words = p.archive.split_whitespace().skip(1);
+            let (suite, locked) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+            return Err(DebFetchError::Gone {
+                package: p.id(),
+                url,
+                archive: p.archive.clone(),
+                now: mirror.release_now(suite, locked),
+            });
+        }
+        other => other.map_err(fetch_err)?,
+    };
     // The blob writer hashed it as it arrived; it keeps only the locked bytes.
     let expected = crate::cache::Descriptor {
         digest: w.digest.clone(),

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::cache::{CacheError, Store};
+use crate::debian::missing::{index_missing_hint, unknown_suite_hint, KnownSuite, ReleaseNow};
 use crate::debian::release::{Release, ReleaseError};
 use crate::debian::signature::{Keyring, SignatureError};
 use crate::digest::HashingWriter;
@@ -59,13 +60,37 @@ pub enum FetchError {
         /// The read error.
         source: io::Error,
     },
-    /// An HTTP error status (404 for an index Release lists, 5xx after retries).
-    #[error("fetching {url}: HTTP {status}{}", if *.status == 404 { " (the mirror lacks a file its Release lists: it may be mid-update; try again or use another mirror)" } else { "" })]
+    /// An HTTP error status (5xx after retries, 4xx).
+    #[error("fetching {url}: HTTP {status}")]
     Status {
         /// The URL.
         url: String,
         /// The status code.
         status: u16,
+    },
+    /// `dists/SUITE/InRelease` is not there: the mirror has no such suite.
+    #[error("{url}: HTTP 404: there is no suite {suite:?} on {mirror}; {}", unknown_suite_hint(.known, .probed))]
+    UnknownSuite {
+        /// The `InRelease` URL.
+        url: String,
+        /// The suite asked for.
+        suite: String,
+        /// The mirror.
+        mirror: String,
+        /// The well-known suites the mirror has.
+        known: Vec<KnownSuite>,
+        /// Every alias probed for them.
+        probed: Vec<String>,
+    },
+    /// An index the verified Release lists is not on the mirror.
+    #[error("fetching {url}: HTTP 404: {release_url} lists it but the mirror does not have it; {}", index_missing_hint(.now))]
+    IndexMissing {
+        /// The index URL.
+        url: String,
+        /// The `InRelease` that lists it.
+        release_url: String,
+        /// The mirror's `InRelease` now, compared with the one fetched.
+        now: ReleaseNow,
     },
     /// `InRelease` did not verify.
     #[error("{url}: {source}")]
@@ -275,7 +300,19 @@ impl Mirror {
         allow_expired: bool,
     ) -> Result<SuiteRelease, FetchError> {
         let url = format!("{}/dists/{suite}/InRelease", self.base);
-        let (bytes, inrelease_sha256, _) = self.get(&url, INRELEASE_LIMIT)?;
+        let (bytes, inrelease_sha256, _) = match self.get(&url, INRELEASE_LIMIT) {
+            Err(FetchError::Status { status: 404, .. }) => {
+                let (known, probed) = self.known_suites(suite);
+                return Err(FetchError::UnknownSuite {
+                    url,
+                    suite: suite.to_string(),
+                    mirror: self.base.clone(),
+                    known,
+                    probed,
+                });
+            }
+            got => got?,
+        };
         let verified =
             keyring
                 .verify_cleartext(&bytes, now)
@@ -367,7 +404,15 @@ impl Mirror {
                     }
                 }
                 let Some((bytes, actual, url)) = fetched else {
-                    return Err(last_err.expect("at least the plain URL was tried"));
+                    return Err(match last_err.expect("at least the plain URL was tried") {
+                        // Mid-update only if the mirror has moved to another Release since.
+                        FetchError::Status { url, status: 404 } => FetchError::IndexMissing {
+                            url,
+                            release_url: suite.url.clone(),
+                            now: self.release_now(&suite.suite, &suite.inrelease_sha256),
+                        },
+                        e => e,
+                    });
                 };
                 if actual != digest || bytes.len() as u64 != entry.size {
                     return Err(FetchError::DigestMismatch {
@@ -461,6 +506,20 @@ impl Mirror {
             FetchError::verdict,
         )?;
         Ok(out.finish())
+    }
+
+    /// GETs `url` once, no retries, keeping at most `limit` bytes: a probe for a
+    /// message (see `missing`), whose answer is not trusted for anything else.
+    pub(super) fn peek(&self, url: &str, limit: u64) -> Result<Vec<u8>, FetchError> {
+        let (out, _) = self.get_once(url, limit, Vec::new())?;
+        Ok(out)
+    }
+
+    /// GETs `url` whole (up to the `InRelease` limit, with retries), unverified:
+    /// the bytes and their `sha256:<hex>`, to compare with what was fetched before.
+    pub(super) fn get_unverified(&self, url: &str) -> Result<(Vec<u8>, String), FetchError> {
+        let (bytes, sha256, _) = self.get(url, INRELEASE_LIMIT)?;
+        Ok((bytes, sha256))
     }
 
     fn get_once<W: Write>(

@@ -36,9 +36,9 @@ use crate::manifest::lock::LockedPackage;
 use crate::rootfs::EntryKind;
 
 /// Bumped when [`install`] makes a different tree from the same `.deb`s (2:
-/// pam-auth-update's files, init-system enablement), so rootfs steps and kept trees of an older
-/// imgraph are rebuilt.
-pub const FORMAT: u32 = 2;
+/// pam-auth-update's files, init-system enablement; 3: `status` and `info/*.list` byte for
+/// byte as dpkg writes them), so rootfs steps and kept trees of an older imgraph are rebuilt.
+pub const FORMAT: u32 = 3;
 
 /// What [`install`] built.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -606,17 +606,15 @@ fn dpkg_database(tree: &mut Tree<'_>, debian_arch: &str) {
         }
         status.push('\n');
 
-        // info/<pkg>.list: the paths as shipped, `/.` first.
-        let mut list = String::from("/.\n");
-        for e in deb.entries() {
-            list.push('/');
-            list.push_str(&e.entry.display_path());
-            list.push('\n');
+        // info/<pkg>.list: the paths as shipped, `/.` first, in data.tar's
+        // order (dpkg records them as it unpacks), bytes as they are.
+        let mut list = b"/.\n".to_vec();
+        for path in deb.data_order() {
+            list.push(b'/');
+            list.extend_from_slice(path);
+            list.push(b'\n');
         }
-        tree.put(
-            &format!("{db}/info/{info}.list"),
-            Node::file(0o644, list.into_bytes()),
-        );
+        tree.put(&format!("{db}/info/{info}.list"), Node::file(0o644, list));
         if let Some(m) = deb.md5sums() {
             tree.put(
                 &format!("{db}/info/{info}.md5sums"),

@@ -10,6 +10,7 @@ pub mod debs;
 mod dns;
 pub mod fetch;
 pub mod install;
+pub mod missing;
 pub mod packages;
 pub mod preparsed;
 pub mod relation;

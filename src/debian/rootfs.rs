@@ -36,7 +36,8 @@ impl From<DebFetchError> for RootfsError {
 
 /// Fetches `packages` into `store` (from the mirrors each one's `archive` names)
 /// and installs them for `debian_arch` into the tarball `out`, mtimes clamped to
-/// `created`. A cached `.deb` that is not the locked file is replaced by a fresh,
+/// `created`; `fetched_all` runs once the download ends (it closes a progress
+/// bar). A cached `.deb` that is not the locked file is replaced by a fresh,
 /// verified download before it is installed (and said so on stderr).
 pub fn build(
     packages: &[LockedPackage],
@@ -45,8 +46,11 @@ pub fn build(
     store: &Store,
     mirrors: &MirrorSet,
     out: &Path,
+    fetched_all: impl FnOnce(),
 ) -> Result<Installed, RootfsError> {
-    let fetched = fetch_debs(packages, mirrors, store, 4)?;
+    let fetched = fetch_debs(packages, mirrors, store, 4);
+    fetched_all();
+    let fetched = fetched?;
     let temp_dir = store.tmp_dir();
     let mut opened = Vec::with_capacity(packages.len());
     for (package, blob) in packages.iter().zip(&fetched.blobs) {

@@ -339,7 +339,7 @@ fn fetch_remote_blobs(
         if store.has_blob(&l.blob.digest) {
             continue;
         }
-        match remote.fetch_blob(store, &l.blob.digest, l.blob.size) {
+        match remote.fetch_blob(store, &l.blob.digest, l.blob.size, progress) {
             Ok(()) => {}
             Err(e @ super::remote_cache::RemoteCacheError::Corrupt { .. }) => {
                 progress.println(&format!("warning: {}: {e}", graph.step(node).id));

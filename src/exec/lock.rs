@@ -128,9 +128,16 @@ pub enum LockFailure {
 }
 
 impl LockFailure {
-    /// A platform its suite does not publish is the manifest's mistake: exit 2.
+    /// A platform its suite does not publish, or a suite the mirror does not have,
+    /// is the manifest's mistake: exit 2.
     pub fn is_bad_input(&self) -> bool {
-        matches!(self, LockFailure::Unpublished { .. })
+        match self {
+            LockFailure::Unpublished { .. } => true,
+            LockFailure::Fetch { source, .. } => {
+                matches!(**source, FetchError::UnknownSuite { .. })
+            }
+            _ => false,
+        }
     }
 }
 

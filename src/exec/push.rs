@@ -81,7 +81,38 @@ pub(crate) fn push(
     }
     let progress = ctx.progress;
     let id = step.id.as_str();
+    // On a terminal, a byte bar per layer upload, then its size and rate.
+    let uploads: std::sync::Mutex<std::collections::HashMap<String, super::progress::Transfer>> =
+        std::sync::Mutex::default();
     let pushed = client.push(&plan, &|event| {
+        let mut uploads = uploads.lock().unwrap_or_else(|p| p.into_inner());
+        match &event {
+            PushEvent::BlobStarted { digest, size } if *size >= super::progress::TRANSFER_MIN => {
+                let t = progress.transfer();
+                let short = &digest[..digest.len().min("sha256:".len() + 12)];
+                t.start("pushing", format!("layer {short} for {id}"), *size);
+                uploads.insert(digest.clone(), t);
+            }
+            PushEvent::BlobProgress { digest, sent, .. }
+            | PushEvent::BlobSending { digest, sent, .. } => {
+                if let Some(t) = uploads.get(digest) {
+                    t.set(*sent);
+                }
+            }
+            PushEvent::BlobUploaded { digest, size } => {
+                if let Some(t) = uploads.remove(digest) {
+                    t.set(*size);
+                    t.finish("pushed");
+                }
+            }
+            PushEvent::Retrying { digest, .. } => {
+                if let Some(t) = uploads.get(digest) {
+                    t.set(0);
+                }
+            }
+            _ => {}
+        }
+        drop(uploads);
         if progress.verbose() {
             match event {
                 PushEvent::BlobUploaded { digest, size } => {

@@ -292,16 +292,32 @@ impl RemoteCache {
     /// Brings blob `digest` (of `size` bytes) from the cache repository into
     /// `store`, checked as it streams: bytes that do not match never land in the
     /// store, and poison every record naming them for the rest of the run.
+    /// A layer shows a byte bar on a terminal (`progress`).
     pub fn fetch_blob(
         &self,
         store: &Store,
         digest: &str,
         size: u64,
+        progress: &Progress,
     ) -> Result<(), RemoteCacheError> {
         let mut writer = store.blob_writer()?;
+        let transfer = progress.transfer();
+        if size >= super::progress::TRANSFER_MIN {
+            let short = &digest[..digest.len().min("sha256:".len() + 12)];
+            transfer.start(
+                "fetching",
+                format!("layer {short} from {}", self.name()),
+                size,
+            );
+        }
+        let mut counting = super::progress::Counting {
+            inner: &mut writer,
+            transfer: &transfer,
+        };
         self.client
-            .get_blob(&self.config.repository, digest, &mut writer)
+            .get_blob(&self.config.repository, digest, &mut counting)
             .map_err(|e| self.corrupt_or(e, digest))?;
+        transfer.finish("fetched");
         let expected = Descriptor {
             digest: digest.to_owned(),
             size,
@@ -424,7 +440,7 @@ pub(crate) fn prepare_push(
     }
     for (digest, size) in missing {
         remote
-            .fetch_blob(ctx.store, &digest, size)
+            .fetch_blob(ctx.store, &digest, size, ctx.progress)
             .map_err(|e| super::StepError::RemoteCache(Box::new(e)))?;
     }
     Ok(())

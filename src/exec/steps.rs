@@ -388,13 +388,15 @@ fn build_debian_rootfs(
             source,
         })
     })?;
+    let (mirrors, transfer) = super::progress::deb_mirrors(ctx.progress, &p.label());
     let installed = crate::debian::rootfs::build(
         &locked.packages,
         &d.debian_arch,
         p.created,
         ctx.store,
-        &crate::debian::debs::MirrorSet::new(),
+        &mirrors,
         &kept,
+        || transfer.finish("fetched"),
     )
     .map_err(|e| match e {
         crate::debian::rootfs::RootfsError::Fetch(e) => StepError::DebFetch(e),

@@ -212,6 +212,9 @@ pub(crate) enum Body<'a> {
         len: u64,
         /// Hashes the bytes as they go (each blob hashed once, on upload).
         check: Option<&'a super::stream_check::StreamCheck>,
+        /// Told the blob offset reached each time bytes are handed to the
+        /// connection (a progress display; `None`: nobody is watching).
+        sent: Option<&'a (dyn Fn(u64) + Sync)>,
     },
 }
 
@@ -409,6 +412,7 @@ impl Client {
                 offset,
                 len,
                 check,
+                sent,
             } => {
                 let read_err = |source| RegistryError::ReadBlob {
                     digest: digest.to_owned(),
@@ -421,6 +425,7 @@ impl Client {
                     inner: file.take(len),
                     offset,
                     check,
+                    sent,
                 };
                 builder = builder.header("Content-Length", len.to_string());
                 let r = builder

@@ -95,6 +95,13 @@ pub enum PushEvent {
         sent: u64,
         size: u64,
     },
+    /// `sent` of `size` bytes have been handed to the connection (not yet
+    /// acknowledged): a byte count for a progress bar while one PATCH streams.
+    BlobSending {
+        digest: String,
+        sent: u64,
+        size: u64,
+    },
     BlobUploaded {
         digest: String,
         size: u64,
@@ -491,6 +498,13 @@ impl Client {
             None => e,
         };
         let octet = ("Content-Type", "application/octet-stream".to_owned());
+        let sending = |sent: u64| {
+            progress(PushEvent::BlobSending {
+                digest: digest.to_owned(),
+                sent,
+                size: blob.size,
+            })
+        };
         if blob.size <= self.monolithic_max {
             let mut req = self.request(
                 Method::PUT,
@@ -505,6 +519,7 @@ impl Client {
                 offset: 0,
                 len: blob.size,
                 check: Some(&*check),
+                sent: Some(&sending),
             };
             return self.finish_upload(&req, blob, progress).map_err(corrupt);
         }
@@ -525,6 +540,7 @@ impl Client {
                 offset,
                 len,
                 check: Some(&*check),
+                sent: Some(&sending),
             };
             let response = self.attempt(&req).map_err(corrupt)?;
             if response.status().as_u16() != 202 {

@@ -119,6 +119,8 @@ pub(crate) struct CheckedReader<'a, R> {
     pub(crate) offset: u64,
     /// `None`: pass the bytes through unchecked.
     pub(crate) check: Option<&'a StreamCheck>,
+    /// Told the offset reached after each read (progress), when set.
+    pub(crate) sent: Option<&'a (dyn Fn(u64) + Sync)>,
 }
 
 impl<R: Read> Read for CheckedReader<'_, R> {
@@ -128,6 +130,9 @@ impl<R: Read> Read for CheckedReader<'_, R> {
             check.feed(self.offset, &buf[..n])?;
         }
         self.offset += n as u64;
+        if let Some(sent) = self.sent {
+            sent(self.offset);
+        }
         Ok(n)
     }
 }
@@ -142,6 +147,7 @@ mod tests {
                 inner: part,
                 offset: (i * chunk) as u64,
                 check: Some(check),
+                sent: None,
             };
             std::io::copy(&mut r, &mut std::io::sink())?;
         }
@@ -175,6 +181,7 @@ mod tests {
             inner: &bytes[5..],
             offset: 5,
             check: Some(&check),
+            sent: None,
         };
         std::io::copy(&mut r, &mut std::io::sink()).unwrap();
         assert!(check.mismatch().is_none());
@@ -199,6 +206,7 @@ mod tests {
                 inner: &data[from..to],
                 offset: from as u64,
                 check: Some(c),
+                sent: None,
             };
             std::io::copy(&mut r, &mut std::io::sink()).map(|_| ())
         };

@@ -177,6 +177,8 @@ pub struct TarEntry {
 pub struct TarSource {
     path: PathBuf,
     entries: Vec<TarEntry>,
+    /// Every path, in the order the archive first names it (dpkg's `.list` order).
+    archive_order: Vec<Vec<u8>>,
     /// The plain tarball, when contents are indexed in it; `None` for a stream.
     source: Option<File>,
     spool: Option<File>,
@@ -241,6 +243,7 @@ impl TarSource {
             spool_len: 0,
             raw: Vec::new(),
             live: HashMap::new(),
+            order: Vec::new(),
         };
         match compression {
             SourceCompression::Plain => {
@@ -257,10 +260,12 @@ impl TarSource {
             }
         }
         let spool = reader.spool.take();
+        let archive_order = std::mem::take(&mut reader.order);
         let entries = reader.finish()?;
         Ok(TarSource {
             path: path.to_path_buf(),
             entries,
+            archive_order,
             source: Some(source),
             spool,
         })
@@ -283,13 +288,16 @@ impl TarSource {
             spool_len: 0,
             raw: Vec::new(),
             live: HashMap::new(),
+            order: Vec::new(),
         };
         reader.read_stream(stream)?;
         let spool = reader.spool.take();
+        let archive_order = std::mem::take(&mut reader.order);
         let entries = reader.finish()?;
         Ok(TarSource {
             path: label.to_path_buf(),
             entries,
+            archive_order,
             source: None,
             spool,
         })
@@ -303,6 +311,12 @@ impl TarSource {
     /// The entries, sorted by path bytes, hard links pointing at earlier entries.
     pub fn entries(&self) -> &[TarEntry] {
         &self.entries
+    }
+
+    /// Every entry's normalised path in the order the archive first names it
+    /// (the root `./` left out): what dpkg lists in `info/<pkg>.list`.
+    pub fn archive_order(&self) -> &[Vec<u8>] {
+        &self.archive_order
     }
 
     /// The content of a regular-file entry (empty for other kinds): exactly
@@ -363,9 +377,19 @@ struct Reader {
     spool_len: u64,
     raw: Vec<RawEntry>,
     live: HashMap<Vec<u8>, Slot>,
+    /// Paths in the order the archive first names them.
+    order: Vec<Vec<u8>>,
 }
 
 impl Reader {
+    /// Makes `path` hold `slot`, noting where the archive first named it.
+    fn set_live(&mut self, path: Vec<u8>, slot: Slot) {
+        if !self.live.contains_key(&path) {
+            self.order.push(path.clone());
+        }
+        self.live.insert(path, slot);
+    }
+
     fn read_stream<R: Read>(&mut self, decoder: R) -> Result<(), TarSourceError> {
         let mut archive = tar::Archive::new(decoder);
         let entries = archive.entries().map_err(|source| TarSourceError::Read {
@@ -467,7 +491,7 @@ impl Reader {
                     if path.is_empty() {
                         return Err(missing());
                     }
-                    self.live.insert(path, Slot::Link(content));
+                    self.set_live(path, Slot::Link(content));
                     continue;
                 }
                 tar::EntryType::Char | tar::EntryType::Block => {
@@ -544,7 +568,7 @@ impl Reader {
                 mtime: i64::try_from(header.mtime().map_err(read_err)?).unwrap_or(i64::MAX),
             };
             self.raw.push(RawEntry { entry, data });
-            self.live.insert(path, Slot::Own(self.raw.len() - 1));
+            self.set_live(path, Slot::Own(self.raw.len() - 1));
         }
         if count == 0 {
             return Err(TarSourceError::Empty {

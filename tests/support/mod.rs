@@ -191,6 +191,31 @@ pub fn imgraph_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     )
 }
 
+/// Runs the real binary with a terminal as its stdin, stdout and stderr (util-linux
+/// `script`), as a user at a shell does: what it draws for a TTY (bars) is in
+/// `stderr`, stdout and stderr together, as the terminal showed them.
+pub fn imgraph_tty(dir: &Path, args: &[&str]) -> Run {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let line: Vec<String> = std::iter::once(env!("CARGO_BIN_EXE_imgraph"))
+        .chain(args.iter().copied())
+        .map(quote)
+        .collect();
+    let out = Command::new("script")
+        .args(["--quiet", "--return", "--command"])
+        .arg(line.join(" "))
+        .arg("/dev/null")
+        .current_dir(dir)
+        .env_remove("IMGRAPH_CACHE")
+        .env("NO_COLOR", "1")
+        .env("TERM", "xterm")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script (util-linux)");
+    let mut run = Run::from(out, format!("imgraph {} (on a terminal)", args.join(" ")));
+    run.stderr = std::mem::take(&mut run.stdout);
+    run
+}
+
 /// A finished command.
 #[derive(Debug)]
 pub struct Run {
