@@ -17,6 +17,7 @@ mod examples;
 mod fault_proxy_selftest;
 mod hardening;
 mod lock;
+mod lock_truth;
 mod manifest_errors;
 mod messages;
 mod minideb;

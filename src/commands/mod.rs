@@ -64,15 +64,16 @@ impl Project {
 }
 
 impl Project {
-    /// The selected `debian` platforms without a current lock entry.
+    /// The selected `debian` platforms without a current lock entry, each with
+    /// what is wrong with its entry (`tiny:imtest/amd64 has no entry in images.lock`).
     pub(crate) fn unlocked(&self) -> Vec<String> {
         self.manifest
             .unlocked_platforms()
             .into_iter()
-            .filter(|p| {
+            .filter(|(p, _)| {
                 self.selectors.is_empty() || self.selectors.iter().any(|s| s.matches_platform(p))
             })
-            .map(|p| p.label())
+            .map(|(p, state)| format!("{} {}", p.label(), state.problem()))
             .collect()
     }
 
