@@ -440,6 +440,18 @@ pub fn diff_packages(
 }
 
 impl LockedPlatform {
+    /// What the platform is made of, as `created = "git"` compares it across
+    /// commits: its request and its packages (name, version, arch, sha256), not the
+    /// archive states, so a new InRelease with the same packages keeps its date.
+    pub fn made_of(&self) -> String {
+        let value = serde_json::json!({
+            "request": self.request,
+            "packages": self.package_map(),
+        });
+        let bytes = serde_json::to_vec(&value).expect("JSON values serialise");
+        blake3::hash(&bytes).to_hex().to_string()
+    }
+
     /// name -> `version arch sha256`: what a rootfs key holds of the lock.
     pub fn package_map(&self) -> BTreeMap<String, String> {
         self.packages
@@ -568,6 +580,20 @@ mod tests {
         old.bind("m:bookworm/amd64");
         old.bind("m:bookworm/arm64");
         assert_eq!(old.render(), l.render());
+    }
+
+    #[test]
+    fn made_of_ignores_the_archive_state_but_not_the_packages() {
+        let l = lock();
+        let p = &l.platforms["m:bookworm/amd64"];
+        let mut moved = p.clone();
+        moved.archives = vec!["http://m/debian bookworm 0123".into()];
+        for k in &mut moved.packages {
+            k.archive = "http://m/debian bookworm 0123".into();
+        }
+        assert_eq!(moved.made_of(), p.made_of());
+        moved.packages[0].version = "12.5".into();
+        assert_ne!(moved.made_of(), p.made_of());
     }
 
     #[test]
