@@ -71,19 +71,19 @@ pub enum Error {
         problems: Vec<String>,
     },
     /// `debian` platforms that `images.lock` does not cover as they are now.
-    #[error("{} has no current entry in {}: run `imgraph lock`{}", platforms[0], lock.display(), match platforms.len() { 1 => String::new(), n => format!(" ({} more platforms too)", n - 1) })]
+    #[error("{}: run `imgraph lock` to update {}{}", platforms[0], lock.display(), match platforms.len() { 1 => String::new(), n => format!(" ({} more platforms too)", n - 1) })]
     Unlocked {
         /// The lock file.
         lock: PathBuf,
-        /// Their labels.
+        /// Each label and what is wrong with its entry (`L has no entry`).
         platforms: Vec<String>,
     },
     /// `lock --check`: the lock does not cover the manifest (a finding, not bad input).
-    #[error("{} does not cover {} debian platform(s) as images.toml now describes them: {}; run `imgraph lock`", lock.display(), platforms.len(), platforms.join(", "))]
+    #[error("{} does not cover {} debian platform(s) as images.toml now describes them: {}; run `imgraph lock`", lock.display(), platforms.len(), platforms.join("; "))]
     LockIncomplete {
         /// The lock file.
         lock: PathBuf,
-        /// Missing or stale platforms.
+        /// Each missing, stale, unbound or edited platform and what is wrong.
         platforms: Vec<String>,
     },
     /// `imgraph lock` failed.

@@ -20,6 +20,7 @@ mod fault_proxy_selftest;
 mod hardening;
 mod keep_going;
 mod lock;
+mod lock_truth;
 mod manifest_errors;
 mod messages;
 mod minideb;

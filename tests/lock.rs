@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::support::apt_repo::{AptRepo, Fault, Gpg, SUITE};
 use crate::support::Project;
 
-fn project(repo: &AptRepo, arches: &str, extra: &str) -> Project {
+pub(crate) fn project(repo: &AptRepo, arches: &str, extra: &str) -> Project {
     let p = Project::new();
     p.manifest(&format!(
         r#"[settings]
@@ -23,7 +23,7 @@ rootfs = {{ debian = {{ mirror = "{}", keyring = "{}"{extra} }} }}
     p
 }
 
-fn lock_text(p: &Project) -> String {
+pub(crate) fn lock_text(p: &Project) -> String {
     std::fs::read_to_string(p.path("images.lock")).expect("images.lock written")
 }
 
@@ -290,7 +290,7 @@ fn an_arch_the_suite_does_not_publish_is_bad_input_naming_its_arches() {
 }
 
 /// A file's text from the exported layer of `tiny:imtest/ARCH`, read with tar.
-fn layer_file(p: &Project, arch: &str, path: &str) -> String {
+pub(crate) fn layer_file(p: &Project, arch: &str, path: &str) -> String {
     let layer = p.path(&format!("out/tiny/{SUITE}/{arch}/rootfs.tar.gz"));
     crate::support::tool("tar", &["-xzOf", layer.to_str().unwrap(), path])
 }

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::support::{hello_binary, Project};
+use crate::support::{git, hello_binary, Project};
 
 fn command_project(command: &str, extra: &str) -> Project {
     let p = Project::new();
@@ -175,25 +175,6 @@ fn a_hostile_tar_never_writes_outside_and_fails_naming_the_entry() {
     );
     p.imgraph(&["build"]).code(1).stderr_has(&["../escape"]);
     assert!(!p.root().parent().unwrap().join("escape").exists());
-}
-
-fn git(dir: &std::path::Path, args: &[&str], date: &str) {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_DATE", date)
-        .env("GIT_COMMITTER_DATE", date)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn created_of(p: &Project, arch: &str) -> String {

@@ -74,5 +74,10 @@ fn manifest_being_completed() -> Option<Manifest> {
             file = PathBuf::from(v);
         }
     }
-    manifest::load(&file, &LoadOptions { allow_dirty: true }).ok()
+    // No dates: a completion needs names, not git history.
+    let opts = LoadOptions {
+        allow_dirty: true,
+        skip_git_dates: true,
+    };
+    manifest::load(&file, &opts).ok()
 }

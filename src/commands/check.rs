@@ -16,6 +16,7 @@ use super::Globals;
 pub(super) fn run(cli: &Cli, args: &CheckArgs, globals: &Globals) -> Result<(), Error> {
     let opts = LoadOptions {
         allow_dirty: args.allow_dirty,
+        ..LoadOptions::default()
     };
     let manifest = match manifest::load(&cli.file, &opts) {
         Ok(m) => m,

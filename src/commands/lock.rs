@@ -53,7 +53,7 @@ pub(super) fn run(project: &Project, args: &LockArgs, globals: &Globals) -> Resu
     }
     let report = result?;
     if args.json {
-        let doc = json!({ "changed": report.changed });
+        let doc = json!({ "changed": report.changed, "repaired": report.repaired });
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     }
     if globals.quiet {
@@ -69,6 +69,16 @@ pub(super) fn run(project: &Project, args: &LockArgs, globals: &Globals) -> Resu
             (None, None) => c.package.clone(),
         };
         eprintln!("{label}  {change}");
+    }
+    for label in &report.repaired {
+        eprintln!("repaired {label}: its entry no longer matched its digest (edited by hand?); resolved again");
+    }
+    if !report.bound.is_empty() {
+        eprintln!(
+            "bound {} entr{} written by an older imgraph (lock format 1) to their own packages",
+            report.bound.len(),
+            if report.bound.len() == 1 { "y" } else { "ies" }
+        );
     }
     let had_entry = |label: &str| project.manifest.lock.platforms.contains_key(label);
     for (label, n) in &report.resolved {

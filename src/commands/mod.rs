@@ -39,7 +39,15 @@ pub(crate) struct Globals {
 
 impl Project {
     fn load(cli: &Cli, selectors: &[String], allow_dirty: bool) -> Result<Project, Error> {
-        let manifest = manifest::load(&cli.file, &LoadOptions { allow_dirty })?;
+        let opts = LoadOptions {
+            allow_dirty,
+            ..LoadOptions::default()
+        };
+        Self::load_with(cli, selectors, &opts)
+    }
+
+    fn load_with(cli: &Cli, selectors: &[String], opts: &LoadOptions) -> Result<Project, Error> {
+        let manifest = manifest::load(&cli.file, opts)?;
         let selectors = selectors
             .iter()
             .map(|s| {
@@ -64,15 +72,16 @@ impl Project {
 }
 
 impl Project {
-    /// The selected `debian` platforms without a current lock entry.
+    /// The selected `debian` platforms without a current lock entry, each with
+    /// what is wrong with its entry (`tiny:imtest/amd64 has no entry in images.lock`).
     pub(crate) fn unlocked(&self) -> Vec<String> {
         self.manifest
             .unlocked_platforms()
             .into_iter()
-            .filter(|p| {
+            .filter(|(p, _)| {
                 self.selectors.is_empty() || self.selectors.iter().any(|s| s.matches_platform(p))
             })
-            .map(|p| p.label())
+            .map(|(p, state)| format!("{} {}", p.label(), state.problem()))
             .collect()
     }
 
@@ -163,8 +172,16 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     };
     match &cli.command {
         Command::Edit(cmd) => edit(&cli, cmd, &globals),
+        // `lock` dates nothing: it writes what `created = "git"` dates from.
         Command::Lock(args) => lock::run(
-            &Project::load(&cli, &args.selection.selectors, true)?,
+            &Project::load_with(
+                &cli,
+                &args.selection.selectors,
+                &LoadOptions {
+                    allow_dirty: true,
+                    skip_git_dates: true,
+                },
+            )?,
             args,
             &globals,
         ),

@@ -23,7 +23,7 @@ use crate::debian::release::{parse_date, ReleaseError};
 use crate::debian::resolve::{resolve, Request, ResolveError, Universe, Variant};
 use crate::debian::signature::{Keyring, SignatureError};
 use crate::manifest::lock::{
-    diff_packages, request_hash, ArchiveState, Lock, LockedPackage, LockedPlatform,
+    diff_packages, request_hash, ArchiveState, EntryState, Lock, LockedPackage, LockedPlatform,
 };
 use crate::manifest::{DebianSource, Manifest, PlatformSpec, RootfsSource, Selector};
 
@@ -64,6 +64,10 @@ pub struct LockReport {
     pub changed: Vec<Changed>,
     /// Whether `images.lock` was written (false: same bytes, left untouched).
     pub written: bool,
+    /// Format-1 entries given their digest from their own lines (no network).
+    pub bound: Vec<String>,
+    /// Entries edited by hand (their lines did not match their digest), resolved again.
+    pub repaired: Vec<String>,
 }
 
 /// Why `lock` failed. Nothing is written then.
@@ -174,7 +178,6 @@ pub fn lock(
     say: &(dyn Fn(&str) + Sync),
     on_bytes: Option<OnBytes>,
 ) -> Result<LockReport, LockFailure> {
-    let old = &manifest.lock;
     let selected =
         |p: &PlatformSpec| selectors.is_empty() || selectors.iter().any(|s| s.matches_platform(p));
     let debian: Vec<(&PlatformSpec, &DebianSource)> = manifest
@@ -184,6 +187,22 @@ pub fn lock(
             RootfsSource::Debian(d) => Some((p, d)),
             _ => None,
         })
+        .collect();
+    // A format-1 entry resolved for the platform's options is bound as it is,
+    // offline: its packages were resolved by an imgraph, only the digest is new.
+    let mut unbound_bound = manifest.lock.clone();
+    let mut bound = Vec::new();
+    for (p, d) in &debian {
+        if unbound_bound.state(&p.label(), d) == EntryState::Unbound {
+            unbound_bound.bind(&p.label());
+            bound.push(p.label());
+        }
+    }
+    let old = &unbound_bound;
+    let repaired: Vec<String> = debian
+        .iter()
+        .filter(|(p, d)| selected(p) && old.state(&p.label(), d) == EntryState::Edited)
+        .map(|(p, _)| p.label())
         .collect();
     let todo: Vec<(&PlatformSpec, &DebianSource)> = debian
         .iter()
@@ -285,10 +304,12 @@ pub fn lock(
             }
         }
         let keys: Vec<String> = archives.iter().map(|a| releases[a].key.clone()).collect();
-        let unchanged = old
-            .platforms
-            .get(&p.label())
-            .is_some_and(|e| e.request == request_hash(d) && e.archives == keys);
+        // An entry edited by hand is resolved again whatever its archives say.
+        let unchanged = old.state(&p.label(), d) == EntryState::Current
+            && old
+                .platforms
+                .get(&p.label())
+                .is_some_and(|e| e.archives == keys);
         if unchanged {
             continue;
         }
@@ -347,6 +368,10 @@ pub fn lock(
         .flat_map(|p| p.archives.iter().cloned())
         .collect();
     new.archives.retain(|k, _| used.contains(k));
+    // Bound last: the digest covers the archive states just recorded.
+    for (label, _) in &resolved {
+        new.bind(label);
+    }
 
     // 4. What moved, per platform that had an entry.
     let mut changed = Vec::new();
@@ -373,6 +398,8 @@ pub fn lock(
         resolved,
         changed,
         written,
+        bound,
+        repaired,
     })
 }
 
@@ -501,6 +528,8 @@ fn resolve_group(g: Group<'_>) -> Result<Vec<(String, LockedPlatform)>, LockFail
             LockedPlatform {
                 request: request_hash(d),
                 archives: keys.clone(),
+                // Bound once the lock's archive states are all in place.
+                digest: None,
                 packages,
             },
         ));

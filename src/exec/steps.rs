@@ -341,7 +341,8 @@ pub(super) fn prepare_rootfs(
     }
 }
 
-/// The platform's entry in `images.lock`, resolved for its current options.
+/// The platform's entry in `images.lock`, resolved for its current options and
+/// matching its digest (an entry edited by hand is refused, as a stale one is).
 pub(super) fn locked_platform<'m>(
     ctx: &Ctx<'m>,
     p: &PlatformSpec,

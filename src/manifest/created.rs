@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::UNIX_EPOCH;
 
+use super::lock_history::LockHistory;
 use super::model::{CreatedSpec, RootfsSource};
 
 /// Parses the `created` setting.
@@ -50,19 +51,27 @@ pub(crate) fn outside_git(root: &Path) -> bool {
         })
 }
 
-/// The commit time of the newest commit touching a platform's inputs.
+/// The commit time of the newest commit touching a platform's inputs: its
+/// folder, tarball or `inputs`, or for a `debian` platform the last commit that
+/// changed its own entry in `images.lock` (`history`, shared by the run's platforms).
 pub(crate) fn git_time(
     root: &Path,
     source: &RootfsSource,
+    label: &str,
     allow_dirty: bool,
+    history: &mut Option<LockHistory>,
 ) -> Result<u64, String> {
     let paths: Vec<String> = match source {
         RootfsSource::Dir { shown, .. } | RootfsSource::Tar { shown, .. } => vec![shown.clone()],
         RootfsSource::Command { inputs, .. } => {
             inputs.iter().map(|(_, shown)| shown.clone()).collect()
         }
-        // The packages come from the lock: it changes when they do.
-        RootfsSource::Debian(_) => vec!["images.lock".to_string()],
+        // Not the whole lock: one arch's update would re-stamp every arch.
+        RootfsSource::Debian(_) => {
+            return history
+                .get_or_insert_with(|| LockHistory::new(root))
+                .date(label, allow_dirty)
+        }
     };
     if paths.is_empty() {
         return Err("a command rootfs needs `inputs` to date it from git".into());

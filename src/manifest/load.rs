@@ -21,6 +21,10 @@ use super::ManifestError;
 pub struct LoadOptions {
     /// With `created = "git"`, accept uncommitted changes to a platform's inputs.
     pub allow_dirty: bool,
+    /// Leave `created = "git"` undated (0) and read no history: `lock` writes the
+    /// lock that dates `debian` platforms (the first one in a new repository, with
+    /// no commit yet) and needs no date itself.
+    pub skip_git_dates: bool,
 }
 
 /// Reads and validates a manifest.
@@ -76,6 +80,7 @@ pub fn parse(
         secrets: Vec::new(),
         opts,
         text,
+        lock_history: None,
     };
     let manifest = v.manifest(raw, &source);
     // A placeholder that stands in for a wrong-typed value is not the user's
@@ -349,6 +354,8 @@ struct Validator<'o> {
     opts: &'o LoadOptions,
     /// The manifest text, to find a template variable inside its TOML string.
     text: &'o str,
+    /// The history of `images.lock`, read once for every `debian` platform's date.
+    lock_history: Option<super::lock_history::LockHistory>,
 }
 
 impl Validator<'_> {
@@ -1027,8 +1034,15 @@ impl Validator<'_> {
                 };
                 let created = match &settings.created {
                     CreatedSpec::Fixed(t) => *t,
+                    CreatedSpec::Git if self.opts.skip_git_dates => 0,
                     CreatedSpec::Git => {
-                        match created::git_time(&self.root, &source, self.opts.allow_dirty) {
+                        match created::git_time(
+                            &self.root,
+                            &source,
+                            &label,
+                            self.opts.allow_dirty,
+                            &mut self.lock_history,
+                        ) {
                             Ok(t) => t,
                             Err(msg) => {
                                 let span = raw_rootfs_span(&img.rootfs);

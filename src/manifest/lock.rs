@@ -8,6 +8,12 @@
 //! `.deb` shared by two images, is written once. A one-package update changes a
 //! platform line and a pool line per platform it is in. Everything is sorted and
 //! written by hand, so the same lock is always the same bytes.
+//!
+//! Each platform entry carries a `digest` of everything it pins (its request,
+//! its archives and their states, every package line and its `.deb`): an
+//! entry edited by hand no longer matches it and is refused like a stale one, so
+//! a dropped dependency never reaches an image. Format 1 (no digest) is read, and
+//! refused until `imgraph lock` binds it (offline, from its own lines).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -20,8 +26,12 @@ use super::model::DebianSource;
 /// The file name, beside `images.toml`.
 pub const LOCK_FILE: &str = "images.lock";
 
-/// The format version this imgraph writes and reads.
-pub const LOCK_VERSION: u32 = 1;
+/// The format version this imgraph writes; it reads this one and
+/// [`UNBOUND_VERSION`].
+pub const LOCK_VERSION: u32 = 2;
+
+/// The format before entries carried a `digest`: read, never trusted as current.
+pub const UNBOUND_VERSION: u32 = 1;
 
 /// A whole lock file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -51,8 +61,43 @@ pub struct LockedPlatform {
     pub request: String,
     /// The `"MIRROR SUITE"` keys of [`Lock::archives`] it was resolved from.
     pub archives: Vec<String>,
+    /// [`Lock::entry_digest`] as `imgraph lock` wrote it (none: format 1).
+    pub digest: Option<String>,
     /// Every package, sorted by name.
     pub packages: Vec<LockedPackage>,
+}
+
+/// How an entry of the lock stands against the manifest's platform.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryState {
+    /// Resolved for the platform's options and unedited: what `build` uses.
+    Current,
+    /// No entry for the platform.
+    Missing,
+    /// Resolved for other `debian` options.
+    Stale,
+    /// Written in format 1, without a digest: `imgraph lock` binds it.
+    Unbound,
+    /// Its lines no longer match its digest: edited by hand.
+    Edited,
+}
+
+impl EntryState {
+    /// What is wrong with the entry, for a message that names the platform
+    /// before it and says `run imgraph lock` after it.
+    pub fn problem(self) -> &'static str {
+        match self {
+            EntryState::Current => "is current in images.lock",
+            EntryState::Missing => "has no entry in images.lock",
+            EntryState::Stale => "has an entry in images.lock resolved for other `debian` options",
+            EntryState::Unbound => {
+                "has an entry in images.lock written by an older imgraph (lock format 1, no digest)"
+            }
+            EntryState::Edited => {
+                "has an entry in images.lock whose packages or pool lines no longer match its digest (edited by hand?)"
+            }
+        }
+    }
 }
 
 /// One pinned `.deb`.
@@ -119,6 +164,8 @@ struct RawLock {
 struct RawPlatform {
     request: String,
     archives: Vec<String>,
+    #[serde(default)]
+    digest: Option<String>,
     packages: Vec<String>,
 }
 
@@ -166,7 +213,7 @@ impl Lock {
             problem,
         };
         let raw: RawLock = toml::from_str(text).map_err(|e| invalid(e.message().to_string()))?;
-        if raw.version != LOCK_VERSION {
+        if raw.version != LOCK_VERSION && raw.version != UNBOUND_VERSION {
             return Err(invalid(format!(
                 "lock format version {} (this imgraph writes {LOCK_VERSION})",
                 raw.version
@@ -203,6 +250,8 @@ impl Lock {
                 LockedPlatform {
                     request: p.request,
                     archives: p.archives,
+                    // A format-1 lock has none; one there anyway binds nothing.
+                    digest: p.digest.filter(|_| raw.version == LOCK_VERSION),
                     packages,
                 },
             );
@@ -242,7 +291,7 @@ impl Lock {
         for (label, p) in &self.platforms {
             let _ = write!(
                 out,
-                "\n[platforms.{}]\nrequest = {}\narchives = [{}]\npackages = [\n",
+                "\n[platforms.{}]\nrequest = {}\narchives = [{}]\n",
                 q(label),
                 q(&p.request),
                 p.archives
@@ -251,6 +300,10 @@ impl Lock {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
+            if let Some(digest) = &p.digest {
+                let _ = writeln!(out, "digest = {}", q(digest));
+            }
+            out.push_str("packages = [\n");
             for pkg in &p.packages {
                 let _ = writeln!(out, "  {},", q(&pkg.id()));
                 pool.insert(pkg.id(), pkg);
@@ -274,11 +327,72 @@ impl Lock {
         out
     }
 
-    /// Whether `label` has an entry resolved for exactly `source`'s options.
+    /// Whether `label` has an unedited entry resolved for exactly `source`'s options.
     pub fn is_current(&self, label: &str, source: &DebianSource) -> bool {
-        self.platforms
-            .get(label)
-            .is_some_and(|p| p.request == request_hash(source))
+        self.state(label, source) == EntryState::Current
+    }
+
+    /// How `label`'s entry stands: the options first (a stale entry is stale
+    /// whatever its digest), then the digest.
+    pub fn state(&self, label: &str, source: &DebianSource) -> EntryState {
+        let Some(p) = self.platforms.get(label) else {
+            return EntryState::Missing;
+        };
+        if p.request != request_hash(source) {
+            return EntryState::Stale;
+        }
+        match &p.digest {
+            None => EntryState::Unbound,
+            Some(d) if *d == self.entry_digest(p) => EntryState::Current,
+            Some(_) => EntryState::Edited,
+        }
+    }
+
+    /// The digest that binds an entry to what resolved it: blake3 over its
+    /// request, its archives with their states (date, InRelease, key), and every
+    /// package line with its pool entry's sha256, size and path. Not the pool
+    /// entry's `archive`: the pool holds one line per `.deb`, shared by every
+    /// platform that has it, and another platform resolved later from a newer
+    /// state of the suite rewrites it (where to fetch from; the sha256 is what is
+    /// checked). Computed from the lines, so a lock can be bound and checked offline.
+    pub fn entry_digest(&self, p: &LockedPlatform) -> String {
+        let archives: Vec<serde_json::Value> = p
+            .archives
+            .iter()
+            .map(|key| {
+                let state = self.archives.get(key);
+                serde_json::json!([
+                    key,
+                    state.map(|a| &a.date),
+                    state.map(|a| &a.inrelease),
+                    state.map(|a| &a.key),
+                ])
+            })
+            .collect();
+        let mut packages: Vec<&LockedPackage> = p.packages.iter().collect();
+        packages.sort();
+        let packages: Vec<serde_json::Value> = packages
+            .iter()
+            .map(|k| serde_json::json!([k.id(), k.sha256, k.size, k.filename]))
+            .collect();
+        let value = serde_json::json!({
+            "request": p.request,
+            "archives": archives,
+            "packages": packages,
+        });
+        let bytes = serde_json::to_vec(&value).expect("JSON values serialise");
+        format!("blake3:{}", blake3::hash(&bytes).to_hex())
+    }
+
+    /// Gives `label`'s entry the digest of its current lines: for entries that
+    /// `imgraph lock` resolved now, or format-1 entries it binds as they are.
+    pub fn bind(&mut self, label: &str) {
+        if let Some(p) = self.platforms.get(label) {
+            let digest = self.entry_digest(p);
+            if let Some(p) = self.platforms.get_mut(label) {
+                p.digest = Some(digest);
+            }
+        }
     }
 }
 
@@ -326,6 +440,18 @@ pub fn diff_packages(
 }
 
 impl LockedPlatform {
+    /// What the platform is made of, as `created = "git"` compares it across
+    /// commits: its request and its packages (name, version, arch, sha256), not the
+    /// archive states, so a new InRelease with the same packages keeps its date.
+    pub fn made_of(&self) -> String {
+        let value = serde_json::json!({
+            "request": self.request,
+            "packages": self.package_map(),
+        });
+        let bytes = serde_json::to_vec(&value).expect("JSON values serialise");
+        blake3::hash(&bytes).to_hex().to_string()
+    }
+
     /// name -> `version arch sha256`: what a rootfs key holds of the lock.
     pub fn package_map(&self) -> BTreeMap<String, String> {
         self.packages
@@ -370,16 +496,104 @@ mod tests {
             l.platforms.insert(
                 format!("m:bookworm/{arch}"),
                 LockedPlatform {
-                    request: "blake3:1".into(),
+                    request: request_hash(&source(arch)),
                     archives: vec!["http://m/debian bookworm".into()],
+                    digest: None,
                     packages: vec![
                         pkg("base-files", "12.4", arch),
                         pkg("debconf", "1.5", "all"),
                     ],
                 },
             );
+            l.bind(&format!("m:bookworm/{arch}"));
         }
         l
+    }
+
+    fn source(arch: &str) -> DebianSource {
+        DebianSource {
+            variant: "minbase".into(),
+            include: vec![],
+            exclude: vec![],
+            mirror: "http://m/debian".into(),
+            suites: vec!["bookworm".into()],
+            security: None,
+            components: vec!["main".into()],
+            keyring: "/k.gpg".into(),
+            debian_arch: arch.into(),
+            dist: "bookworm".into(),
+        }
+    }
+
+    fn state_after(edit: impl Fn(&str) -> String) -> EntryState {
+        let text = edit(&lock().render());
+        Lock::parse(&text, Path::new("images.lock"))
+            .unwrap()
+            .state("m:bookworm/amd64", &source("amd64"))
+    }
+
+    #[test]
+    fn an_entry_is_bound_to_its_lines_and_an_edit_is_caught() {
+        assert_eq!(state_after(|t| t.to_string()), EntryState::Current);
+        // A package line dropped, or its version changed (line and pool key alike).
+        assert_eq!(
+            state_after(|t| t.replace("  \"base-files 12.4 amd64\",\n", "")),
+            EntryState::Edited
+        );
+        assert_eq!(
+            state_after(|t| t.replace("base-files 12.4 amd64", "base-files 12.3 amd64")),
+            EntryState::Edited
+        );
+        // A pool entry's sha256, an archive's state.
+        assert_eq!(
+            state_after(|t| t.replacen("sha256 = \"0000", "sha256 = \"1000", 1)),
+            EntryState::Edited
+        );
+        assert_eq!(
+            state_after(|t| t.replace("inrelease = \"sha256:ab\"", "inrelease = \"sha256:cd\"")),
+            EntryState::Edited
+        );
+        // Another platform's entry edited leaves this one current.
+        assert_eq!(
+            state_after(|t| t.replace("  \"base-files 12.4 arm64\",\n", "")),
+            EntryState::Current
+        );
+        // Other options: stale before anything else; no entry; format 1.
+        let l = lock();
+        let mut other = source("amd64");
+        other.include.push("curl".into());
+        assert_eq!(l.state("m:bookworm/amd64", &other), EntryState::Stale);
+        assert_eq!(l.state("m:sid/amd64", &other), EntryState::Missing);
+        let v1: String = l
+            .render()
+            .replace("version = 2", "version = 1")
+            .lines()
+            .filter(|line| !line.starts_with("digest = "))
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let mut old = Lock::parse(&v1, Path::new("images.lock")).unwrap();
+        assert_eq!(
+            old.state("m:bookworm/amd64", &source("amd64")),
+            EntryState::Unbound
+        );
+        // Binding it from its own lines gives back the lock `imgraph lock` writes.
+        old.bind("m:bookworm/amd64");
+        old.bind("m:bookworm/arm64");
+        assert_eq!(old.render(), l.render());
+    }
+
+    #[test]
+    fn made_of_ignores_the_archive_state_but_not_the_packages() {
+        let l = lock();
+        let p = &l.platforms["m:bookworm/amd64"];
+        let mut moved = p.clone();
+        moved.archives = vec!["http://m/debian bookworm 0123".into()];
+        for k in &mut moved.packages {
+            k.archive = "http://m/debian bookworm 0123".into();
+        }
+        assert_eq!(moved.made_of(), p.made_of());
+        moved.packages[0].version = "12.5".into();
+        assert_ne!(moved.made_of(), p.made_of());
     }
 
     #[test]
@@ -395,7 +609,7 @@ mod tests {
 
     #[test]
     fn a_bad_lock_says_how_to_recover() {
-        let text = lock().render().replace("version = 1", "version = 9");
+        let text = lock().render().replace("version = 2", "version = 9");
         let e = Lock::parse(&text, Path::new("images.lock")).unwrap_err();
         assert!(e.to_string().contains("run `imgraph lock`"), "{e}");
         let text = lock().render().replace("[pool]\n", "[pool]\n\"x 1 all\" = { sha256 = \"1\", size = 1, filename = \"f\", archive = \"a\" }\n").replace("\"debconf 1.5 all\" = ", "\"gone 1 all\" = ");

@@ -6,6 +6,7 @@ pub mod diagnostic;
 mod implicit;
 mod load;
 pub mod lock;
+mod lock_history;
 pub mod model;
 mod raw;
 pub mod reference;

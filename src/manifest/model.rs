@@ -34,15 +34,17 @@ impl Manifest {
         self.root.join(super::lock::LOCK_FILE)
     }
 
-    /// Every `debian` platform without an entry in the lock resolved for its
-    /// current options: what `lock --check` reports and `plan` refuses.
-    pub fn unlocked_platforms(&self) -> Vec<&PlatformSpec> {
+    /// Every `debian` platform without a current entry in the lock (missing,
+    /// resolved for other options, unbound or edited by hand), with how its entry
+    /// stands: what `lock --check` reports and `plan` refuses.
+    pub fn unlocked_platforms(&self) -> Vec<(&PlatformSpec, super::lock::EntryState)> {
         self.platforms
             .iter()
-            .filter(|p| match &p.rootfs {
-                RootfsSource::Debian(d) => !self.lock.is_current(&p.label(), d),
-                _ => false,
+            .filter_map(|p| match &p.rootfs {
+                RootfsSource::Debian(d) => Some((p, self.lock.state(&p.label(), d))),
+                _ => None,
             })
+            .filter(|(_, state)| *state != super::lock::EntryState::Current)
             .collect()
     }
 }
