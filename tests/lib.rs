@@ -20,6 +20,7 @@ mod lock;
 mod manifest_errors;
 mod messages;
 mod minideb;
+mod output;
 mod podman;
 mod properties;
 mod push;
