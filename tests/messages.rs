@@ -312,4 +312,21 @@ fn a_read_only_cache_serves_the_commands_that_only_read() {
     )
     .code(1)
     .stderr_has(&["is not built in the cache", "read-only", "--cache DIR"]);
+
+    // A corrupt blob is reported, not claimed removed: nothing was repaired.
+    let blob = std::fs::read_dir(p.path("cache/blobs/sha256"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .max_by_key(|path| std::fs::metadata(path).unwrap().len())
+        .unwrap();
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&blob, &bytes).unwrap();
+    let run = as_nobody(&p, &["cache", "verify"]).code(1).stderr_has(&[
+        "not repaired: the cache is read-only here",
+        "it could not be removed",
+    ]);
+    assert!(!run.stderr.contains("now repaired"), "{}", run.stderr);
+    assert!(blob.exists());
 }
