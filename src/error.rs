@@ -50,6 +50,9 @@ pub enum Error {
     /// `verify --pushed`: what the registries serve is not what was built.
     #[error(transparent)]
     Pushed(#[from] crate::exec::verify_pushed::PushedMismatch),
+    /// A read-only cache lacks a step the command needs.
+    #[error("{0}")]
+    NotBuilt(String),
     /// The cache registry (its credentials, or a blob fetched from it).
     #[error("{0}")]
     Remote(String),
@@ -63,6 +66,12 @@ pub enum Error {
         compared: usize,
         /// Each step whose output differs.
         differences: Vec<Difference>,
+    },
+    /// `cache verify` found corrupt blobs or entries in a cache it may not write.
+    #[error("the cache had {} problem(s), not repaired: the cache is read-only here; run `imgraph cache verify` as a user who can write it to drop them:\n  {}", problems.len(), problems.join("\n  "))]
+    CacheProblems {
+        /// One line per blob or entry.
+        problems: Vec<String>,
     },
     /// `cache verify` found (and dropped) corrupt blobs or entries.
     #[error("the cache had {} problem(s), now repaired (the next build rebuilds what was dropped):\n  {}", problems.len(), problems.join("\n  "))]
@@ -89,6 +98,9 @@ pub enum Error {
     /// `imgraph lock` failed.
     #[error(transparent)]
     Lock(#[from] crate::exec::lock::LockFailure),
+    /// Standard output: closed by its reader (a quiet end), or failing.
+    #[error(transparent)]
+    Stdout(#[from] crate::stdout::StdoutError),
     /// A file outside the cache.
     #[error("{}: {source}", path.display())]
     Io {
@@ -109,6 +121,7 @@ impl From<crate::exec::build::BuildError> for Error {
             e @ (BuildError::Credentials(_) | BuildError::Remote(_)) => {
                 Error::Remote(e.to_string())
             }
+            e @ BuildError::NotBuilt { .. } => Error::NotBuilt(e.to_string()),
         }
     }
 }
@@ -139,8 +152,23 @@ impl Error {
         }
     }
 
-    /// 2 for bad input, 1 for everything that went wrong while working.
+    /// Whether the reader of standard output went away (`| head -1`): the command
+    /// stopped early on purpose of its reader, and imgraph ends quietly with 0.
+    pub fn is_closed_stdout(&self) -> bool {
+        use crate::stdout::{is_closed_pipe, StdoutError};
+        match self {
+            Error::Stdout(StdoutError::Closed) => true,
+            Error::Archive(ArchiveError::Io { source, .. }) => is_closed_pipe(source),
+            _ => false,
+        }
+    }
+
+    /// 0 for a closed stdout, 2 for bad input, 1 for everything that went wrong
+    /// while working.
     pub fn exit_code(&self) -> i32 {
+        if self.is_closed_stdout() {
+            return 0;
+        }
         match self {
             Error::Manifest(_) | Error::Selector(_) | Error::Usage(_) | Error::NothingPushed => 2,
             Error::Layout(e) if e.is_bad_input() => 2,

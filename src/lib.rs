@@ -9,12 +9,17 @@
 //! [`debian`], [`attest`]; [`exec`] (scheduler, steps, build, push, lock, verify); the argument
 //! grammar [`cli`]; [`error`]; the [`commands`].
 
+// stdout goes through `stdout`, which ends quietly when its reader does.
+#![deny(clippy::print_stdout)]
+
 // Leaf utilities: no imports from the crate.
 pub mod atomic_file;
 pub mod budget;
 pub mod decompress;
 pub mod digest;
+pub mod interrupt;
 pub mod notice;
+pub mod stdout;
 
 // What the user wrote, and the step graph it compiles to.
 pub mod manifest;
@@ -70,8 +75,11 @@ where
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
+    interrupt::install(format!("imgraph {}", cli.command.name()));
     match commands::run(cli) {
         Ok(()) => 0,
+        // The reader of stdout stopped (`| head -1`): a normal end, said by nothing.
+        Err(err) if err.is_closed_stdout() => 0,
         Err(err) => {
             eprintln!("error: {}", error::with_causes(&err, "  "));
             err.exit_code()

@@ -263,44 +263,93 @@ fn cache_gc_frees_what_is_no_longer_needed_and_keeps_the_last_build() {
     p.imgraph(&["cache", "verify"]).success();
 }
 
+/// A 1 MiB tmpfs, unmounted when dropped: a disk that fills up.
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn mount() -> SmallDisk {
+        let mnt = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(mnt.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(
+            ok,
+            "cannot mount a tmpfs: this test needs root (CI runs as root)"
+        );
+        SmallDisk(mnt)
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.0.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+/// A compressed tarball rootfs is spooled to the cache while it is read: when
+/// that disk fills up, the error leads with the real cause ("No space left on
+/// device"), and never blames the archive ("truncated or corrupt archive?").
+#[test]
+fn a_full_disk_while_reading_a_tarball_says_no_space_first() {
+    let p = Project::hello(&["amd64"]);
+    p.file("rootfs/one/amd64/data", &noise(4 << 20, 11));
+    tool(
+        "tar",
+        &[
+            "-czf",
+            p.path("rootfs.tar.gz").to_str().unwrap(),
+            "-C",
+            p.path("rootfs/one/amd64").to_str().unwrap(),
+            ".",
+        ],
+    );
+    let text = std::fs::read_to_string(p.path("images.toml")).unwrap();
+    p.manifest(&text.replace(
+        "rootfs = { dir = \"rootfs/{dist}/{arch}\" }",
+        "rootfs = { tar = \"rootfs.tar.gz\" }",
+    ));
+    let disk = SmallDisk::mount();
+    let cache = disk.path().join("cache");
+    let run = p
+        .imgraph(&["--cache", cache.to_str().unwrap(), "build"])
+        .code(1)
+        .stderr_has(&["No space left on device"]);
+    assert!(!run.stderr.contains("corrupt"), "{}", run.stderr);
+    // `  layer:hello:one/amd64: <why>` (the layer step reads the tarball).
+    let failed = run
+        .stderr
+        .lines()
+        .find_map(|l| l.split_once("hello:one/amd64: ").map(|(_, why)| why))
+        .unwrap_or_else(|| panic!("no failed step:\n{}", run.stderr));
+    assert!(
+        failed.starts_with("No space left on device"),
+        "the cause is not said first: {failed}"
+    );
+    p.imgraph(&["--cache", cache.to_str().unwrap(), "cache", "verify"])
+        .success();
+}
+
 #[test]
 fn a_full_disk_fails_with_exit_1_and_leaves_the_cache_consistent() {
     let p = Project::hello(&["amd64"]);
     p.file("rootfs/one/amd64/data", &noise(4 << 20, 9));
-    let mnt = tempfile::tempdir().unwrap();
-    let ok = Command::new("mount")
-        .args([
-            "-t",
-            "tmpfs",
-            "-o",
-            "size=1m",
-            "tmpfs",
-            mnt.path().to_str().unwrap(),
-        ])
-        .status()
-        .unwrap()
-        .success();
-    assert!(
-        ok,
-        "cannot mount a tmpfs: this test needs root (CI runs as root)"
-    );
-    struct Unmount<'a>(&'a std::path::Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg(self.0).status();
-        }
-    }
-    let _unmount = Unmount(mnt.path());
-    let cache = mnt.path().join("cache");
+    let disk = SmallDisk::mount();
+    let mnt = disk.path();
+    let cache = mnt.join("cache");
     let cache = cache.to_str().unwrap();
     p.imgraph(&["--cache", cache, "build"])
         .code(1)
         .stderr_has(&["No space left on device"]);
     p.imgraph(&["--cache", cache, "cache", "verify"]).success();
     assert_eq!(
-        std::fs::read_dir(mnt.path().join("cache/tmp"))
-            .unwrap()
-            .count(),
+        std::fs::read_dir(mnt.join("cache/tmp")).unwrap().count(),
         0,
         "a partial blob was left"
     );

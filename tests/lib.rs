@@ -24,6 +24,7 @@ mod lock_truth;
 mod manifest_errors;
 mod messages;
 mod minideb;
+mod output;
 mod podman;
 mod progress;
 mod properties;

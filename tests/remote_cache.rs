@@ -6,7 +6,10 @@ use std::collections::BTreeMap;
 
 use crate::support::fault_proxy::{Fault, FaultProxy};
 use crate::support::registry::{Auth, LogEntry, RegistryGuard};
-use crate::support::{remote_digest, skopeo_copy_all, Project};
+use crate::support::{
+    assert_never_printed, grep_tree, remote_digest, skopeo_copy_all, Project, HELP_COMMANDS,
+    MANIFEST_COMMANDS,
+};
 
 const ARCHES: [&str; 2] = ["amd64", "arm64v8"];
 const CACHE_REPO: &str = "cache/imgraph";
@@ -168,6 +171,24 @@ fn two_runners_fill_the_cache_and_the_assembler_moves_no_layer_bytes() {
         .imgraph(&["build", "--push", "--json"])
         .success()
         .stderr_has(&["only in the cache registry"]);
+    // It pushed by mount and wrote no layout: it names no `out/` path.
+    let index_line = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("index hello:one "))
+        .unwrap_or_else(|| panic!("no index line:\n{}", run.stderr));
+    assert!(
+        index_line.ends_with("(not in out/: its platforms are only in the cache registry)"),
+        "{index_line}"
+    );
+    for named in run.stderr.split("oci:").skip(1) {
+        let path = named.split(')').next().unwrap();
+        assert!(
+            assembler.root().join(path).join("index.json").exists(),
+            "the assembler named {path}, which it did not write:\n{}",
+            run.stderr
+        );
+    }
     let json = run.json();
     let executed: Vec<&str> = json["executed"]
         .as_array()
@@ -205,8 +226,12 @@ fn two_runners_fill_the_cache_and_the_assembler_moves_no_layer_bytes() {
     );
     skopeo_copy_all(&format!("{}/test/hello:one", reg.url()));
 
-    // A plain build (no --push) fetches the layers for out/, verified.
-    assembler.imgraph(&["build"]).success();
+    // A plain build (no --push) fetches the layers for out/, verified, and names
+    // the layout it wrote.
+    assembler
+        .imgraph(&["build"])
+        .success()
+        .stderr_has(&["(oci:", "out/hello/one/index)"]);
     assert_eq!(assembler.index_digest("hello", "one"), expected);
 }
 
@@ -364,6 +389,70 @@ fn bad_cache_registry_settings_are_exit_2_with_a_place() {
         .imgraph(&["--cache-registry", "http://h:99999/x", "plan"])
         .code(2)
         .stderr_has(&["--cache-registry", "99999"]);
+}
+
+/// `user:password@` in the cache registry's url is refused wherever it is set
+/// (images.toml as a string or a table, `--cache-registry`, IMGRAPH_CACHE_REGISTRY):
+/// exit 2 from every command that reads images.toml, saying where credentials go,
+/// and the password is printed by no command (help texts included), stored nowhere
+/// and sent nowhere.
+#[test]
+fn credentials_in_the_cache_registry_url_are_refused_and_never_printed() {
+    const SECRET: &str = "cache-pa55-s3cret";
+    let reg = RegistryGuard::start(Auth::None);
+    reg.clear_log();
+    let url = format!("alice:{SECRET}@{}/{CACHE_REPO}", reg.url());
+    let host = reg.url();
+    let in_toml = [
+        format!("cache_registry = \"{url}\""),
+        format!("cache_registry = {{ url = \"http://{url}\", mode = \"read\" }}"),
+    ];
+    let mut runs = Vec::new();
+    for line in &in_toml {
+        let p = clone(&reg, line);
+        let run = p.imgraph(&["check"]).code(2).stderr_has(&[
+            "images.toml:3:",
+            "credentials",
+            &format!("docker login {host}"),
+            "credential helper",
+        ]);
+        runs.push(run);
+        for args in MANIFEST_COMMANDS {
+            runs.push(p.imgraph(args).code(2).stderr_has(&["credentials"]));
+        }
+        for args in HELP_COMMANDS {
+            runs.push(p.imgraph(args).success());
+        }
+        assert!(!grep_tree(&p.path("cache"), SECRET), "secret in the cache");
+        assert!(!grep_tree(&p.path("out"), SECRET), "secret in out/");
+    }
+    let p = clone(&reg, "");
+    for args in MANIFEST_COMMANDS {
+        let mut with_flag = vec!["--cache-registry", url.as_str()];
+        with_flag.extend_from_slice(args);
+        runs.push(p.imgraph(&with_flag).code(2).stderr_has(&[
+            "--cache-registry (or IMGRAPH_CACHE_REGISTRY) has credentials",
+            &format!("docker login {host}"),
+        ]));
+        runs.push(
+            p.imgraph_env(args, &[("IMGRAPH_CACHE_REGISTRY", &url)])
+                .code(2)
+                .stderr_has(&["credentials"]),
+        );
+    }
+    for args in HELP_COMMANDS {
+        runs.push(
+            p.imgraph_env(args, &[("IMGRAPH_CACHE_REGISTRY", &url)])
+                .success(),
+        );
+    }
+    assert_never_printed(&runs, SECRET);
+    assert!(!grep_tree(&p.path("cache"), SECRET), "secret in the cache");
+    assert!(
+        reg.request_log().is_empty(),
+        "the cache registry was contacted: {:?}",
+        reg.request_log()
+    );
 }
 
 #[test]

@@ -312,6 +312,67 @@ fn signatures_by_others_are_kept_and_an_unknown_key_fails_verify() {
 /// Missing key, wrong or missing password, an RSA key, a P-384 key: exit 2
 /// naming the key file and the `sign` line, before any step ran (no cache
 /// entry), and the password is never printed.
+/// `check` knows what `build --push` will refuse: a missing signing key, or one
+/// that is not P-256, or a wrong password, is exit 2 naming images.toml:LINE:COL
+/// and the key file; an encrypted key with no password set is a note (the password
+/// is the pushing machine's), and a good key passes.
+#[test]
+fn check_refuses_a_missing_or_unusable_signing_key() {
+    let p = signed_project_at("127.0.0.1:5000", "keys/cosign.key");
+    let key = p.path("keys/cosign.key");
+    let refused = |env: &[(&str, &str)], needle: &str| {
+        let run = p.imgraph_env(&["check"], env).code(2).stderr_has(&[
+            "images.toml:3:8",
+            key.to_str().unwrap(),
+            needle,
+            "sign = { key = \"keys/cosign.key\" }",
+        ]);
+        for (_, v) in env {
+            assert!(!run.stderr.contains(v), "password printed");
+        }
+    };
+    refused(&[], "cannot read it");
+    std::fs::create_dir_all(p.path("keys")).unwrap();
+    openssl_key(
+        &p.path("keys"),
+        "cosign.key",
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:1024",
+        ],
+    );
+    refused(&[], "is not an ECDSA P-256 key");
+    openssl_key(
+        &p.path("keys"),
+        "cosign.key",
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-aes-256-cbc",
+            "-pass",
+            "pass:right-password-1",
+        ],
+    );
+    refused(
+        &[("IMGRAPH_SIGNING_PASSWORD", "wrong-password-2")],
+        "wrong password",
+    );
+    p.imgraph(&["check"])
+        .success()
+        .stderr_has(&["encrypted", "IMGRAPH_SIGNING_PASSWORD"]);
+    p.imgraph_env(
+        &["check"],
+        &[("IMGRAPH_SIGNING_PASSWORD", "right-password-1")],
+    )
+    .success();
+}
+
 #[test]
 fn a_bad_key_or_password_exits_2_before_anything_is_built() {
     let reg = RegistryGuard::start(Auth::None);

@@ -29,7 +29,7 @@ pub enum CacheError {
         source: std::io::Error,
     },
     /// A blob's content does not match its name: disk corruption or tampering.
-    #[error("cache blob {expected} is corrupt (its content hashes to {found}); it was removed and will be rebuilt: {}", path.display())]
+    #[error("cache blob {expected} is corrupt (its content hashes to {found}); {}: {}", if *.removed { "it was removed and will be rebuilt" } else { "it could not be removed (a read-only cache?)" }, path.display())]
     DigestMismatch {
         /// The digest the blob is stored under.
         expected: String,
@@ -37,6 +37,8 @@ pub enum CacheError {
         found: String,
         /// Where it was.
         path: PathBuf,
+        /// Whether it is gone now (not on a cache this user cannot write).
+        removed: bool,
     },
     /// A blob the cache should have is missing.
     #[error("cache blob {digest} is missing ({})", path.display())]
@@ -54,6 +56,15 @@ pub enum CacheError {
         /// The decoder's complaint.
         message: String,
     },
+    /// The cache cannot be written (its folder is read-only for this user, or on
+    /// a read-only filesystem) and the command needs to write it.
+    #[error("the cache {} is read-only here ({source}); this command writes to it\n  = help: point --cache (or IMGRAPH_CACHE) at a folder you can write (a copy of this one keeps its work); plan, explain, graph, check, export of what is built and the check of `cache verify` read a read-only cache", path.display())]
+    ReadOnly {
+        /// The cache folder.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
     /// Another imgraph holds the cache lock and we could not wait for it.
     #[error("cannot lock the cache {}: {source}", path.display())]
     Lock {
@@ -62,6 +73,14 @@ pub enum CacheError {
         /// The OS error.
         source: std::io::Error,
     },
+}
+
+/// Whether an OS error means "you may not write here".
+pub fn is_read_only(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+    )
 }
 
 pub(crate) fn io_err(

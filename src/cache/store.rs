@@ -45,7 +45,13 @@ impl Store {
     pub fn open(root: &Path) -> Result<Store, CacheError> {
         for sub in ["blobs/sha256", "actions", "steps", "tmp", "state", "logs"] {
             let dir = root.join(sub);
-            std::fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
+            std::fs::create_dir_all(&dir).map_err(|source| match super::is_read_only(&source) {
+                true => CacheError::ReadOnly {
+                    path: root.to_path_buf(),
+                    source,
+                },
+                false => io_err("creating", &dir)(source),
+            })?;
         }
         Ok(Store {
             root: root.to_path_buf(),
@@ -79,7 +85,13 @@ impl Store {
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(io_err("opening", &path))?;
+            .map_err(|source| match super::is_read_only(&source) {
+                true => CacheError::ReadOnly {
+                    path: self.root.clone(),
+                    source,
+                },
+                false => io_err("opening", &path)(source),
+            })?;
         let lock_err = |source| CacheError::Lock {
             path: path.clone(),
             source,
@@ -111,6 +123,24 @@ impl Store {
             io::Write::write_all(&mut &file, format!("{}\n", std::process::id()).as_bytes())
         });
         Ok(file)
+    }
+
+    /// For readers of a cache they cannot write (`export`, `cache verify`'s
+    /// check): a shared lock on `cache/lock`, so no build writes while they read.
+    /// `None` when there is no lock file to hold (a cache never built, or one
+    /// copied without it), which leaves nothing to wait for.
+    pub fn lock_shared(&self) -> Result<Option<File>, CacheError> {
+        let path = self.root.join("lock");
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("opening", &path)(e)),
+        };
+        file.lock_shared().map_err(|source| CacheError::Lock {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Some(file))
     }
 
     /// A writer that lands in `blobs/sha256/` when finished.
@@ -191,11 +221,12 @@ impl Store {
         if found == expected {
             return Ok(());
         }
-        let _ = std::fs::remove_file(path);
+        let removed = std::fs::remove_file(path).is_ok();
         Err(CacheError::DigestMismatch {
             expected: expected.to_string(),
             found,
             path: path.to_path_buf(),
+            removed,
         })
     }
 

@@ -32,10 +32,13 @@ pub struct Cli {
     pub cache: Option<PathBuf>,
     /// A shared step cache in an OCI registry, `[http://]host[:port]/repository`
     /// (overrides `cache_registry` in images.toml).
+    // The environment's value is never shown in --help: it may hold what a user
+    // mistook for a place for credentials.
     #[arg(
         long,
         global = true,
         env = "IMGRAPH_CACHE_REGISTRY",
+        hide_env_values = true,
         value_name = "REF"
     )]
     pub cache_registry: Option<String>,
@@ -125,6 +128,28 @@ pub enum Command {
         after_help = "Examples:\n  imgraph cache verify\n  imgraph cache gc"
     )]
     Cache(CacheCommand),
+}
+
+impl Command {
+    /// The words that name it on the command line (`cache verify`), for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Lock(_) => "lock",
+            Command::Plan(_) => "plan",
+            Command::Build(_) => "build",
+            Command::Verify(_) => "verify",
+            Command::Graph(_) => "graph",
+            Command::Export(_) => "export",
+            Command::Edit(EditCommand::Check(_)) => "check",
+            Command::Edit(EditCommand::Init) => "init",
+            Command::Edit(EditCommand::Explain(_)) => "explain",
+            Command::Edit(EditCommand::Schema) => "schema",
+            Command::Edit(EditCommand::Completions(_)) => "completions",
+            Command::Edit(EditCommand::Man(_)) => "man",
+            Command::Cache(CacheCommand::Verify) => "cache verify",
+            Command::Cache(CacheCommand::Gc) => "cache gc",
+        }
+    }
 }
 
 /// `imgraph cache ...`.

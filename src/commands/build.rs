@@ -61,7 +61,12 @@ pub(super) fn run(project: &Project, args: &BuildArgs, globals: &Globals) -> Res
             "not_started": report.not_started,
             "removed": report.removed,
         });
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        // A reader that closed stdout early ends nothing here: the summary and a
+        // failure still reach stderr and the exit status.
+        match crate::stdout::println(&serde_json::to_string_pretty(&doc).unwrap_or_default()) {
+            Ok(()) | Err(crate::stdout::StdoutError::Closed) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     if !globals.quiet {
         summary(project, &report, started);
@@ -125,19 +130,18 @@ fn summary(project: &Project, report: &BuildReport, started: Instant) {
                 .and_then(|o| o.output.as_ref())
                 .and_then(StepOutput::blob)
             {
-                let dir = project
-                    .manifest
-                    .settings
-                    .out
-                    .join(&step.id.image)
-                    .join(&step.id.dist)
-                    .join("index");
+                // Only a layout that is there is named: an assembler that pushed
+                // by mount wrote none.
+                let place = match report.index_layouts.get(&step.id) {
+                    Some(dir) => format!("(oci:{})", dir.display()),
+                    None if !report.remote_only.is_empty() => {
+                        "(not in out/: its platforms are only in the cache registry)".into()
+                    }
+                    None => "(not in out/)".into(),
+                };
                 eprintln!(
-                    "index {}:{} {} (oci:{})",
-                    step.id.image,
-                    step.id.dist,
-                    index.digest,
-                    dir.display()
+                    "index {}:{} {} {place}",
+                    step.id.image, step.id.dist, index.digest,
                 );
             }
         }

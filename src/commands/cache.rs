@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use crate::cache::Store;
+use crate::cache::{CacheError, Store};
 use crate::cli::CacheCommand;
 use crate::error::Error;
 use crate::exec::StepOutput;
@@ -12,16 +12,24 @@ use crate::graph::Graph;
 use super::{Globals, Project};
 
 pub(super) fn run(project: &Project, cmd: &CacheCommand, globals: &Globals) -> Result<(), Error> {
-    let store = Store::open(&project.cache_dir)?;
-    let _lock = store.lock()?;
-    match cmd {
-        CacheCommand::Verify => verify(&store, globals),
-        CacheCommand::Gc => gc(project, &store, globals),
+    let locked = Store::open(&project.cache_dir).and_then(|s| s.lock().map(|l| (s, l)));
+    match (cmd, locked) {
+        (CacheCommand::Verify, Ok((store, _lock))) => verify(&store, globals, true),
+        // A cache this user cannot write is checked, not repaired.
+        (CacheCommand::Verify, Err(CacheError::ReadOnly { .. })) => {
+            let store = Store::open_read_only(&project.cache_dir);
+            let _shared = store.lock_shared()?;
+            verify(&store, globals, false)
+        }
+        (CacheCommand::Gc, Ok((store, _lock))) => gc(project, &store, globals),
+        (_, Err(e)) => Err(e.into()),
     }
 }
 
-/// Checks every blob by digest and every entry against its blobs; drops what is bad.
-fn verify(store: &Store, globals: &Globals) -> Result<(), Error> {
+/// Checks every blob by digest and every entry against its blobs; drops what is
+/// bad when it may `repair` (a blob that fails its check is dropped on the way
+/// when the cache lets it, see `Store::verify_blob`).
+fn verify(store: &Store, globals: &Globals, repair: bool) -> Result<(), Error> {
     let mut problems = Vec::new();
     let blobs = store.blobs()?;
     for (digest, _) in &blobs {
@@ -35,22 +43,32 @@ fn verify(store: &Store, globals: &Globals) -> Result<(), Error> {
         match record {
             Ok(r) => {
                 if let Some(missing) = r.blobs.iter().find(|b| !store.has_blob(b)) {
+                    let done = if repair {
+                        "; removed, the step will rebuild"
+                    } else {
+                        ""
+                    };
                     problems.push(format!(
-                        "cache entry {} ({}) names blob {missing}, which is missing; removed, the step will rebuild",
+                        "cache entry {} ({}) names blob {missing}, which is missing{done}",
                         path.display(),
                         r.step
                     ));
-                    let _ = std::fs::remove_file(path);
+                    if repair {
+                        let _ = std::fs::remove_file(path);
+                    }
                 }
             }
-            Err(e) => {
+            Err(e) if repair => {
                 problems.push(format!("{e}; removed"));
                 let _ = std::fs::remove_file(path);
             }
+            Err(e) => problems.push(e.to_string()),
         }
     }
-    if !problems.is_empty() {
-        return Err(Error::CacheRepaired { problems });
+    match (problems.is_empty(), repair) {
+        (true, _) => {}
+        (false, true) => return Err(Error::CacheRepaired { problems }),
+        (false, false) => return Err(Error::CacheProblems { problems }),
     }
     if !globals.quiet {
         eprintln!(

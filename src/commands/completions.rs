@@ -6,7 +6,6 @@
 //! script was generated.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
 
 use clap::CommandFactory;
 use clap_complete::env::{Bash, EnvCompleter, Fish, Zsh};
@@ -47,10 +46,7 @@ pub(super) fn run(args: &CompletionsArgs) -> Result<(), Error> {
         Shell::Bash => std::io::Write::write_all(&mut out, bash_registration().as_bytes()),
         _ => shell.write_registration(VAR, "imgraph", "imgraph", "imgraph", &mut out),
     };
-    written.map_err(|source| Error::Io {
-        path: PathBuf::from("<stdout>"),
-        source,
-    })
+    written.map_err(|e| Error::Stdout(e.into()))
 }
 
 /// clap_complete's bash script, made to work with step ids and selectors, which
@@ -165,8 +161,5 @@ pub(super) fn man(args: &ManArgs) -> Result<(), Error> {
     clap_mangen::Man::new(cmd)
         .source(format!("imgraph {}", env!("CARGO_PKG_VERSION")))
         .render(&mut out)
-        .map_err(|source| Error::Io {
-            path: PathBuf::from("<stdout>"),
-            source,
-        })
+        .map_err(|e| Error::Stdout(e.into()))
 }

@@ -14,7 +14,7 @@ use crate::exec::{Ctx, Mode, Outcome, Progress, Status, StepOutput};
 use crate::graph::{Graph, Role};
 use crate::key::{DirtyReason, StepInputs};
 use crate::manifest::diagnostic::did_you_mean;
-use crate::manifest::Selector;
+use crate::manifest::{Arch, Selector};
 
 use super::{default_jobs, Globals, Project};
 
@@ -122,7 +122,7 @@ pub(super) fn run(project: &Project, args: &ExplainArgs, globals: &Globals) -> R
             "outputs": if outcome.status == Status::Fresh { outcome.output.as_ref() } else { None },
             "upstream": upstream_ids,
         });
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        crate::stdout::println(&serde_json::to_string_pretty(&doc).unwrap_or_default())?;
         return Ok(());
     }
     if globals.quiet {
@@ -242,7 +242,7 @@ pub(super) fn run(project: &Project, args: &ExplainArgs, globals: &Globals) -> R
             );
         }
     }
-    print!("{out}");
+    crate::stdout::print(&out)?;
     Ok(())
 }
 
@@ -374,8 +374,16 @@ fn unknown_step(graph: &Graph, id: &str) -> Error {
                 .is_some_and(|(_, rest)| rest == id || rest.starts_with(&format!("{id}@")))
         })
         .collect();
+    // An arch in another naming scheme (`arm64` for arm64v8): by spelling alone
+    // `layer:hello:one/amd64` would look as close.
+    let by_arch_alias = id.rsplit_once('/').and_then(|(head, arch)| {
+        let candidate = format!("{head}/{}", Arch::by_alias(arch)?.name);
+        ids.contains(&candidate).then_some(candidate)
+    });
     let hint = if !matching.is_empty() {
         format!("that is a selector; its steps are: {}", matching.join(", "))
+    } else if let Some(best) = by_arch_alias {
+        format!("did you mean {best}? (step ids name arches as images.toml does)")
     } else if let Some(best) = did_you_mean(id, ids.iter().map(String::as_str)) {
         format!("did you mean {best}?")
     } else {

@@ -11,7 +11,8 @@ use crate::oci::docker_archive::{self, ArchiveImage, Destination};
 use crate::oci::layout::export_portable;
 
 use super::{Globals, Project};
-use crate::exec::build::{build, BuildOptions};
+use crate::cache::CacheError;
+use crate::exec::build::{build, built, BuildError, BuildOptions};
 
 /// `--format`, or what the output's name says: `-` and `*.tar` are docker archives.
 fn format_of(args: &ExportArgs) -> Result<ExportFormat, Error> {
@@ -72,14 +73,21 @@ pub(super) fn run(project: &Project, args: &ExportArgs, globals: &Globals) -> Re
         }
         (None, ExportFormat::Oci) => None,
     };
-    let store = Store::open(&project.cache_dir)?;
+    let store = Store::open_read_only(&project.cache_dir);
     let progress = Progress::new(globals.quiet, globals.verbose, globals.color);
     let opts = BuildOptions {
         remote: project.cache_registry.clone(),
         fetch_remote: true,
         ..BuildOptions::cache_only()
     };
-    let report = build(m, &project.selectors, &store, &opts, &progress)?;
+    let writable = Store::open(&project.cache_dir).map_err(BuildError::from);
+    let report = match writable.and_then(|s| build(m, &project.selectors, &s, &opts, &progress)) {
+        // A cache this user cannot write still exports what it holds.
+        Err(BuildError::Cache(CacheError::ReadOnly { .. })) => {
+            built(m, &project.selectors, &store)?
+        }
+        other => other?,
+    };
     let platform = |arch| report.platform_blobs(m, &dist.image, &dist.dist, arch);
     let mut replaced = false;
     match (format, arch) {

@@ -41,12 +41,12 @@ pub(super) fn run(cli: &Cli, globals: &Globals) -> Result<(), Error> {
     })?;
     if !globals.quiet {
         let rootfs = dir.join("rootfs/stable/amd64");
-        println!(
+        crate::stdout::println(&format!(
             "wrote {} and {} (the schema its first line names)\n\nnext:\n  put a root filesystem in {}/ (a static binary is enough)\n  imgraph check   # validate the manifest\n  imgraph build   # build out/base/stable/",
             path.display(),
             schema.display(),
             rootfs.display()
-        );
+        ))?;
     }
     Ok(())
 }

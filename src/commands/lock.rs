@@ -54,7 +54,7 @@ pub(super) fn run(project: &Project, args: &LockArgs, globals: &Globals) -> Resu
     let report = result?;
     if args.json {
         let doc = json!({ "changed": report.changed, "repaired": report.repaired });
-        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        crate::stdout::println(&serde_json::to_string_pretty(&doc).unwrap_or_default())?;
     }
     if globals.quiet {
         return Ok(());

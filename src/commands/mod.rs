@@ -139,13 +139,24 @@ fn cache_registry(
         CacheModeArg::ReadWrite => CacheMode::ReadWrite,
     });
     let mut registry = match cli.cache_registry.as_deref().filter(|r| !r.is_empty()) {
-        Some(url) => Some(
-            CacheRegistry::parse(url, None, CacheMode::ReadWrite).map_err(|message| {
-                Error::Usage(format!(
-                    "--cache-registry (or IMGRAPH_CACHE_REGISTRY) {url:?}: {message}\n  = help: write [http://]host[:port]/repository, e.g. ghcr.io/acme/imgraph-cache"
-                ))
-            })?,
-        ),
+        Some(url) => {
+            // As in images.toml: no credentials in the url, and the error quotes
+            // neither the url nor its userinfo.
+            if let Err(manifest::reference::ReferenceError::Credentials { host }) =
+                manifest::reference::RegistryUrl::parse(url)
+            {
+                return Err(Error::Usage(format!(
+                    "--cache-registry (or IMGRAPH_CACHE_REGISTRY) has credentials before `@{host}`; imgraph never reads them from a url\n  = help: put credentials in ~/.docker/config.json (run `docker login {host}`, or configure a credential helper) and write host[:port]/repository"
+                )));
+            }
+            Some(
+                CacheRegistry::parse(url, None, CacheMode::ReadWrite).map_err(|message| {
+                    Error::Usage(format!(
+                        "--cache-registry (or IMGRAPH_CACHE_REGISTRY) {url:?}: {message}\n  = help: write [http://]host[:port]/repository, e.g. ghcr.io/acme/imgraph-cache"
+                    ))
+                })?,
+            )
+        }
         None => manifest.settings.cache_registry.clone(),
     };
     if let (Some(r), Some(mode)) = (registry.as_mut(), mode) {

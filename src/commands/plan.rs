@@ -7,6 +7,8 @@ use crate::cli::PlanArgs;
 use crate::error::Error;
 use crate::exec::Status;
 use crate::graph::Graph;
+use crate::stdout;
+use std::fmt::Write as _;
 
 use super::{Globals, Project};
 
@@ -26,7 +28,7 @@ pub(super) fn run(project: &Project, args: &PlanArgs, globals: &Globals) -> Resu
     }
     if args.matrix {
         let matrix = crate::exec::matrix::matrix(&project.manifest, &graph, &result);
-        println!("{}", serde_json::to_string(&matrix).unwrap_or_default());
+        stdout::println(&serde_json::to_string(&matrix).unwrap_or_default())?;
         return Ok(());
     }
     let mut steps = Vec::new();
@@ -66,10 +68,9 @@ pub(super) fn run(project: &Project, args: &PlanArgs, globals: &Globals) -> Resu
         }
     }
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({ "steps": steps })).unwrap_or_default()
-        );
+        stdout::println(
+            &serde_json::to_string_pretty(&json!({ "steps": steps })).unwrap_or_default(),
+        )?;
         return Ok(());
     }
     if globals.quiet {
@@ -81,6 +82,8 @@ pub(super) fn run(project: &Project, args: &PlanArgs, globals: &Globals) -> Resu
         .map(str::len)
         .max()
         .unwrap_or(0);
+    // One write: a reader that stops early (`| head`) stops it once.
+    let mut text = String::new();
     for s in &steps {
         let status = s["status"].as_str().unwrap_or("");
         let shown = if globals.color {
@@ -94,15 +97,22 @@ pub(super) fn run(project: &Project, args: &PlanArgs, globals: &Globals) -> Resu
         };
         let id = s["id"].as_str().unwrap_or("");
         match s["reason"].as_str() {
-            Some(reason) => println!("{shown}  {id:<width$}  {reason}"),
-            None => println!("{shown}  {id}"),
+            Some(reason) => writeln!(text, "{shown}  {id:<width$}  {reason}"),
+            None => writeln!(text, "{shown}  {id}"),
         }
+        .expect("writing to a String");
         if globals.verbose {
             if let Some(key) = s["key"].as_str() {
-                println!("       key {key}");
+                writeln!(text, "       key {key}").expect("writing to a String");
             }
         }
     }
-    println!("{} steps: {dirty} dirty, {fresh} fresh", fresh + dirty);
+    writeln!(
+        text,
+        "{} steps: {dirty} dirty, {fresh} fresh",
+        fresh + dirty
+    )
+    .expect("writing to a String");
+    stdout::print(&text)?;
     Ok(())
 }

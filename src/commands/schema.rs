@@ -3,6 +3,6 @@
 use crate::error::Error;
 
 pub(super) fn run() -> Result<(), Error> {
-    print!("{}", crate::manifest::schema_text());
+    crate::stdout::print(&crate::manifest::schema_text())?;
     Ok(())
 }

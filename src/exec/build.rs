@@ -15,7 +15,8 @@ use crate::cache::{CacheError, Store};
 use crate::graph::{Graph, StepId, StepKind, Target};
 use crate::manifest::{Arch, Manifest, Selector};
 use crate::oci::layout::{
-    export_index, export_platform, remove_broken_index, Attached, LayoutError, PlatformBlobs,
+    export_index, export_platform, index_is_current, remove_broken_index, Attached, LayoutError,
+    PlatformBlobs,
 };
 
 /// What stops a build as a whole (a failed step is in [`BuildReport::failures`]).
@@ -36,6 +37,14 @@ pub enum BuildError {
     /// Steps failed, where the caller needs every step (verify, export).
     #[error("{}", render_failures(.0))]
     Steps(Vec<StepFailure>),
+    /// Reading a cache this user cannot write ([`built`]): a step is not in it.
+    #[error("{step} is not built in the cache {}, which is read-only here, so it cannot be built now\n  = help: build it with a cache you can write (--cache DIR or IMGRAPH_CACHE), or have `imgraph build` run by whoever owns {}", cache.display(), cache.display())]
+    NotBuilt {
+        /// The first step missing.
+        step: String,
+        /// The cache folder.
+        cache: PathBuf,
+    },
 }
 
 impl BuildError {
@@ -45,7 +54,10 @@ impl BuildError {
         match self {
             BuildError::Cache(e) | BuildError::Layout(LayoutError::Cache(e)) => corrupt(e),
             BuildError::Steps(failures) => failures.iter().any(StepFailure::is_corrupt_blob),
-            BuildError::Layout(_) | BuildError::Credentials(_) | BuildError::Remote(_) => false,
+            BuildError::Layout(_)
+            | BuildError::Credentials(_)
+            | BuildError::Remote(_)
+            | BuildError::NotBuilt { .. } => false,
         }
     }
 }
@@ -129,6 +141,9 @@ pub struct BuildReport {
     /// Platforms not exported to `out/` because their layer is only in the cache
     /// registry (`build --push` mounts it from there and downloads nothing).
     pub remote_only: Vec<String>,
+    /// Each index step (by id) whose layout in `out/` holds this build's index,
+    /// written now or found current: the only `out/` paths the summary may name.
+    pub index_layouts: HashMap<StepId, PathBuf>,
     /// Every step that failed (steps downstream of one never ran: see `skipped`).
     pub failures: Vec<StepFailure>,
     /// Every step that did not run because a step it depends on failed.
@@ -264,6 +279,59 @@ pub fn build(
     }
 }
 
+/// What is built of the selection, read from a cache this user cannot write
+/// (`export` of a read-only cache): the steps are evaluated as `plan` does, running
+/// and recording nothing, under a shared lock so that no build writes meanwhile.
+/// Every step but a push must be in the cache; the first that is not is named.
+pub fn built(
+    manifest: &Manifest,
+    selectors: &[Selector],
+    store: &Store,
+) -> Result<BuildReport, BuildError> {
+    let _lock = store.lock_shared()?;
+    let graph = Graph::build(manifest, selectors);
+    let result = super::plan(manifest, &graph, store);
+    if !result.failures.is_empty() {
+        return Err(BuildError::Steps(result.failures));
+    }
+    let mut cached = Vec::new();
+    for node in graph.order() {
+        let step = graph.step(node);
+        let fresh = result.outcomes[node.index()]
+            .as_ref()
+            .is_some_and(|o| o.status == Status::Fresh);
+        match (fresh, step.id.kind) {
+            (true, _) => cached.push(step.id.clone()),
+            (false, StepKind::Push) => {}
+            (false, _) => {
+                return Err(BuildError::NotBuilt {
+                    step: step.id.to_string(),
+                    cache: store.root().to_path_buf(),
+                })
+            }
+        }
+    }
+    Ok(BuildReport {
+        graph,
+        outcomes: result.outcomes,
+        executed: Vec::new(),
+        cached,
+        cut_off: 0,
+        changed: Vec::new(),
+        exported: Vec::new(),
+        pushed: Vec::new(),
+        remote_only: Vec::new(),
+        index_layouts: HashMap::new(),
+        failures: Vec::new(),
+        skipped: Vec::new(),
+        not_started: 0,
+        up_to_date: 0,
+        unbuilt_platforms: Vec::new(),
+        unbuilt_indexes: Vec::new(),
+        removed: Vec::new(),
+    })
+}
+
 /// Builds the selection into `store` and exports what was built, keeping failed
 /// steps in the report: `imgraph build` still prints and exports what succeeded
 /// when a push (or a platform) fails. `Err` only for what stops the whole build
@@ -385,6 +453,7 @@ fn build_locked(
         exported: Vec::new(),
         pushed: Vec::new(),
         remote_only: Vec::new(),
+        index_layouts: HashMap::new(),
         outcomes: result.outcomes,
         failures: result.failures,
         skipped: result.skipped,
@@ -522,28 +591,32 @@ fn build_locked(
                     .iter()
                     .filter_map(|a| report.platform_blobs(manifest, &d.image, &d.dist, a))
                     .any(|b| !store.has_blob(&b.layer.digest));
+                let index = report
+                    .output(&step.id)
+                    .and_then(StepOutput::blob)
+                    .cloned()
+                    .expect("index built");
+                let dir = manifest
+                    .settings
+                    .out
+                    .join(&d.image)
+                    .join(&d.dist)
+                    .join("index");
                 if opts.export && !remote_only && (is_new || !opts.changed_only) {
                     let platforms: Vec<PlatformBlobs> = d
                         .arches
                         .iter()
                         .filter_map(|a| report.platform_blobs(manifest, &d.image, &d.dist, a))
                         .collect();
-                    let index = report
-                        .output(&step.id)
-                        .and_then(StepOutput::blob)
-                        .cloned()
-                        .expect("index built");
-                    let dir = manifest
-                        .settings
-                        .out
-                        .join(&d.image)
-                        .join(&d.dist)
-                        .join("index");
                     if export_index(store, &dir, &index, &platforms, &d.tags)? {
-                        report.exported.push(dir);
+                        report.exported.push(dir.clone());
                     } else {
                         report.up_to_date += 1;
                     }
+                    report.index_layouts.insert(step.id.clone(), dir);
+                } else if opts.export && index_is_current(&dir, &index, &d.tags) {
+                    // `--changed` left an unchanged index alone: named if it is there.
+                    report.index_layouts.insert(step.id.clone(), dir);
                 }
                 last.indexes.insert(label, digest);
             }

@@ -99,6 +99,7 @@ impl Progress {
     }
 
     pub(crate) fn start(&self, step: &str) {
+        crate::interrupt::started(step);
         if let Display::Bars { multi, running, .. } = &self.display {
             let bar = multi.add(ProgressBar::new_spinner().with_message(step.to_string()));
             bar.enable_steady_tick(Duration::from_millis(120));
@@ -110,6 +111,7 @@ impl Progress {
     }
 
     pub(crate) fn finish(&self, step: &str, outcome: Option<&Outcome>) {
+        crate::interrupt::finished(step);
         let executed = outcome.filter(|o| o.status == Status::Executed);
         match &self.display {
             Display::Quiet => {}

@@ -145,11 +145,12 @@ pub(crate) fn push(
             path,
             found,
         }) => {
-            let _ = std::fs::remove_file(&path);
+            let removed = std::fs::remove_file(&path).is_ok();
             Err(StepError::Cache(crate::cache::CacheError::DigestMismatch {
                 expected: digest,
                 found,
                 path,
+                removed,
             }))
         }
         Err(e) => Err(e.into()),

@@ -4,21 +4,41 @@ use serde_json::json;
 
 use super::Graph;
 
-/// Graphviz dot, one node per step, clustered by nothing (dot lays it out well enough).
+/// Graphviz dot, one node per step named by its step id, edges from a step to
+/// what depends on it (dot lays it out well enough without clusters).
 pub fn to_dot(g: &Graph) -> String {
     let mut out = String::from(
         "digraph imgraph {\n  rankdir=LR;\n  node [shape=box, fontname=\"monospace\"];\n",
     );
     for n in g.dag.node_indices() {
-        out.push_str(&format!("  {:?};\n", g.step(n).id));
+        out.push_str(&format!("  {};\n", dot_id(g.step(n).id.as_str())));
     }
     for e in g.dag.edge_indices() {
         if let Some((a, b)) = g.dag.edge_endpoints(e) {
-            out.push_str(&format!("  {:?} -> {:?};\n", g.step(a).id, g.step(b).id));
+            out.push_str(&format!(
+                "  {} -> {};\n",
+                dot_id(g.step(a).id.as_str()),
+                dot_id(g.step(b).id.as_str())
+            ));
         }
     }
     out.push_str("}\n");
     out
+}
+
+/// A step id as a dot ID: a double-quoted string (ids hold `:`, `/` and `@`,
+/// which a bare dot ID cannot), with `"` and `\` escaped as dot reads them.
+fn dot_id(id: &str) -> String {
+    let mut quoted = String::with_capacity(id.len() + 2);
+    quoted.push('"');
+    for c in id.chars() {
+        if matches!(c, '"' | '\\') {
+            quoted.push('\\');
+        }
+        quoted.push(c);
+    }
+    quoted.push('"');
+    quoted
 }
 
 /// `{"steps":[{"id","kind","image","dist","arch","registry","deps"}]}`.
@@ -40,4 +60,15 @@ pub fn to_json(g: &Graph) -> serde_json::Value {
         })
         .collect();
     json!({ "steps": steps })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::dot_id;
+
+    #[test]
+    fn dot_ids_are_quoted_and_escaped() {
+        assert_eq!(dot_id("layer:a/b:one/amd64"), "\"layer:a/b:one/amd64\"");
+        assert_eq!(dot_id(r#"x"y\z"#), r#""x\"y\\z""#);
+    }
 }

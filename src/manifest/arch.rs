@@ -193,6 +193,52 @@ impl Arch {
     pub fn names() -> impl Iterator<Item = &'static str> {
         ARCHES.iter().map(|a| a.name)
     }
+
+    /// The arch a name from another naming scheme means: Debian's (`arm64`,
+    /// `armhf`), OCI's (`386`, `arm64/v8`, `linux/arm/v7`) or `uname -m`'s
+    /// (`aarch64`, `x86_64`); `None` when it means several (`arm`) or none.
+    pub fn by_alias(word: &str) -> Option<&'static Arch> {
+        const UNAME: [(&str, &str); 6] = [
+            ("x86_64", "amd64"),
+            ("aarch64", "arm64v8"),
+            ("armv7l", "arm32v7"),
+            ("armv6l", "arm32v6"),
+            ("armv5tel", "arm32v5"),
+            ("i686", "i386"),
+        ];
+        let word = word.strip_prefix("linux/").unwrap_or(word);
+        if let Some((_, name)) = UNAME.iter().find(|(u, _)| *u == word) {
+            return Arch::by_name(name);
+        }
+        let mut found = ARCHES.iter().filter(|a| {
+            a.debian_arch == Some(word)
+                || a.architecture == word
+                || a.variant
+                    .is_some_and(|v| word == format!("{}/{v}", a.architecture))
+        });
+        match (found.next(), found.next()) {
+            (Some(one), None) => Some(one),
+            _ => None,
+        }
+    }
+
+    /// The bashbrew name to suggest for an unknown arch name, among `names`: the
+    /// one it means in another naming scheme, else the closest spelling. Asked in
+    /// that order because `arm64` is two edits from `amd64` and from `arm64v8`
+    /// alike, and only its meaning tells them apart.
+    pub fn suggest<'a>(word: &str, names: &[&'a str]) -> Option<&'a str> {
+        if let Some(arch) = Arch::by_alias(word) {
+            if let Some(name) = names.iter().find(|n| **n == arch.name) {
+                return Some(name);
+            }
+        }
+        super::diagnostic::did_you_mean(word, names.iter().copied())
+    }
+
+    /// [`Arch::suggest`] among every arch.
+    pub fn suggest_any(word: &str) -> Option<&'static str> {
+        Arch::suggest(word, &Arch::names().collect::<Vec<_>>())
+    }
 }
 
 #[cfg(test)]
@@ -208,6 +254,26 @@ mod tests {
         assert_eq!(Arch::by_name("i386").unwrap().platform(), "linux/386");
         assert_eq!(Arch::by_name("arm32v6").unwrap().debian_arch, None);
         assert!(Arch::by_name("amd46").is_none());
+    }
+
+    #[test]
+    fn other_schemes_names_suggest_the_bashbrew_name_they_mean() {
+        let suggest = Arch::suggest_any;
+        assert_eq!(suggest("arm64"), Some("arm64v8"));
+        assert_eq!(suggest("aarch64"), Some("arm64v8"));
+        assert_eq!(suggest("armhf"), Some("arm32v7"));
+        assert_eq!(suggest("linux/arm/v6"), Some("arm32v6"));
+        assert_eq!(suggest("386"), Some("i386"));
+        assert_eq!(suggest("ppc64el"), Some("ppc64le"));
+        assert_eq!(suggest("x86_64"), Some("amd64"));
+        // Spelling still helps where no scheme names it; `arm` means three arches.
+        assert_eq!(suggest("amd46"), Some("amd64"));
+        assert_eq!(Arch::by_alias("arm"), None);
+        // Whatever comes first among the names on offer.
+        assert_eq!(
+            Arch::suggest("arm64", &["amd64", "arm64v8"]),
+            Some("arm64v8")
+        );
     }
 
     #[test]

@@ -615,6 +615,24 @@ impl Validator<'_> {
                 return None;
             }
         };
+        // Credentials are refused as in `[registries]`, pointing at them with the
+        // password masked in the snippet (the table form masks the whole value
+        // when the url's text cannot be found in it verbatim).
+        if let Err(ReferenceError::Credentials { host }) = RegistryUrl::parse(&url) {
+            let after_scheme = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+            let userinfo = after_scheme.rsplit_once('@').map_or("", |(u, _)| u);
+            let at = S::new(value.span(), url.clone());
+            let (span, secret) = self.userinfo_spans(&at, userinfo);
+            self.secrets.push(secret);
+            self.error(
+                span,
+                "cache_registry url has credentials in it; imgraph never reads them from images.toml",
+                format!(
+                    "put credentials in ~/.docker/config.json (run `docker login {host}`, or configure a credential helper) and remove `user:password@` from the url"
+                ),
+            );
+            return None;
+        }
         match CacheRegistry::parse(&url, insecure, mode) {
             Ok(c) => Some(c),
             Err(message) => {
@@ -634,13 +652,16 @@ impl Validator<'_> {
         for (arch, label) in raw.get_ref() {
             let name = arch.get_ref();
             if name != "default" && Arch::by_name(name).is_none() {
+                let known = Arch::names().collect::<Vec<_>>().join(", ");
                 self.error(
                     arch.span(),
                     format!("runners: unknown arch {name:?}"),
-                    format!(
-                        "keys are arch names ({}) or `default`",
-                        Arch::names().collect::<Vec<_>>().join(", ")
-                    ),
+                    match Arch::suggest_any(name) {
+                        Some(best) => format!(
+                            "did you mean {best:?}? keys are arch names ({known}) or `default`"
+                        ),
+                        None => format!("keys are arch names ({known}) or `default`"),
+                    },
                 );
                 continue;
             }
@@ -885,7 +906,7 @@ impl Validator<'_> {
                 ),
                 Some(arch) => arches.push(arch),
                 None => {
-                    let hint = match did_you_mean(a.get_ref(), Arch::names()) {
+                    let hint = match Arch::suggest_any(a.get_ref()) {
                         Some(best) => format!("did you mean {best:?}?"),
                         None => format!(
                             "known arches: {}",

@@ -121,9 +121,20 @@ impl Selector {
                 .filter(|p| p.image == self.image && Some(&p.dist) == self.dist.as_ref())
                 .map(|p| p.arch.name)
                 .collect();
+            let arch = self.arch.as_deref().unwrap_or("");
+            let hint = match super::Arch::suggest(arch, &arches) {
+                Some(best) => format!(
+                    "; did you mean {}?",
+                    Selector {
+                        arch: Some(best.to_string()),
+                        ..self.clone()
+                    }
+                ),
+                None => String::new(),
+            };
             return Err(SelectorError {
                 message: format!(
-                    "selector {self}: no such arch; this dist's arches: {}",
+                    "selector {self}: no such arch; this dist's arches: {}{hint}",
                     arches.join(", ")
                 ),
             });

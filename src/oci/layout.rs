@@ -334,6 +334,13 @@ fn index_intact(dir: &Path) -> bool {
     })
 }
 
+/// Whether `dir` is the index layout [`export_index`] writes for `index` and
+/// `tags`, as it stands (a build that skips an unchanged index names it only then).
+pub fn index_is_current(dir: &Path, index: &Descriptor, tags: &[String]) -> bool {
+    layout_index(MediaType::ImageIndex, index, None, tags)
+        .is_ok_and(|layout| is_current(dir, &layout, &[("image-index.json", index)]))
+}
+
 /// A self-contained layout with real blob files, for `imgraph export --format oci`.
 ///
 /// Like `skopeo copy` to `oci:DIR:REF`, it adds to what is there and never

@@ -140,6 +140,8 @@ pub fn run(spec: &CommandSpec<'_>) -> Result<CommandRun, CommandError> {
         .process_group(0)
         .spawn()
         .map_err(spawn_err)?;
+    // Its own group misses the terminal's Ctrl-C: an interrupted imgraph kills it.
+    let _group = crate::interrupt::ChildGroup::new(child.id());
     let pumps: Vec<_> = [
         child
             .stdout
@@ -174,7 +176,7 @@ pub fn run(spec: &CommandSpec<'_>) -> Result<CommandRun, CommandError> {
             break Some(status);
         }
         if spec.timeout.is_some_and(|t| started.elapsed() >= t) {
-            kill_group(child.id());
+            crate::interrupt::kill_group(child.id());
             let _ = child.wait();
             break None;
         }
@@ -302,14 +304,6 @@ pub fn out_as_shell_variable(command: &str) -> String {
         rest = &rest[len..];
     }
     out
-}
-
-fn kill_group(pid: u32) {
-    let _ = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pid}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
 }
 
 fn tail(log: &Path) -> String {

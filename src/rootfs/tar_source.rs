@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -124,8 +124,9 @@ pub enum TarSourceError {
         /// Its parent.
         parent: String,
     },
-    /// The spool file in the temp dir could not be created or written.
-    #[error("cannot spool {path} contents into {dir}")]
+    /// The spool file in the temp dir could not be created or written. The OS
+    /// reason leads: it is the cause (a full disk), not the tarball.
+    #[error("{source}: cannot keep the contents of {path} in {dir} while reading it")]
     Spool {
         /// The tarball.
         path: PathBuf,
@@ -370,6 +371,28 @@ impl Read for RangeReader<'_> {
     }
 }
 
+/// Which side of a copy failed.
+enum CopyError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+/// `io::copy`, telling a failed read from a failed write.
+fn spool_copy(from: &mut impl Read, to: &mut File) -> Result<u64, CopyError> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut copied = 0u64;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(copied),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CopyError::Read(e)),
+        };
+        to.write_all(&buf[..n]).map_err(CopyError::Write)?;
+        copied += n as u64;
+    }
+}
+
 struct Reader {
     path: PathBuf,
     temp_dir: PathBuf,
@@ -542,10 +565,18 @@ impl Reader {
                     }
                     _ => {
                         let offset = self.spool_len;
+                        let (tar, dir) = (self.path.clone(), self.temp_dir.clone());
                         let spool = self.spool_file()?;
-                        // A write error on the spool would also land here; the
-                        // message names both the tarball and the entry either way.
-                        let copied = io::copy(&mut member, spool).map_err(read_err)?;
+                        // A failed read is the archive's fault; a failed write is the
+                        // spool's disk (full, read-only), and is said as such.
+                        let copied = spool_copy(&mut member, spool).map_err(|e| match e {
+                            CopyError::Read(source) => read_err(source),
+                            CopyError::Write(source) => TarSourceError::Spool {
+                                path: tar,
+                                dir,
+                                source,
+                            },
+                        })?;
                         if copied < declared && etype != tar::EntryType::GNUSparse {
                             return Err(TarSourceError::Truncated {
                                 path: self.path.clone(),

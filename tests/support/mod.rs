@@ -387,3 +387,51 @@ pub fn git(dir: &Path, args: &[&str], date: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Every command that reads images.toml, with the flags that print the most
+/// (`--json`, `-v`): what a secret-grep test runs to show that a secret in a
+/// setting reaches no output. Step ids and selectors name `hello:one/amd64`.
+pub const MANIFEST_COMMANDS: &[&[&str]] = &[
+    &["check"],
+    &["plan"],
+    &["plan", "--json", "-v"],
+    &["plan", "--json", "--matrix"],
+    &["build"],
+    &["build", "--push", "--json", "-v"],
+    &["verify", "--reproducible"],
+    &["verify", "--pushed"],
+    &["explain", "index:hello:one"],
+    &["explain", "layer:hello:one/amd64", "--json"],
+    &["graph"],
+    &["graph", "--format", "json"],
+    &["export", "hello:one/amd64", "-o", "hello.tar"],
+    &["lock"],
+    &["lock", "--check"],
+    &["cache", "verify"],
+    &["cache", "gc"],
+];
+
+/// The commands that do not read images.toml but print help text, where an
+/// environment variable's value could show.
+pub const HELP_COMMANDS: &[&[&str]] = &[
+    &["--help"],
+    &["help", "build"],
+    &["build", "--help"],
+    &["man"],
+    &["schema"],
+    &["completions", "bash"],
+];
+
+/// Asserts that no run printed `secret`, on stdout or stderr.
+#[track_caller]
+pub fn assert_never_printed(runs: &[Run], secret: &str) {
+    for run in runs {
+        assert!(
+            !run.stdout.contains(secret) && !run.stderr.contains(secret),
+            "`{}` printed the secret:\n{}\n{}",
+            run.what,
+            run.stdout,
+            run.stderr
+        );
+    }
+}
