@@ -14,7 +14,10 @@ use super::{
 use crate::cache::{CacheError, Store};
 use crate::graph::{Graph, StepId, StepKind, Target};
 use crate::manifest::{Arch, Manifest, Selector};
-use crate::oci::layout::{export_index, export_platform, Attached, LayoutError, PlatformBlobs};
+use crate::oci::attestations::export_attestations;
+use crate::oci::layout::{
+    attestations_dir, export_index, export_platform, Attached, LayoutError, PlatformBlobs,
+};
 
 /// What stops a build as a whole (a failed step is in [`BuildReport::failures`]).
 #[derive(Debug, thiserror::Error)]
@@ -465,8 +468,12 @@ fn build_locked(
                         .join(&p.image)
                         .join(&p.dist)
                         .join(p.arch.name);
+                    // The image alone in its folder; its attachments beside it.
                     if export_platform(store, &dir, &blobs, &tag)? {
-                        report.exported.push(dir);
+                        report.exported.push(dir.clone());
+                    }
+                    if export_attestations(store, &dir, &blobs, &tag)? {
+                        report.exported.push(attestations_dir(&dir));
                     }
                 }
                 last.platforms.insert(label, digest);
