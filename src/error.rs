@@ -79,6 +79,9 @@ pub enum Error {
     /// `imgraph lock` failed.
     #[error(transparent)]
     Lock(#[from] crate::exec::lock::LockFailure),
+    /// `imgraph library`: a layout folder is missing, uncommitted or not in git.
+    #[error(transparent)]
+    Library(#[from] crate::exec::library::LibraryError),
     /// A file outside the cache.
     #[error("{}: {source}", path.display())]
     Io {

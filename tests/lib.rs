@@ -16,6 +16,7 @@ mod editing;
 mod examples;
 mod fault_proxy_selftest;
 mod hardening;
+mod library;
 mod lock;
 mod manifest_errors;
 mod messages;
