@@ -53,6 +53,22 @@ fn build_writes_layouts_that_oci_tools_accept() {
         "oci-image-tool",
         &["validate", "--type", "image", index_dir.to_str().unwrap()],
     );
+    // The index links its own blob and each image's three, nothing attached
+    // (attachments change with every commit; the index folder must not).
+    let links = |p: &Project| {
+        std::fs::read_dir(p.path("out/hello/one/index/blobs/sha256"))
+            .unwrap()
+            .count()
+    };
+    assert_eq!(links(&p), 1 + 3 * ARCHES.len());
+    // A link an older layout left (to an attachment) is cleared by the next build.
+    std::os::unix::fs::symlink(
+        "../../../amd64/sbom.spdx.json",
+        index_dir.join("blobs/sha256").join("0".repeat(64)),
+    )
+    .unwrap();
+    p.imgraph(&["build"]).success();
+    assert_eq!(links(&p), 1 + 3 * ARCHES.len());
     let raw = tool(
         "skopeo",
         &[

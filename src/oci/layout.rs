@@ -219,7 +219,18 @@ pub fn export_index(
 ) -> Result<bool, LayoutError> {
     let layout = layout_index(MediaType::ImageIndex, index, None, tags)?;
     let index_file = [("image-index.json", index)];
-    if is_current(dir, &layout, &index_file) && platforms.iter().all(|p| blobs_resolve(dir, p)) {
+    // Exactly the links it needs: a layout written when attachments were linked
+    // here too is rewritten (their targets moved to `<arch>.attestations/`).
+    let needed: std::collections::HashSet<&str> = platforms
+        .iter()
+        .flat_map(|p| p.image_files().into_iter().map(|(_, b)| hex_of(b)))
+        .chain([hex_of(index)])
+        .collect();
+    let links = std::fs::read_dir(dir.join("blobs/sha256")).map_or(0, |d| d.count());
+    if is_current(dir, &layout, &index_file)
+        && platforms.iter().all(|p| blobs_resolve(dir, p))
+        && links == needed.len()
+    {
         return Ok(false);
     }
     replace_dir(dir, |tmp| {
