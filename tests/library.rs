@@ -320,3 +320,67 @@ fn library_without_maintainers_warns_and_settings_are_checked() {
         "library git_repo \"git@github.com:a/b\" is not an http(s) url",
     ]);
 }
+
+/// Layouts committed to another repository than the project's (a publishing
+/// checkout, `[settings] library = { out = ... }`): GitRepo, GitCommit and
+/// Directory come from that repository.
+#[test]
+fn library_reads_layouts_committed_in_another_checkout() {
+    let p = Project::hello(&["amd64"]);
+    let text = std::fs::read_to_string(p.path("images.toml")).unwrap();
+    p.manifest(&text.replace(
+        "created = \"2024-06-01T00:00:00Z\"\n",
+        "created = \"2024-06-01T00:00:00Z\"\nlibrary = { maintainers = [\"Jane Doe (@jane)\"], out = \"publish/images\" }\n",
+    ));
+    p.imgraph(&["build"]).success();
+    let publish = p.path("publish");
+    std::fs::create_dir_all(publish.join("images")).unwrap();
+    // cp -a keeps the blobs' symlinks.
+    tool(
+        "cp",
+        &[
+            "-a",
+            p.path("out/hello").to_str().unwrap(),
+            publish.join("images/hello").to_str().unwrap(),
+        ],
+    );
+    let git = |args: &[&str]| {
+        let mut full = vec![
+            "-C",
+            publish.to_str().unwrap(),
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@imgraph.invalid",
+        ];
+        full.extend_from_slice(args);
+        tool("git", &full)
+    };
+    git(&["init", "-q", "-b", "master"]);
+    git(&[
+        "remote",
+        "add",
+        "origin",
+        "https://github.com/acme/publish.git",
+    ]);
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "publish"]);
+    let head = git(&["rev-parse", "HEAD"]).trim().to_string();
+    let run = p.imgraph(&["library", "hello:one"]).success();
+    let parsed = parse_2822(&run.stdout);
+    // On master: no GitFetch (bashbrew's default).
+    assert_eq!(
+        parsed[0],
+        fields(&[
+            ("Maintainers", "Jane Doe (@jane)"),
+            ("GitRepo", "https://github.com/acme/publish.git"),
+        ])
+    );
+    assert_eq!(parsed[1]["amd64-GitCommit"], head);
+    assert_eq!(parsed[1]["amd64-Directory"], "images/hello/one/amd64");
+    assert_oci_import(&publish.join("images/hello/one/amd64"));
+    // An arch is not a library selector.
+    p.imgraph(&["library", "hello:one/amd64"])
+        .code(2)
+        .stderr_has(&["library takes IMAGE or IMAGE:DIST"]);
+}
