@@ -101,6 +101,9 @@ pub enum Error {
     /// Standard output: closed by its reader (a quiet end), or failing.
     #[error(transparent)]
     Stdout(#[from] crate::stdout::StdoutError),
+    /// `imgraph library`: a layout folder is missing, uncommitted or not in git.
+    #[error(transparent)]
+    Library(#[from] crate::exec::library::LibraryError),
     /// A file outside the cache.
     #[error("{}: {source}", path.display())]
     Io {

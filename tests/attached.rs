@@ -175,6 +175,8 @@ fn attachments_are_pushed_as_referrers_and_checked_by_verify() {
             .map(|a| p.path(&format!("out/hello/one/{a}")))
             .find(|l| sha256(&std::fs::read(l.join("image-manifest.json")).unwrap()) == *digest)
             .unwrap_or_else(|| panic!("no layout in out/ has {digest}"));
+        // Its attachments are in the layout beside it.
+        let attestations = layout.with_extension("attestations");
         for entry in ours {
             let m = get_json(
                 &format!(
@@ -200,7 +202,7 @@ fn attachments_are_pushed_as_referrers_and_checked_by_verify() {
             };
             assert_eq!(
                 bytes,
-                std::fs::read(layout.join(file)).unwrap(),
+                std::fs::read(attestations.join(file)).unwrap(),
                 "{arch}: the pushed {file} differs from out/"
             );
         }
@@ -271,7 +273,10 @@ fn pushes_sharing_a_platform_manifest_keep_each_others_referrers() {
         for dist in ["one", "two", "three"] {
             let layout = p.path(&format!("out/hello/{dist}/{arch}"));
             let index: Value = serde_json::from_slice(
-                &std::fs::read(layout.join("referrers.index.json")).unwrap(),
+                &std::fs::read(p.path(&format!(
+                    "out/hello/{dist}/{arch}.attestations/referrers.index.json"
+                )))
+                .unwrap(),
             )
             .unwrap();
             for m in index["manifests"].as_array().unwrap() {

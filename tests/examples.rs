@@ -27,6 +27,12 @@ fn busybox_example_builds_two_arches_and_each_binary_reports_its_arch() {
     );
     p.manifest(&text);
     p.imgraph(&["build"]).success();
+    // Each per-arch layout is one image that docker-library's oci-import,
+    // oci-image-tool, skopeo and umoci accept.
+    assert_eq!(
+        crate::support::oci_import::check_all_layouts(&p.path("out")),
+        2
+    );
     for (arch, qemu, machine) in [
         ("amd64", None, "x86_64"),
         ("arm64v8", Some("qemu-aarch64-static"), "aarch64"),

@@ -19,6 +19,7 @@ mod examples;
 mod fault_proxy_selftest;
 mod hardening;
 mod keep_going;
+mod library;
 mod lock;
 mod lock_truth;
 mod manifest_errors;

@@ -85,6 +85,12 @@ fn minideb_example_every_dist_and_arch_is_reproducible_from_the_live_mirror() {
     );
     assert!(platforms.len() >= 10, "{left_out:?}");
     let built = started.elapsed();
+    // Every per-arch layout is one image that docker-library's oci-import,
+    // oci-image-tool, skopeo and umoci accept.
+    assert_eq!(
+        crate::support::oci_import::check_all_layouts(&p.path("out")),
+        platforms.len()
+    );
 
     // A dist with every arch is selected whole (its index is compared too).
     let mut selectors: Vec<String> = Vec::new();

@@ -182,13 +182,24 @@ fn dpkg_query(root: &Path) -> BTreeSet<String> {
     .collect()
 }
 
-/// Checks the platform layout's attachments: the referrers index under
+/// The attestations layout beside a platform layout.
+fn attestations(image_dir: &Path) -> PathBuf {
+    let name = image_dir.file_name().unwrap().to_str().unwrap();
+    image_dir.with_file_name(format!("{name}.attestations"))
+}
+
+/// Checks the platform image's attachments, in the layout beside it: the referrers index under
 /// `sha256-<hex>` in index.json, each artifact manifest naming the image as its
 /// subject, with the empty config and the document as its one layer. Returns
 /// the artifact types found.
-fn check_layout(dir: &Path) -> Vec<String> {
-    let manifest = std::fs::read(dir.join("image-manifest.json")).unwrap();
+fn check_layout(image_dir: &Path) -> Vec<String> {
+    let manifest = std::fs::read(image_dir.join("image-manifest.json")).unwrap();
     let subject = sha256(&manifest);
+    // The image's own layout holds the image alone.
+    let own = json_file(&image_dir.join("index.json"));
+    assert_eq!(own["manifests"].as_array().unwrap().len(), 1, "{own}");
+    crate::support::oci_import::assert_oci_import(image_dir);
+    let dir = &attestations(image_dir);
     let index = json_file(&dir.join("index.json"));
     let entries = index["manifests"].as_array().unwrap();
     assert_eq!(
@@ -308,15 +319,21 @@ rootfs = { tar = "fixture.tar" }
                 "application/vnd.in-toto+json"
             ]
         );
-        assert_valid("pyspdxtools", spdx_valid(&dir.join("sbom.spdx.json")));
+        assert_valid(
+            "pyspdxtools",
+            spdx_valid(&attestations(&dir).join("sbom.spdx.json")),
+        );
         assert_valid(
             "cyclonedx",
-            cyclonedx_valid(&dir.join("sbom.cyclonedx.json")),
+            cyclonedx_valid(&attestations(&dir).join("sbom.cyclonedx.json")),
         );
-        assert_valid("in-toto", intoto_valid(&dir.join("provenance.intoto.json")));
-        let spdx = json_file(&dir.join("sbom.spdx.json"));
+        assert_valid(
+            "in-toto",
+            intoto_valid(&attestations(&dir).join("provenance.intoto.json")),
+        );
+        let spdx = json_file(&attestations(&dir).join("sbom.spdx.json"));
         assert_eq!(spdx_packages(&spdx), expected, "{image}");
-        let cdx = json_file(&dir.join("sbom.cyclonedx.json"));
+        let cdx = json_file(&attestations(&dir).join("sbom.cyclonedx.json"));
         assert_eq!(cyclonedx_packages(&cdx), expected, "{image}");
         // purl, source package and DEP-5 license as the issue spells them.
         let libc = spdx["packages"]
@@ -374,8 +391,8 @@ fn a_rootfs_without_a_package_database_gets_every_file_checksummed() {
         ["application/spdx+json", "application/vnd.in-toto+json"],
         "the default: SPDX and provenance"
     );
-    assert!(!dir.join("sbom.cyclonedx.json").exists());
-    let file = dir.join("sbom.spdx.json");
+    assert!(!attestations(&dir).join("sbom.cyclonedx.json").exists());
+    let file = attestations(&dir).join("sbom.spdx.json");
     assert_valid("pyspdxtools", spdx_valid(&file));
     let spdx = json_file(&file);
     assert_eq!(spdx_packages(&spdx), BTreeSet::new());
@@ -449,7 +466,7 @@ rootfs = {{ debian = {{ mirror = "{}", keyring = "{}" }} }}
     // spdx-tools' url pattern wants a host name with a TLD, which the loopback
     // mirror has not: it validates a copy naming deb.debian.org instead (the
     // urls themselves are checked against the served files below).
-    let text = std::fs::read_to_string(dir.join("sbom.spdx.json")).unwrap();
+    let text = std::fs::read_to_string(attestations(&dir).join("sbom.spdx.json")).unwrap();
     let renamed = p.path("renamed.spdx.json");
     std::fs::write(
         &renamed,
@@ -459,13 +476,13 @@ rootfs = {{ debian = {{ mirror = "{}", keyring = "{}" }} }}
     assert_valid("pyspdxtools", spdx_valid(&renamed));
     assert_valid(
         "cyclonedx",
-        cyclonedx_valid(&dir.join("sbom.cyclonedx.json")),
+        cyclonedx_valid(&attestations(&dir).join("sbom.cyclonedx.json")),
     );
-    let (ok, deps) = intoto_valid(&dir.join("provenance.intoto.json"));
+    let (ok, deps) = intoto_valid(&attestations(&dir).join("provenance.intoto.json"));
     assert!(ok, "in-toto rejected: {deps}");
-    let spdx = json_file(&dir.join("sbom.spdx.json"));
+    let spdx = json_file(&attestations(&dir).join("sbom.spdx.json"));
     assert_eq!(spdx_packages(&spdx), expected);
-    let cdx = json_file(&dir.join("sbom.cyclonedx.json"));
+    let cdx = json_file(&attestations(&dir).join("sbom.cyclonedx.json"));
     assert_eq!(cyclonedx_packages(&cdx), expected);
 
     // Each package's checksum is its .deb's, as served (and locked), and it
@@ -509,7 +526,7 @@ rootfs = {{ debian = {{ mirror = "{}", keyring = "{}" }} }}
     );
 
     // Provenance: every .deb and the InRelease, by uri and sha256.
-    let prov = json_file(&dir.join("provenance.intoto.json"));
+    let prov = json_file(&attestations(&dir).join("provenance.intoto.json"));
     let manifest = std::fs::read(dir.join("image-manifest.json")).unwrap();
     assert_eq!(
         prov["subject"][0]["digest"]["sha256"],
@@ -566,7 +583,7 @@ rootfs = { dir = "rootfs" }
         "provenance.intoto.manifest.json",
         "index.json",
     ] {
-        let path = format!("out/hello/one/amd64/{f}");
+        let path = format!("out/hello/one/amd64.attestations/{f}");
         let (x, y) = (
             std::fs::read(a.path(&path)).unwrap(),
             std::fs::read(b.path(&path)).unwrap(),
@@ -605,13 +622,13 @@ fn plan_lists_the_steps_and_settings_turn_them_off_or_choose_formats() {
     p.manifest(&with_settings("sbom = []\nprovenance = false\n", ""));
     assert_eq!(ids(&p), Vec::<String>::new());
     p.imgraph(&["build"]).success();
-    let index = json_file(&p.path("out/hello/one/amd64/index.json"));
-    assert_eq!(
-        index["manifests"].as_array().unwrap().len(),
-        1,
-        "nothing attached"
+    assert!(
+        !p.path("out/hello/one/amd64.attestations").exists(),
+        "nothing attached, no attestations layout"
     );
-    assert!(!p.path("out/hello/one/amd64/sbom.spdx.json").exists());
+    assert!(!p
+        .path("out/hello/one/amd64.attestations/sbom.spdx.json")
+        .exists());
 
     // An image's own setting wins over [settings].
     p.manifest(&with_settings(
@@ -625,10 +642,12 @@ fn plan_lists_the_steps_and_settings_turn_them_off_or_choose_formats() {
         check_layout(&p.path("out/hello/one/amd64")),
         ["application/vnd.cyclonedx+json"]
     );
-    assert!(!p.path("out/hello/one/amd64/sbom.spdx.json").exists());
+    assert!(!p
+        .path("out/hello/one/amd64.attestations/sbom.spdx.json")
+        .exists());
     assert_valid(
         "cyclonedx",
-        cyclonedx_valid(&p.path("out/hello/one/amd64/sbom.cyclonedx.json")),
+        cyclonedx_valid(&p.path("out/hello/one/amd64.attestations/sbom.cyclonedx.json")),
     );
 
     // An unknown format: exit 2 at its place, naming the valid ones.
@@ -715,13 +734,19 @@ rootfs = { debian = { variant = "minbase" } }
     assert!(expected.len() > 80, "{expected:?}");
     let dir = p.path("out/minideb/bookworm/amd64");
     check_layout(&dir);
-    assert_valid("pyspdxtools", spdx_valid(&dir.join("sbom.spdx.json")));
+    assert_valid(
+        "pyspdxtools",
+        spdx_valid(&attestations(&dir).join("sbom.spdx.json")),
+    );
     assert_valid(
         "cyclonedx",
-        cyclonedx_valid(&dir.join("sbom.cyclonedx.json")),
+        cyclonedx_valid(&attestations(&dir).join("sbom.cyclonedx.json")),
     );
-    assert_valid("in-toto", intoto_valid(&dir.join("provenance.intoto.json")));
-    let spdx = json_file(&dir.join("sbom.spdx.json"));
+    assert_valid(
+        "in-toto",
+        intoto_valid(&attestations(&dir).join("provenance.intoto.json")),
+    );
+    let spdx = json_file(&attestations(&dir).join("sbom.spdx.json"));
     assert_eq!(spdx_packages(&spdx), expected);
     let libc = spdx["packages"]
         .as_array()
@@ -777,10 +802,16 @@ rootfs = { command = "mmdebstrap --quiet --variant=minbase --arch={debian_arch} 
         check_layout(&dir),
         ["application/spdx+json", "application/vnd.in-toto+json"]
     );
-    assert_valid("pyspdxtools", spdx_valid(&dir.join("sbom.spdx.json")));
-    assert_valid("in-toto", intoto_valid(&dir.join("provenance.intoto.json")));
+    assert_valid(
+        "pyspdxtools",
+        spdx_valid(&attestations(&dir).join("sbom.spdx.json")),
+    );
+    assert_valid(
+        "in-toto",
+        intoto_valid(&attestations(&dir).join("provenance.intoto.json")),
+    );
     assert_eq!(
-        spdx_packages(&json_file(&dir.join("sbom.spdx.json"))),
+        spdx_packages(&json_file(&attestations(&dir).join("sbom.spdx.json"))),
         expected
     );
 }
@@ -813,7 +844,7 @@ fn provenance_names_the_commit_of_the_manifest_repository() {
         "https://alice:SECRET@example.invalid/team/images.git",
     ]);
     p.imgraph(&["build"]).success();
-    let path = p.path("out/hello/one/amd64/provenance.intoto.json");
+    let path = p.path("out/hello/one/amd64.attestations/provenance.intoto.json");
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(!text.contains("SECRET"), "{text}");
     let git_dep = |prov: &Value| -> Value {
@@ -839,7 +870,7 @@ fn provenance_names_the_commit_of_the_manifest_repository() {
     assert_eq!(dep["uri"], "git+https://example.invalid/team/images.git");
     assert_valid(
         "in-toto",
-        intoto_valid(&p.path("out/hello/one/amd64/provenance.intoto.json")),
+        intoto_valid(&p.path("out/hello/one/amd64.attestations/provenance.intoto.json")),
     );
     // A new commit is a new provenance (and nothing else).
     git(&[

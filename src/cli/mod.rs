@@ -119,6 +119,11 @@ pub enum Command {
         after_help = "Examples:\n  imgraph export hello:one --format oci -o /tmp/hello-oci\n  imgraph export hello:one/amd64 --format docker-archive -o hello.tar"
     )]
     Export(ExportArgs),
+    /// Print the docker-library manifest file (library/IMAGE) for the committed per-arch layouts.
+    #[command(
+        after_help = "Each dist is one paragraph (Tags, Architectures, <arch>-GitCommit: the last commit\nthat changed out/IMAGE/DIST/ARCH, <arch>-Directory, Builder: oci-import, File: index.json).\nMaintainers come from `[settings] library`; GitRepo from the origin remote or that setting.\nExits 1, naming the folder, when a layout folder has uncommitted changes.\n\nExamples:\n  imgraph build && git add -f out/hello && git commit -m 'hello: rebuild'\n  imgraph library hello > library/hello-world"
+    )]
+    Library(LibraryArgs),
     /// check, init, explain, schema, completions, man.
     #[command(flatten)]
     Edit(EditCommand),
@@ -148,8 +153,17 @@ impl Command {
             Command::Edit(EditCommand::Man(_)) => "man",
             Command::Cache(CacheCommand::Verify) => "cache verify",
             Command::Cache(CacheCommand::Gc) => "cache gc",
+            Command::Library(_) => "library",
         }
     }
+}
+
+/// `library`.
+#[derive(Debug, Args)]
+pub struct LibraryArgs {
+    /// IMAGE[:DIST]: the image (only that dist when given).
+    #[arg(value_name = "IMAGE", add = clap_complete::ArgValueCompleter::new(complete::complete_selector))]
+    pub image: String,
 }
 
 /// `imgraph cache ...`.

@@ -8,6 +8,7 @@ mod explain;
 mod export;
 mod graph;
 mod init;
+mod library;
 mod lock;
 mod plan;
 mod schema;
@@ -221,6 +222,10 @@ pub fn run(cli: Cli) -> Result<(), Error> {
             &globals,
         ),
         Command::Cache(cmd) => cache::run(&Project::load(&cli, &[], false)?, cmd, &globals),
+        Command::Library(args) => library::run(
+            &Project::load(&cli, std::slice::from_ref(&args.image), true)?,
+            &globals,
+        ),
     }
 }
 

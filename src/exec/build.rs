@@ -14,9 +14,10 @@ use super::{
 use crate::cache::{CacheError, Store};
 use crate::graph::{Graph, StepId, StepKind, Target};
 use crate::manifest::{Arch, Manifest, Selector};
+use crate::oci::attestations::export_attestations;
 use crate::oci::layout::{
-    export_index, export_platform, index_is_current, remove_broken_index, Attached, LayoutError,
-    PlatformBlobs,
+    attestations_dir, export_index, export_platform, index_is_current, remove_broken_index, Attached,
+    LayoutError, PlatformBlobs,
 };
 
 /// What stops a build as a whole (a failed step is in [`BuildReport::failures`]).
@@ -574,10 +575,14 @@ fn build_locked(
                         .join(&p.image)
                         .join(&p.dist)
                         .join(p.arch.name);
+                    // The image alone in its folder; its attachments beside it.
                     if export_platform(store, &dir, &blobs, &tag)? {
-                        report.exported.push(dir);
+                        report.exported.push(dir.clone());
                     } else {
                         report.up_to_date += 1;
+                    }
+                    if export_attestations(store, &dir, &blobs, &tag)? {
+                        report.exported.push(attestations_dir(&dir));
                     }
                 }
                 last.platforms.insert(label, digest);

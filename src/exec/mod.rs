@@ -3,6 +3,7 @@
 
 pub mod attach;
 pub mod build;
+pub mod library;
 pub mod lock;
 pub mod matrix;
 mod outputs;

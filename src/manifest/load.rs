@@ -552,6 +552,14 @@ impl Validator<'_> {
                 .as_ref()
                 .map(|r| self.runners(r))
                 .unwrap_or_default(),
+            library: match &s.library {
+                Some(raw) => {
+                    let (library, diags) = super::library::validate(raw, &self.root);
+                    self.diags.extend(diags);
+                    library
+                }
+                None => LibrarySettings::default(),
+            },
         }
     }
 

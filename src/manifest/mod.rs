@@ -4,6 +4,7 @@ pub mod arch;
 mod created;
 pub mod diagnostic;
 mod implicit;
+mod library;
 mod load;
 pub mod lock;
 mod lock_history;

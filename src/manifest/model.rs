@@ -70,6 +70,20 @@ pub struct Settings {
     pub cache_registry: Option<CacheRegistry>,
     /// `runners`: CI runner label by arch name or `default`, for `plan --matrix`.
     pub runners: BTreeMap<String, String>,
+    /// `library`: what `imgraph library` cannot learn from git.
+    pub library: LibrarySettings,
+}
+
+/// `[settings] library`: the docker-library manifest file's fields git cannot say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LibrarySettings {
+    /// `Maintainers:` lines, each checked against docker-library's format.
+    pub maintainers: Vec<String>,
+    /// `GitRepo:`, when not the layouts repository's `origin` remote.
+    pub git_repo: Option<String>,
+    /// The folder (absolute) holding the committed `<image>/<dist>/<arch>/`
+    /// layouts, when it is not `out`.
+    pub out: Option<PathBuf>,
 }
 
 /// An SBOM document format.

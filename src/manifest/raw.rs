@@ -102,6 +102,42 @@ pub(crate) struct RawSettings {
     #[serde(default)]
     #[schemars(with = "Option<RawSign>")]
     pub(crate) sign: Option<S<RawSign>>,
+    /// What `imgraph library IMAGE` (the docker-library manifest file, for
+    /// `Builder: oci-import`) cannot learn from git:
+    /// `library = { maintainers = ["Jane Doe <jane@example.com> (@jane)"] }`.
+    /// Default: none (the file is printed without `Maintainers:`, with a warning).
+    #[serde(default)]
+    #[schemars(with = "Option<RawLibrary>")]
+    pub(crate) library: Option<S<RawLibrary>>,
+}
+
+/// `[settings] library`: the docker-library manifest file's fields git cannot say.
+#[derive(Debug, Deserialize, Default, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(rename = "Library")]
+pub(crate) struct RawLibrary {
+    /// The image's maintainers, as docker-library writes them:
+    /// `"Full Name <email-or-url> (@github-handle)"` or `"Full Name (@github-handle)"`.
+    /// Default: none.
+    #[serde(default)]
+    #[schemars(
+        with = "Vec<String>",
+        extend("examples" = [["Jane Doe <jane@example.com> (@jane)"]])
+    )]
+    pub(crate) maintainers: Vec<S<String>>,
+    /// The `GitRepo:` url docker-library clones, e.g.
+    /// `"https://github.com/acme/hello.git"`. Default: the `origin` remote of the
+    /// repository holding the layouts (an `git@host:path` remote as
+    /// `https://host/path`).
+    #[schemars(with = "Option<String>")]
+    pub(crate) git_repo: Option<S<String>>,
+    /// Where the built layouts are committed, relative to this manifest, when
+    /// it is not the `out` folder itself (a checkout of the `GitRepo` the
+    /// layouts are copied into): the folder that holds `<image>/<dist>/<arch>/`.
+    /// `GitCommit:` and `Directory:` are read from the git repository holding it.
+    /// Default: the `out` setting.
+    #[schemars(with = "Option<String>")]
+    pub(crate) out: Option<S<String>>,
 }
 
 /// `[settings] sign`: the signing key.

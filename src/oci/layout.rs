@@ -1,6 +1,11 @@
 //! OCI image layouts on disk: the readable per-platform and per-dist layouts under
 //! `out/`, and portable ones for `imgraph export --format oci`.
 //!
+//! A per-platform layout holds exactly one image and nothing else (docker-library's
+//! `Builder: oci-import` and `oci-image-tool` require it, and a folder committed to
+//! git must change only when its image does); what is attached to the image lives
+//! in a layout of its own beside it (`attestations.rs`).
+//!
 //! A layout is assembled in a temp folder beside its target and swapped in, so a
 //! reader never sees a layout whose `index.json` names a blob that is not there.
 
@@ -12,7 +17,7 @@ use super::image::{layout_index, DocumentError};
 use crate::cache::{CacheError, Descriptor, Store};
 use crate::manifest::{Arch, Compression};
 
-const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+pub(super) const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
 /// Writing a layout failed.
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +72,7 @@ impl LayoutError {
     }
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LayoutError + '_ {
+pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LayoutError + '_ {
     move |source| LayoutError::Io {
         path: path.to_path_buf(),
         source,
@@ -87,7 +92,8 @@ pub struct PlatformBlobs {
     pub config: Descriptor,
     /// The image manifest.
     pub manifest: Descriptor,
-    /// Artifacts attached to it (SBOMs, provenance), in the layout beside it.
+    /// Artifacts attached to it (SBOMs, provenance), written to the
+    /// attestations layout beside the image's (see [`attestations_dir`]).
     pub attached: Vec<Attached>,
 }
 
@@ -105,19 +111,24 @@ pub struct Attached {
 }
 
 /// The empty descriptor's blob (`{}`), shared by every artifact manifest.
-const EMPTY_CONFIG_DIGEST: &str =
+pub(super) const EMPTY_CONFIG_DIGEST: &str =
     "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a";
 
 impl PlatformBlobs {
-    /// The files of the readable layout: (name, blob). Attachments are
-    /// `<stem>.json` (the document), `<stem>.manifest.json` and the shared
-    /// `artifact-config.json` (`{}`).
-    fn files(&self) -> Vec<(String, &Descriptor)> {
-        let mut files = vec![
-            (self.compression.file_name().to_string(), &self.layer),
+    /// The files of the readable image layout: (name, blob).
+    pub(super) fn image_files(&self) -> Vec<(String, &Descriptor)> {
+        vec![
+            (layer_file_name(self.compression, 0, 1), &self.layer),
             ("image-config.json".to_string(), &self.config),
             ("image-manifest.json".to_string(), &self.manifest),
-        ];
+        ]
+    }
+
+    /// The files of the attestations layout: (name, blob). Each attachment is
+    /// `<stem>.json` (the document) and `<stem>.manifest.json`, with the
+    /// shared `artifact-config.json` (`{}`).
+    pub(super) fn attachment_files(&self) -> Vec<(String, &Descriptor)> {
+        let mut files: Vec<(String, &Descriptor)> = Vec::new();
         for a in &self.attached {
             files.push((format!("{}.manifest.json", a.stem), &a.manifest));
             for b in &a.blobs {
@@ -134,109 +145,59 @@ impl PlatformBlobs {
         files
     }
 
-    /// The referrers of the image in this layout, as the distribution spec's
-    /// fallback tag holds them: an image index of the artifact manifests (each
-    /// with its `artifactType`), under the ref name `sha256-<hex of the
-    /// subject>`. `None` when nothing is attached.
-    pub fn referrers(&self) -> Option<Referrers> {
-        if self.attached.is_empty() {
-            return None;
-        }
-        let manifests: Vec<serde_json::Value> = self
-            .attached
-            .iter()
-            .map(|a| {
-                serde_json::json!({
-                    "mediaType": MediaType::ImageManifest.to_string(),
-                    "artifactType": a.artifact_type,
-                    "digest": a.manifest.digest,
-                    "size": a.manifest.size,
-                })
-            })
-            .collect();
-        let bytes = super::image::canonical_json(&serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": MediaType::ImageIndex.to_string(),
-            "manifests": manifests,
-        }));
-        Some(Referrers {
-            blob: Descriptor {
-                digest: crate::digest::sha256(&bytes),
-                size: bytes.len() as u64,
-            },
-            bytes,
-            ref_name: format!("sha256-{}", hex_of(&self.manifest)),
-        })
-    }
-
-    /// The layout's `index.json`: the image under its ref name and, when
-    /// something is attached, the referrers index under `sha256-<hex>`. A
-    /// nested index rather than the artifact manifests themselves: OCI 1.0
-    /// tools (oci-image-tool) then still read the image by its digest, where
-    /// an artifact manifest (its empty config) at the top makes them fail.
-    fn layout_index(&self, ref_name: &str) -> Result<Vec<u8>, LayoutError> {
-        let index = layout_index(
+    /// The image layout's `index.json`: exactly one entry, the image manifest
+    /// under its ref name, with its platform.
+    fn image_index(&self, ref_name: &str) -> Result<Vec<u8>, LayoutError> {
+        Ok(layout_index(
             MediaType::ImageManifest,
             &self.manifest,
             Some(self.arch),
             &[ref_name.to_string()],
-        )?;
-        let Some(referrers) = self.referrers() else {
-            return Ok(index);
-        };
-        let mut value: serde_json::Value =
-            serde_json::from_slice(&index).expect("layout_index writes valid JSON");
-        if let Some(entries) = value["manifests"].as_array_mut() {
-            entries.push(serde_json::json!({
-                "mediaType": MediaType::ImageIndex.to_string(),
-                "digest": referrers.blob.digest,
-                "size": referrers.blob.size,
-                "annotations": { super::image::REF_NAME: referrers.ref_name },
-            }));
-        }
-        Ok(super::image::canonical_json(&value))
+        )?)
     }
 }
 
-/// The index of a platform layout's attachments.
-#[derive(Debug, Clone)]
-pub struct Referrers {
-    /// Its canonical JSON.
-    pub bytes: Vec<u8>,
-    /// Its digest and size.
-    pub blob: Descriptor,
-    /// `sha256-<hex of the image manifest>`.
-    pub ref_name: String,
+/// The readable name of an image's layer `index` (0 = the bottom one) of
+/// `count`: `rootfs.tar.gz` when it is the only one, else `layer-1.tar.gz`,
+/// `layer-2.tar.gz`, ... from the bottom up (`.tar.zst` for zstd).
+pub fn layer_file_name(compression: Compression, index: usize, count: usize) -> String {
+    let single = compression.file_name();
+    if count <= 1 {
+        return single.to_string();
+    }
+    let ext = single.trim_start_matches("rootfs");
+    format!("layer-{}{ext}", index + 1)
 }
 
-/// The readable name of the referrers index in a platform layout.
-pub const REFERRERS_FILE: &str = "referrers.index.json";
+/// The attestations layout of the platform layout `dir`: its sibling
+/// `<arch>.attestations/` (`out/hello/one/amd64.attestations/`).
+pub fn attestations_dir(dir: &Path) -> PathBuf {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    dir.with_file_name(format!("{name}{ATTESTATIONS_SUFFIX}"))
+}
 
-/// Writes `out/<image>/<dist>/<arch>/` unless it already holds exactly this image.
-/// Returns whether anything was written.
+/// What [`attestations_dir`] appends to the arch's folder name.
+pub const ATTESTATIONS_SUFFIX: &str = ".attestations";
+
+/// Writes `out/<image>/<dist>/<arch>/` unless it already holds exactly this image:
+/// the image's files, `blobs/sha256/` symlinks to them, and an `index.json` with
+/// that one image. Returns whether anything was written.
 pub fn export_platform(
     store: &Store,
     dir: &Path,
     p: &PlatformBlobs,
     ref_name: &str,
 ) -> Result<bool, LayoutError> {
-    let index = p.layout_index(ref_name)?;
-    let referrers = p.referrers();
-    let mut files = p.files();
-    if let Some(r) = &referrers {
-        files.push((REFERRERS_FILE.to_string(), &r.blob));
-    }
+    let index = p.image_index(ref_name)?;
+    let files = p.image_files();
     if is_current(dir, &index, &files) {
         return Ok(false);
     }
     replace_dir(dir, |tmp| {
         for (name, blob) in &files {
-            if let Some(r) = referrers.as_ref().filter(|r| r.blob == **blob) {
-                let path = tmp.join(name);
-                std::fs::write(&path, &r.bytes).map_err(io(&path))?;
-                link_blob(tmp, blob, &format!("../../{name}"))?;
-                continue;
-            }
             store.copy_blob_to(&blob.digest, &tmp.join(name))?;
             link_blob(tmp, blob, &format!("../../{name}"))?;
         }
@@ -247,6 +208,8 @@ pub fn export_platform(
 
 /// Writes `out/<image>/<dist>/index/`: the index, tagged with every tag, with its
 /// blobs as symlinks into the sibling platform layouts (nothing is stored twice).
+/// Attachments are not linked: nothing in the index reaches them, and the folder
+/// then changes only when an image does.
 pub fn export_index(
     store: &Store,
     dir: &Path,
@@ -256,22 +219,26 @@ pub fn export_index(
 ) -> Result<bool, LayoutError> {
     let layout = layout_index(MediaType::ImageIndex, index, None, tags)?;
     let index_file = [("image-index.json", index)];
-    if is_current(dir, &layout, &index_file) && platforms.iter().all(|p| blobs_resolve(dir, p)) {
+    // Exactly the links it needs: a layout written when attachments were linked
+    // here too is rewritten (their targets moved to `<arch>.attestations/`).
+    let needed: std::collections::HashSet<&str> = platforms
+        .iter()
+        .flat_map(|p| p.image_files().into_iter().map(|(_, b)| hex_of(b)))
+        .chain([hex_of(index)])
+        .collect();
+    let links = std::fs::read_dir(dir.join("blobs/sha256")).map_or(0, |d| d.count());
+    if is_current(dir, &layout, &index_file)
+        && platforms.iter().all(|p| blobs_resolve(dir, p))
+        && links == needed.len()
+    {
         return Ok(false);
     }
     replace_dir(dir, |tmp| {
         store.copy_blob_to(&index.digest, &tmp.join("image-index.json"))?;
         link_blob(tmp, index, "../../image-index.json")?;
         for p in platforms {
-            for (name, blob) in p.files() {
+            for (name, blob) in p.image_files() {
                 link_blob(tmp, blob, &format!("../../../{}/{name}", p.arch.name))?;
-            }
-            if let Some(r) = p.referrers() {
-                link_blob(
-                    tmp,
-                    &r.blob,
-                    &format!("../../../{}/{REFERRERS_FILE}", p.arch.name),
-                )?;
             }
         }
         finish_layout(tmp, &layout)
@@ -450,11 +417,11 @@ fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
     crate::atomic_file::write_file(path, bytes).map_err(io(path))
 }
 
-fn hex_of(blob: &Descriptor) -> &str {
+pub(super) fn hex_of(blob: &Descriptor) -> &str {
     blob.digest.trim_start_matches("sha256:")
 }
 
-fn link_blob(layout: &Path, blob: &Descriptor, target: &str) -> Result<(), LayoutError> {
+pub(super) fn link_blob(layout: &Path, blob: &Descriptor, target: &str) -> Result<(), LayoutError> {
     let dir = layout.join("blobs/sha256");
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
     let link = dir.join(hex_of(blob));
@@ -464,7 +431,7 @@ fn link_blob(layout: &Path, blob: &Descriptor, target: &str) -> Result<(), Layou
     std::os::unix::fs::symlink(target, &link).map_err(io(&link))
 }
 
-fn finish_layout(tmp: &Path, index: &[u8]) -> Result<(), LayoutError> {
+pub(super) fn finish_layout(tmp: &Path, index: &[u8]) -> Result<(), LayoutError> {
     let p = tmp.join("oci-layout");
     std::fs::write(&p, OCI_LAYOUT).map_err(io(&p))?;
     let p = tmp.join("index.json");
@@ -472,7 +439,11 @@ fn finish_layout(tmp: &Path, index: &[u8]) -> Result<(), LayoutError> {
 }
 
 /// The layout already has this index.json and files of the right sizes.
-fn is_current<N: AsRef<Path>>(dir: &Path, index: &[u8], files: &[(N, &Descriptor)]) -> bool {
+pub(super) fn is_current<N: AsRef<Path>>(
+    dir: &Path,
+    index: &[u8],
+    files: &[(N, &Descriptor)],
+) -> bool {
     std::fs::read(dir.join("index.json")).is_ok_and(|b| b == index)
         && files.iter().all(|(name, blob)| {
             std::fs::metadata(dir.join(name)).is_ok_and(|m| m.len() == blob.size)
@@ -481,13 +452,13 @@ fn is_current<N: AsRef<Path>>(dir: &Path, index: &[u8], files: &[(N, &Descriptor
 }
 
 fn blobs_resolve(dir: &Path, p: &PlatformBlobs) -> bool {
-    p.files()
+    p.image_files()
         .iter()
         .all(|(_, b)| dir.join("blobs/sha256").join(hex_of(b)).exists())
 }
 
 /// Builds a folder in a temp sibling, then swaps it in place of `dir`.
-fn replace_dir(
+pub(super) fn replace_dir(
     dir: &Path,
     fill: impl FnOnce(&Path) -> Result<(), LayoutError>,
 ) -> Result<(), LayoutError> {

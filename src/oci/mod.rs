@@ -1,5 +1,6 @@
 //! OCI images: the layer, the JSON documents, layouts on disk, docker archives.
 
+pub mod attestations;
 pub mod compress;
 pub mod docker_archive;
 pub mod elf;

@@ -7,6 +7,7 @@ pub mod apt_repo;
 pub mod cosign;
 pub mod fault_proxy;
 pub mod live_debian;
+pub mod oci_import;
 pub mod registry;
 
 use std::path::{Path, PathBuf};
