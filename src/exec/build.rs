@@ -16,8 +16,8 @@ use crate::graph::{Graph, StepId, StepKind, Target};
 use crate::manifest::{Arch, Manifest, Selector};
 use crate::oci::attestations::export_attestations;
 use crate::oci::layout::{
-    attestations_dir, export_index, export_platform, index_is_current, remove_broken_index, Attached,
-    LayoutError, PlatformBlobs,
+    attestations_dir, export_index, export_platform, index_is_current, remove_broken_index,
+    Attached, LayoutError, PlatformBlobs,
 };
 
 /// What stops a build as a whole (a failed step is in [`BuildReport::failures`]).
