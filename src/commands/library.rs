@@ -19,6 +19,6 @@ pub(super) fn run(project: &Project, globals: &Globals) -> Result<(), Error> {
             eprintln!("warning: {w}");
         }
     }
-    print!("{}", file.text);
+    crate::stdout::print(&file.text)?;
     Ok(())
 }

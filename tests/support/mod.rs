@@ -410,6 +410,7 @@ pub const MANIFEST_COMMANDS: &[&[&str]] = &[
     &["lock", "--check"],
     &["cache", "verify"],
     &["cache", "gc"],
+    &["library", "hello"],
 ];
 
 /// The commands that do not read images.toml but print help text, where an
