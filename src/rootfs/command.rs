@@ -163,7 +163,7 @@ pub fn run(spec: &CommandSpec<'_>) -> Result<CommandRun, CommandError> {
                 let _ = log.write_all(&line);
                 let _ = log.write_all(b"\n");
                 if echo {
-                    eprintln!("  | {}", String::from_utf8_lossy(&line));
+                    crate::stderr::say!("  | {}", String::from_utf8_lossy(&line));
                 }
             }
         })
