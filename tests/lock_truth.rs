@@ -125,10 +125,20 @@ fn the_first_lock_in_a_new_repository_with_created_git_is_written() {
         .success()
         .stderr_has(&[&format!("locked tiny:{SUITE}/amd64"), "wrote"]);
     p.imgraph(&["lock", "--check"]).success();
-    // Uncommitted, the lock dates nothing yet: build says to commit it.
-    p.imgraph(&["build"])
-        .code(2)
-        .stderr_has(&["images.lock is not committed"]);
+    // Uncommitted, the lock dates nothing yet: build says to commit it (or to
+    // date otherwise), not --allow-dirty, which has no commit to date from.
+    for args in [&["build"][..], &["build", "--allow-dirty"]] {
+        let run = p.imgraph(args).code(2).stderr_has(&[
+            "no commits yet",
+            "help: commit images.lock first",
+            "\"source-date-epoch\"",
+        ]);
+        assert!(
+            !run.stderr.contains("or pass --allow-dirty"),
+            "{}",
+            run.stderr
+        );
+    }
     git(p.root(), &["add", "-A"], "2021-03-04T05:06:07Z");
     git(p.root(), &["commit", "-qm", "lock"], "2021-03-04T05:06:07Z");
     p.imgraph(&["build"]).success();
