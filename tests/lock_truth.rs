@@ -268,7 +268,12 @@ fn a_lock_from_a_newer_imgraph_says_to_upgrade() {
             "lock format version 7",
             "upgrade imgraph",
         ]);
-        assert!(run.code != 0 && run.code != 101, "`{}` exit {}", run.what, run.code);
+        assert!(
+            run.code != 0 && run.code != 101,
+            "`{}` exit {}",
+            run.what,
+            run.code
+        );
         assert!(!run.stderr.contains("run `imgraph lock`"), "{}", run.stderr);
         assert_eq!(lock_text(&p), newer, "`{}` rewrote the lock", run.what);
     }
