@@ -3,6 +3,7 @@
 
 pub mod attach;
 pub mod build;
+mod layer_contents;
 pub mod lock;
 pub mod matrix;
 mod outputs;

@@ -9,6 +9,9 @@
 //! Nothing is held whole: the tar bytes are hashed (diff_id) as they go into the
 //! compressor, and the compressed bytes are hashed (digest) and counted as they go to the
 //! caller's writer (typically the cache's blob writer).
+//!
+//! The same pass gathers what the SBOM needs ([`crate::oci::contents`]) and the ELF
+//! census, so no later step reads the layer back.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -18,6 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::oci::compress::{self, GzipEncoder};
+use crate::oci::contents::{self, Collector, Contents};
 use crate::oci::elf::{ElfCensus, ELF_PEEK};
 use crate::rootfs::fingerprint::clamp_mtime;
 use crate::rootfs::tar_source::{TarSource, TarSourceError};
@@ -109,6 +113,9 @@ pub struct LayerOutput {
     pub files: u64,
     /// Machines of the ELF files packed, for the platform check.
     pub elf: ElfCensus,
+    /// What the SBOM needs to know of the layer, gathered in the same pass
+    /// (`None` only in the odd case [`Collector::finish`] describes).
+    pub contents: Option<Contents>,
 }
 
 use crate::digest::HashingWriter as HashCount;
@@ -163,6 +170,7 @@ struct TarWriter<'a> {
     buf: Vec<u8>,
     entries: u64,
     census: ElfCensus,
+    contents: Collector,
 }
 
 impl TarWriter<'_> {
@@ -256,6 +264,11 @@ impl TarWriter<'_> {
                 None
             }
         };
+        match &e.kind {
+            EntryKind::Symlink { target } => self.contents.symlink(&e.path, target),
+            EntryKind::Hardlink { target } => self.contents.hardlink(&e.path, target),
+            _ => {}
+        }
         if let Some(link) = link {
             if !fill_field(&mut h.as_old_mut().linkname, link) {
                 self.long_link(&shown, b'K', link)?;
@@ -275,6 +288,7 @@ impl TarWriter<'_> {
                 });
             };
             let mut left = e.size;
+            let collect = self.contents.begin_file(&e.path);
             let mut head = Vec::with_capacity(ELF_PEEK);
             let mut buf = std::mem::take(&mut self.buf);
             while left > 0 {
@@ -299,6 +313,9 @@ impl TarWriter<'_> {
                     let k = (ELF_PEEK - head.len()).min(n);
                     head.extend_from_slice(&buf[..k]);
                 }
+                if collect {
+                    self.contents.data(&buf[..n]);
+                }
                 if let Err(err) = self.write_all(&shown, &buf[..n]) {
                     self.buf = buf;
                     return Err(err);
@@ -307,6 +324,7 @@ impl TarWriter<'_> {
             }
             self.buf = buf;
             self.census.record(&shown, &head);
+            self.contents.end_file();
             self.pad(&shown, e.size)?;
         }
         Ok(())
@@ -348,12 +366,15 @@ pub fn write_layer(
         buf: vec![0u8; COPY_BUF],
         entries: 0,
         census: ElfCensus::default(),
+        // Replaced once the entry list is known (see `hash_files`).
+        contents: Collector::new(false),
     };
 
     match source {
         LayerSource::Dir { root, owners } => write_dir(&mut tw, root, *owners, opts.mtime)?,
         LayerSource::Tar { path } => {
             let tar = TarSource::open(path, &opts.temp_dir)?;
+            tw.contents = Collector::new(hash_files(tar.entries().iter().map(|t| &t.entry)));
             for te in tar.entries() {
                 let e = &te.entry;
                 let mut content = tar.content(te);
@@ -377,7 +398,11 @@ pub fn write_layer(
 
     tw.write_all("end of archive", &[0u8; 2 * BLOCK])?;
     let TarWriter {
-        w, entries, census, ..
+        w,
+        entries,
+        census,
+        contents,
+        ..
     } = tw;
     let (encoder, diff_id, tar_len) = w.finish();
     let end_err = |source| LayerError::Write {
@@ -394,6 +419,17 @@ pub fn write_layer(
         uncompressed_size: tar_len,
         files: entries,
         elf: census,
+        contents: contents.finish(),
+    })
+}
+
+/// Whether the SBOM needs every file's checksums: only when no entry could be a
+/// package database (decided from the entry list, known before any byte is
+/// read, so a rootfs with one hashes nothing extra).
+fn hash_files<'e>(mut entries: impl Iterator<Item = &'e Entry>) -> bool {
+    !entries.any(|e| {
+        matches!(e.kind, EntryKind::File | EntryKind::Hardlink { .. })
+            && contents::may_be_package_db(&e.path)
     })
 }
 
@@ -403,7 +439,9 @@ fn write_dir(
     owners: Owners,
     created: u64,
 ) -> Result<(), LayerError> {
-    for we in walk(root)? {
+    let entries = walk(root)?;
+    tw.contents = Collector::new(hash_files(entries.iter().map(|w| &w.entry)));
+    for we in entries {
         let e = &we.entry;
         let (uid, gid) = match owners {
             Owners::Root => (0, 0),

@@ -1,6 +1,7 @@
 //! OCI images: the layer, the JSON documents, layouts on disk, docker archives.
 
 pub mod compress;
+pub mod contents;
 pub mod docker_archive;
 pub mod elf;
 pub mod image;
