@@ -21,6 +21,7 @@ mod lock;
 mod manifest_errors;
 mod messages;
 mod minideb;
+mod one_pass;
 mod podman;
 mod properties;
 mod push;
