@@ -752,6 +752,84 @@ mod tests {
         }
     }
 
+    /// What the layer step gathers in its pass is exactly what reading the
+    /// layer back gives (the sbom step's old way, now its fallback): with a
+    /// package database (no file hashed) and without (every file hashed, hard
+    /// links and long names included), from a folder and from a tarball.
+    #[test]
+    fn contents_gathered_in_the_pass_are_what_reading_the_layer_back_gives() {
+        for with_db in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().join("rootfs");
+            make_rootfs(&root, OLD);
+            if with_db {
+                std::fs::create_dir_all(root.join("var/lib/dpkg")).unwrap();
+                std::fs::write(
+                    root.join("var/lib/dpkg/status"),
+                    "Package: tool\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1\n",
+                )
+                .unwrap();
+                std::fs::create_dir_all(root.join("usr/share/doc/tool")).unwrap();
+                std::fs::write(root.join("usr/share/doc/tool/copyright"), "mine\n").unwrap();
+            }
+            let tarball = dir.path().join("src.tar");
+            let st = Command::new("tar")
+                .args(["--numeric-owner", "-cf"])
+                .arg(&tarball)
+                .arg("-C")
+                .arg(&root)
+                .arg(".")
+                .status()
+                .unwrap();
+            assert!(st.success());
+            for src in [
+                LayerSource::Dir {
+                    root: root.clone(),
+                    owners: Owners::Root,
+                },
+                LayerSource::Tar { path: tarball },
+            ] {
+                let (bytes, info) = layer(&src, CREATED, Compression::Gzip, 2);
+                let back = crate::attest::contents::read_tar(flate2::read::GzDecoder::new(
+                    &bytes[..],
+                ))
+                .unwrap();
+                assert_eq!(info.contents.as_ref(), Some(&back), "{src:?}");
+                assert_eq!(back.has_package_db, with_db);
+                if with_db {
+                    assert!(back.files.is_empty());
+                    assert_eq!(back.packages.len(), 1);
+                    assert_eq!(back.copyrights["tool"], "mine\n");
+                } else {
+                    let paths: Vec<&str> = back.files.iter().map(|f| f.path.as_str()).collect();
+                    assert!(paths.contains(&"usr/bin/tool-alias"), "{paths:?}");
+                    assert!(paths.iter().any(|p| p.ends_with(LONG_FILE)), "{paths:?}");
+                }
+            }
+        }
+    }
+
+    /// A `status` that is only a hard link to a file the SBOM does not read looks
+    /// like a package database before the pass (so nothing is hashed) but is none:
+    /// the layer says it has no contents and the sbom step reads the layer back.
+    #[test]
+    fn a_status_hard_linked_to_another_file_leaves_the_contents_to_a_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rootfs");
+        make_rootfs(&root, OLD);
+        std::fs::create_dir_all(root.join("var/lib/dpkg")).unwrap();
+        std::fs::hard_link(root.join("etc/hostname"), root.join("var/lib/dpkg/status")).unwrap();
+        let src = LayerSource::Dir {
+            root,
+            owners: Owners::Root,
+        };
+        let (bytes, info) = layer(&src, CREATED, Compression::Gzip, 1);
+        assert_eq!(info.contents, None);
+        let back =
+            crate::attest::contents::read_tar(flate2::read::GzDecoder::new(&bytes[..])).unwrap();
+        assert!(!back.has_package_db && !back.files.is_empty());
+    }
+
     #[test]
     fn write_errors_name_the_entry() {
         struct Full;
