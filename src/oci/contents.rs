@@ -8,7 +8,7 @@
 //! feeds each entry to a [`Collector`] too (as it feeds the ELF census) and keeps
 //! the result as a small cached blob: the sbom step then reads that JSON and never
 //! decompresses a layer. The same collector reads a layer back
-//! (`crate::attest::contents::read_tar`) for a cache entry made before this
+//! (`read_tar` in the attest module) for a cache entry made before this
 //! existed, so both ways give the same [`Contents`] by construction.
 
 use std::collections::BTreeMap;

@@ -790,10 +790,9 @@ mod tests {
                 LayerSource::Tar { path: tarball },
             ] {
                 let (bytes, info) = layer(&src, CREATED, Compression::Gzip, 2);
-                let back = crate::attest::contents::read_tar(flate2::read::GzDecoder::new(
-                    &bytes[..],
-                ))
-                .unwrap();
+                let back =
+                    crate::attest::contents::read_tar(flate2::read::GzDecoder::new(&bytes[..]))
+                        .unwrap();
                 assert_eq!(info.contents.as_ref(), Some(&back), "{src:?}");
                 assert_eq!(back.has_package_db, with_db);
                 if with_db {
