@@ -273,3 +273,41 @@ fn a_layer_from_the_cache_registry_brings_its_contents_to_the_sbom_step() {
         );
     }
 }
+
+/// The step records of the cache whose step id starts with `prefix`.
+fn records(p: &Project, prefix: &str) -> Vec<(std::path::PathBuf, Value)> {
+    ["actions", "steps"]
+        .iter()
+        .flat_map(|sub| files_under(&p.path(&format!("cache/{sub}"))))
+        .filter_map(|path| {
+            let record: Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+            record["step"]
+                .as_str()?
+                .starts_with(prefix)
+                .then_some((path, record))
+        })
+        .collect()
+}
+
+#[test]
+fn a_corrupt_contents_blob_is_dropped_and_the_layer_made_again() {
+    let p = two_images(BOTH_FORMATS);
+    p.imgraph(&["build"]).success();
+    let before = documents(&p, "pkgs");
+    let (_, layer) = records(&p, "layer:pkgs:").pop().unwrap();
+    let contents = layer["outputs"]["contents"]["digest"].as_str().unwrap();
+    let blob = p.path(&format!("cache/blobs/sha256/{}", &contents[7..]));
+    std::fs::write(&blob, b"{\"packages\":[]}").unwrap();
+    for (path, _) in records(&p, "sbom:pkgs:") {
+        std::fs::remove_file(path).unwrap();
+    }
+    let run = p.imgraph(&["build", "--json"]).success();
+    assert!(
+        run.stderr.contains("corrupt") && run.stderr.contains(&contents[7..]),
+        "the corrupt contents blob is not named: {}",
+        run.stderr
+    );
+    let executed = run.json()["executed"].to_string();
+    assert!(executed.contains("layer:pkgs:one/amd64"), "{executed}");
+    assert!(before == documents(&p, "pkgs"));
+}

@@ -25,5 +25,10 @@ pub(super) fn layer_contents(ctx: &Ctx<'_>, layer: &LayerOut) -> Result<Contents
                 .map_err(|e| StepError::RemoteCache(Box::new(e)))?;
         }
     }
-    Ok(attest::read_layer(ctx.store, &blob.digest)?)
+    // A corrupt layer is a cache error like any other, so the build drops it and
+    // makes it again in a second pass.
+    attest::read_layer(ctx.store, &blob.digest).map_err(|e| match e {
+        attest::AttestError::Cache(e) => StepError::Cache(e),
+        e => StepError::Attest(e),
+    })
 }
