@@ -37,11 +37,12 @@ impl VerifiedReader {
         io::copy(&mut self, &mut io::sink()).map_err(io_err("reading", &self.path))?;
         let found = format!("sha256:{}", hex::encode(self.sha.finalize()));
         if found != self.digest {
-            let _ = std::fs::remove_file(&self.path);
+            let removed = std::fs::remove_file(&self.path).is_ok();
             return Err(CacheError::DigestMismatch {
                 expected: self.digest,
                 found,
                 path: self.path,
+                removed,
             });
         }
         Ok(self.size)

@@ -21,7 +21,7 @@ pub(super) fn layer_contents(ctx: &Ctx<'_>, layer: &LayerOut) -> Result<Contents
     if !ctx.store.has_blob(&blob.digest) {
         if let Some(remote) = ctx.remote {
             remote
-                .fetch_blob(ctx.store, &blob.digest, blob.size)
+                .fetch_blob(ctx.store, &blob.digest, blob.size, ctx.progress)
                 .map_err(|e| StepError::RemoteCache(Box::new(e)))?;
         }
     }

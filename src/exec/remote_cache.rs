@@ -261,7 +261,7 @@ impl RemoteCache {
             } else if building && step.id.kind == StepKind::Layer {
                 // The layer's contents, for the sbom step: streamed and verified
                 // (a big rootfs without a package database lists many files).
-                self.fetch_blob(store, &layer.digest, layer.size)?;
+                self.fetch_blob(store, &layer.digest, layer.size, &Progress::quiet())?;
             } else if building {
                 // Configs, manifests, indexes: small, and read by later steps and
                 // the push (`plan`, which writes nothing, needs only the digests).
