@@ -326,7 +326,7 @@ fn a_full_disk_while_reading_a_tarball_says_no_space_first() {
     let failed = run
         .stderr
         .lines()
-        .find_map(|l| l.split_once("hello:one/amd64: ").map(|(_, why)| why))
+        .find_map(|l| l.trim_start().strip_prefix("layer:hello:one/amd64: "))
         .unwrap_or_else(|| panic!("no failed step:\n{}", run.stderr));
     assert!(
         failed.starts_with("No space left on device"),

@@ -25,6 +25,7 @@ mod lock_truth;
 mod manifest_errors;
 mod messages;
 mod minideb;
+mod one_pass;
 mod output;
 mod podman;
 mod progress;

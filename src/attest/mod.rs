@@ -25,7 +25,7 @@ pub const TOOL: &str = concat!("imgraph-", env!("CARGO_PKG_VERSION"));
 /// Reading the image's layer failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AttestError {
-    /// The layer could not be read back (the cache blob was verified first).
+    /// The layer could not be read back (decoded as it was verified).
     #[error("reading the layer {digest} for the SBOM: {source}")]
     Layer {
         /// The layer's digest.
@@ -33,6 +33,10 @@ pub enum AttestError {
         /// What failed.
         source: std::io::Error,
     },
+    /// The layer's cache blob (or the contents the layer step kept) is missing
+    /// or not what its digest says.
+    #[error(transparent)]
+    Cache(#[from] crate::cache::CacheError),
 }
 
 /// The image an SBOM or a provenance statement is about.

@@ -7,11 +7,14 @@
 
 mod atomic;
 mod blob;
+pub mod read_log;
 mod store;
+mod verified_reader;
 
 pub use atomic::write_atomic;
 pub use blob::{BlobWriter, Descriptor};
 pub use store::{ActionFile, ActionRecord, Store};
+pub use verified_reader::VerifiedReader;
 
 use std::path::PathBuf;
 

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::atomic::write_atomic;
 use super::blob::{BlobWriter, Descriptor};
+use super::verified_reader::VerifiedReader;
 use std::io::Write as _;
 
 use crate::digest::HashingWriter;
@@ -171,8 +172,18 @@ impl Store {
     pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>, CacheError> {
         let path = self.blob_path(digest);
         let bytes = std::fs::read(&path).map_err(|e| missing_or_io(e, digest, &path))?;
+        super::read_log::note(digest);
         self.check(digest, crate::digest::sha256(&bytes), &path)?;
         Ok(bytes)
+    }
+
+    /// Opens a blob to read it once, hashed as it is read: call
+    /// [`VerifiedReader::finish`] before trusting what was read.
+    pub fn open_verified(&self, digest: &str) -> Result<VerifiedReader, CacheError> {
+        let path = self.blob_path(digest);
+        let file = File::open(&path).map_err(|e| missing_or_io(e, digest, &path))?;
+        super::read_log::note(digest);
+        Ok(VerifiedReader::new(file, path, digest))
     }
 
     /// Streams a blob through sha256 to check it, without holding it in memory.
@@ -190,6 +201,7 @@ impl Store {
     ) -> Result<u64, CacheError> {
         let path = self.blob_path(digest);
         let mut file = File::open(&path).map_err(|e| missing_or_io(e, digest, &path))?;
+        super::read_log::note(digest);
         let mut out = HashingWriter::new(out);
         let mut buf = vec![0u8; 1 << 20];
         loop {

@@ -124,7 +124,7 @@ fn attach(
     })
 }
 
-/// Writes one SBOM per format, read from the image's own layer.
+/// Writes one SBOM per format, from what the layer step found in the layer.
 pub(super) fn execute_sbom(
     ctx: &Ctx<'_>,
     step: &Step,
@@ -132,9 +132,7 @@ pub(super) fn execute_sbom(
 ) -> Result<StepOutput, StepError> {
     let p = platform(ctx, step);
     let manifest = blob_of(deps, StepKind::Manifest, &step.id)?;
-    let layer = &layer_of(deps, &step.id)?.blob;
-    ctx.store.verify_blob(&layer.digest)?;
-    let contents = attest::read_layer(&ctx.store.blob_path(&layer.digest), &layer.digest)?;
+    let contents = super::layer_contents::layer_contents(ctx, layer_of(deps, &step.id)?)?;
     let sbom = Sbom {
         subject: subject(p, manifest),
         contents: &contents,

@@ -3,6 +3,7 @@
 
 pub mod attach;
 pub mod build;
+mod layer_contents;
 pub mod library;
 pub mod lock;
 pub mod matrix;
@@ -465,7 +466,9 @@ impl<'a> Ctx<'a> {
                 let started = Instant::now();
                 let output = match prepared.known_output.clone() {
                     Some(out) => out,
-                    None => steps::execute(self, step, &dep_outputs)?,
+                    None => crate::cache::read_log::in_step(&step.id.to_string(), || {
+                        steps::execute(self, step, &dep_outputs)
+                    })?,
                 };
                 let record = ActionRecord {
                     step: step.id.to_string(),

@@ -100,6 +100,12 @@ pub struct LayerOut {
     pub uncompressed_size: u64,
     /// ELF machines found, for the platform check.
     pub elf: crate::oci::elf::ElfCensus,
+    /// What the SBOM needs of the layer (packages, copyrights, os-release, file
+    /// checksums), gathered while writing it: a small JSON blob, so the sbom step
+    /// never reads the layer. Absent in records made before it existed (the sbom
+    /// step then reads the layer once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contents: Option<Descriptor>,
 }
 
 impl StepOutput {
@@ -124,7 +130,10 @@ impl StepOutput {
     /// Blobs that must be in the cache for this output to be usable.
     pub fn blobs(&self) -> Vec<String> {
         match self {
-            StepOutput::Layer(l) => vec![l.blob.digest.clone()],
+            StepOutput::Layer(l) => std::iter::once(&l.blob)
+                .chain(&l.contents)
+                .map(|d| d.digest.clone())
+                .collect(),
             StepOutput::Blob(d) => vec![d.digest.clone()],
             StepOutput::Attachments(a) => a
                 .iter()
@@ -133,6 +142,13 @@ impl StepOutput {
                 .collect(),
             _ => Vec::new(),
         }
+    }
+
+    /// The one blob of this output that stays in the cache registry on a remote
+    /// hit until something needs its bytes: a layer's compressed tar. Every other
+    /// blob a record names is small and fetched with the record.
+    pub fn stays_remote(&self, digest: &str) -> bool {
+        matches!(self, StepOutput::Layer(l) if l.blob.digest == digest)
     }
 
     /// The blob of a document step.

@@ -11,7 +11,8 @@
 //! different arches write different tags and can never overwrite each other's.
 //!
 //! Reads are lazy: a hit fetches the record and the small JSON blobs (configs,
-//! manifests, indexes) a later step reads; layer bytes stay in the registry until
+//! manifests, indexes, a layer's contents for the sbom step) a later step reads;
+//! layer bytes stay in the registry until
 //! something local needs them ([`RemoteCache::fetch_blob`]: export to `out/`),
 //! and a push mounts them from the cache repository instead. Every byte fetched
 //! is checked against its digest; a record naming a blob that is missing or
@@ -34,6 +35,10 @@ use super::{Progress, StepOutput};
 
 /// The `artifactType` of a step record, and its config's media type.
 pub const STEP_ARTIFACT_TYPE: &str = "application/vnd.imgraph.step.v1+json";
+
+/// The media type of a layer record's second blob: what the SBOM needs of the
+/// layer, gathered while writing it.
+pub const LAYER_CONTENTS_TYPE: &str = "application/vnd.imgraph.layer-contents.v1+json";
 
 /// Why a blob could not be brought from the cache registry.
 #[derive(Debug, thiserror::Error)]
@@ -249,10 +254,14 @@ impl RemoteCache {
             if store.has_blob(&layer.digest) {
                 continue;
             }
-            if step.id.kind == StepKind::Layer {
+            if output.stays_remote(&layer.digest) {
                 if building && !self.client.has_blob(repo, &layer.digest)? {
                     return Ok(None);
                 }
+            } else if building && step.id.kind == StepKind::Layer {
+                // The layer's contents, for the sbom step: streamed and verified
+                // (a big rootfs without a package database lists many files).
+                self.fetch_blob(store, &layer.digest, layer.size, &Progress::quiet())?;
             } else if building {
                 // Configs, manifests, indexes: small, and read by later steps and
                 // the push (`plan`, which writes nothing, needs only the digests).
@@ -359,6 +368,10 @@ impl RemoteCache {
             let size = std::fs::metadata(&path)
                 .map_err(crate::cache::io_err("reading", &path))?
                 .len();
+            let media_type = match step.id.kind {
+                StepKind::Layer if !output.stays_remote(&digest) => LAYER_CONTENTS_TYPE,
+                _ => media_type,
+            };
             layers.push(json!({ "mediaType": media_type, "digest": digest, "size": size }));
             blobs.push(BlobSource { digest, size, path });
         }

@@ -566,11 +566,16 @@ pub(super) fn execute(
             let written = layer::write_layer(&source, &opts, &mut writer)?;
             let blob = writer.finish()?;
             debug_assert_eq!(blob.digest, written.digest);
+            let contents = match &written.contents {
+                Some(c) => Some(store.put_bytes(&serde_json::to_vec(c).unwrap_or_default())?),
+                None => None,
+            };
             let out = LayerOut {
                 blob,
                 diff_id: written.diff_id,
                 uncompressed_size: written.uncompressed_size,
                 elf: written.elf,
+                contents,
             };
             let output = StepOutput::Layer(out);
             check_cached(ctx, step, &output)?;

@@ -9,6 +9,9 @@
 //! Nothing is held whole: the tar bytes are hashed (diff_id) as they go into the
 //! compressor, and the compressed bytes are hashed (digest) and counted as they go to the
 //! caller's writer (typically the cache's blob writer).
+//!
+//! The same pass gathers what the SBOM needs ([`crate::oci::contents`]) and the ELF
+//! census, so no later step reads the layer back.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -18,6 +21,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::oci::compress::{self, GzipEncoder};
+use crate::oci::contents::{self, Collector, Contents};
 use crate::oci::elf::{ElfCensus, ELF_PEEK};
 use crate::rootfs::fingerprint::clamp_mtime;
 use crate::rootfs::tar_source::{TarSource, TarSourceError};
@@ -109,6 +113,9 @@ pub struct LayerOutput {
     pub files: u64,
     /// Machines of the ELF files packed, for the platform check.
     pub elf: ElfCensus,
+    /// What the SBOM needs to know of the layer, gathered in the same pass
+    /// (`None` only in the odd case [`Collector::finish`] describes).
+    pub contents: Option<Contents>,
 }
 
 use crate::digest::HashingWriter as HashCount;
@@ -163,6 +170,7 @@ struct TarWriter<'a> {
     buf: Vec<u8>,
     entries: u64,
     census: ElfCensus,
+    contents: Collector,
 }
 
 impl TarWriter<'_> {
@@ -256,6 +264,11 @@ impl TarWriter<'_> {
                 None
             }
         };
+        match &e.kind {
+            EntryKind::Symlink { target } => self.contents.symlink(&e.path, target),
+            EntryKind::Hardlink { target } => self.contents.hardlink(&e.path, target),
+            _ => {}
+        }
         if let Some(link) = link {
             if !fill_field(&mut h.as_old_mut().linkname, link) {
                 self.long_link(&shown, b'K', link)?;
@@ -275,6 +288,7 @@ impl TarWriter<'_> {
                 });
             };
             let mut left = e.size;
+            let collect = self.contents.begin_file(&e.path);
             let mut head = Vec::with_capacity(ELF_PEEK);
             let mut buf = std::mem::take(&mut self.buf);
             while left > 0 {
@@ -299,6 +313,9 @@ impl TarWriter<'_> {
                     let k = (ELF_PEEK - head.len()).min(n);
                     head.extend_from_slice(&buf[..k]);
                 }
+                if collect {
+                    self.contents.data(&buf[..n]);
+                }
                 if let Err(err) = self.write_all(&shown, &buf[..n]) {
                     self.buf = buf;
                     return Err(err);
@@ -307,6 +324,7 @@ impl TarWriter<'_> {
             }
             self.buf = buf;
             self.census.record(&shown, &head);
+            self.contents.end_file();
             self.pad(&shown, e.size)?;
         }
         Ok(())
@@ -348,12 +366,15 @@ pub fn write_layer(
         buf: vec![0u8; COPY_BUF],
         entries: 0,
         census: ElfCensus::default(),
+        // Replaced once the entry list is known (see `hash_files`).
+        contents: Collector::new(false),
     };
 
     match source {
         LayerSource::Dir { root, owners } => write_dir(&mut tw, root, *owners, opts.mtime)?,
         LayerSource::Tar { path } => {
             let tar = TarSource::open(path, &opts.temp_dir)?;
+            tw.contents = Collector::new(hash_files(tar.entries().iter().map(|t| &t.entry)));
             for te in tar.entries() {
                 let e = &te.entry;
                 let mut content = tar.content(te);
@@ -377,7 +398,11 @@ pub fn write_layer(
 
     tw.write_all("end of archive", &[0u8; 2 * BLOCK])?;
     let TarWriter {
-        w, entries, census, ..
+        w,
+        entries,
+        census,
+        contents,
+        ..
     } = tw;
     let (encoder, diff_id, tar_len) = w.finish();
     let end_err = |source| LayerError::Write {
@@ -394,6 +419,17 @@ pub fn write_layer(
         uncompressed_size: tar_len,
         files: entries,
         elf: census,
+        contents: contents.finish(),
+    })
+}
+
+/// Whether the SBOM needs every file's checksums: only when no entry could be a
+/// package database (decided from the entry list, known before any byte is
+/// read, so a rootfs with one hashes nothing extra).
+fn hash_files<'e>(mut entries: impl Iterator<Item = &'e Entry>) -> bool {
+    !entries.any(|e| {
+        matches!(e.kind, EntryKind::File | EntryKind::Hardlink { .. })
+            && contents::may_be_package_db(&e.path)
     })
 }
 
@@ -403,7 +439,9 @@ fn write_dir(
     owners: Owners,
     created: u64,
 ) -> Result<(), LayerError> {
-    for we in walk(root)? {
+    let entries = walk(root)?;
+    tw.contents = Collector::new(hash_files(entries.iter().map(|w| &w.entry)));
+    for we in entries {
         let e = &we.entry;
         let (uid, gid) = match owners {
             Owners::Root => (0, 0),
@@ -712,6 +750,83 @@ mod tests {
             assert_eq!(info.diff_id, want_info.diff_id, "{}", path.display());
             assert!(got == want, "{}", path.display());
         }
+    }
+
+    /// What the layer step gathers in its pass is exactly what reading the
+    /// layer back gives (the sbom step's old way, now its fallback): with a
+    /// package database (no file hashed) and without (every file hashed, hard
+    /// links and long names included), from a folder and from a tarball.
+    #[test]
+    fn contents_gathered_in_the_pass_are_what_reading_the_layer_back_gives() {
+        for with_db in [false, true] {
+            let dir = tempfile::tempdir().unwrap();
+            let root = dir.path().join("rootfs");
+            make_rootfs(&root, OLD);
+            if with_db {
+                std::fs::create_dir_all(root.join("var/lib/dpkg")).unwrap();
+                std::fs::write(
+                    root.join("var/lib/dpkg/status"),
+                    "Package: tool\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1\n",
+                )
+                .unwrap();
+                std::fs::create_dir_all(root.join("usr/share/doc/tool")).unwrap();
+                std::fs::write(root.join("usr/share/doc/tool/copyright"), "mine\n").unwrap();
+            }
+            let tarball = dir.path().join("src.tar");
+            let st = Command::new("tar")
+                .args(["--numeric-owner", "-cf"])
+                .arg(&tarball)
+                .arg("-C")
+                .arg(&root)
+                .arg(".")
+                .status()
+                .unwrap();
+            assert!(st.success());
+            for src in [
+                LayerSource::Dir {
+                    root: root.clone(),
+                    owners: Owners::Root,
+                },
+                LayerSource::Tar { path: tarball },
+            ] {
+                let (bytes, info) = layer(&src, CREATED, Compression::Gzip, 2);
+                let back =
+                    crate::attest::contents::read_tar(flate2::read::GzDecoder::new(&bytes[..]))
+                        .unwrap();
+                assert_eq!(info.contents.as_ref(), Some(&back), "{src:?}");
+                assert_eq!(back.has_package_db, with_db);
+                if with_db {
+                    assert!(back.files.is_empty());
+                    assert_eq!(back.packages.len(), 1);
+                    assert_eq!(back.copyrights["tool"], "mine\n");
+                } else {
+                    let paths: Vec<&str> = back.files.iter().map(|f| f.path.as_str()).collect();
+                    assert!(paths.contains(&"usr/bin/tool-alias"), "{paths:?}");
+                    assert!(paths.iter().any(|p| p.ends_with(LONG_FILE)), "{paths:?}");
+                }
+            }
+        }
+    }
+
+    /// A `status` that is only a hard link to a file the SBOM does not read looks
+    /// like a package database before the pass (so nothing is hashed) but is none:
+    /// the layer says it has no contents and the sbom step reads the layer back.
+    #[test]
+    fn a_status_hard_linked_to_another_file_leaves_the_contents_to_a_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rootfs");
+        make_rootfs(&root, OLD);
+        std::fs::create_dir_all(root.join("var/lib/dpkg")).unwrap();
+        std::fs::hard_link(root.join("etc/hostname"), root.join("var/lib/dpkg/status")).unwrap();
+        let src = LayerSource::Dir {
+            root,
+            owners: Owners::Root,
+        };
+        let (bytes, info) = layer(&src, CREATED, Compression::Gzip, 1);
+        assert_eq!(info.contents, None);
+        let back =
+            crate::attest::contents::read_tar(flate2::read::GzDecoder::new(&bytes[..])).unwrap();
+        assert!(!back.has_package_db && !back.files.is_empty());
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod attestations;
 pub mod compress;
+pub mod contents;
 pub mod docker_archive;
 pub mod elf;
 pub mod image;
