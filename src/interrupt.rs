@@ -54,7 +54,7 @@ fn stop(command: &str, signal: i32) -> ! {
     } else {
         ""
     };
-    eprintln!(
+    crate::stderr::say!(
         "{lead}{command} {how}{during}; every step that finished is cached: run it again to resume from there"
     );
     std::process::exit(128 + signal);

@@ -9,16 +9,18 @@
 //! [`debian`], [`attest`]; [`exec`] (scheduler, steps, build, push, lock, verify); the argument
 //! grammar [`cli`]; [`error`]; the [`commands`].
 
-// stdout goes through `stdout`, which ends quietly when its reader does.
-#![deny(clippy::print_stdout)]
+// stdout goes through `stdout`, which ends quietly when its reader does; stderr
+// through `stderr`, which never panics when its reader goes.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
-// Leaf utilities: no imports from the crate.
+// Leaf utilities: no imports from the crate but `stderr`.
 pub mod atomic_file;
 pub mod budget;
 pub mod decompress;
 pub mod digest;
 pub mod interrupt;
 pub mod notice;
+pub mod stderr;
 pub mod stdout;
 
 // What the user wrote, and the step graph it compiles to.
@@ -81,7 +83,7 @@ where
         // The reader of stdout stopped (`| head -1`): a normal end, said by nothing.
         Err(err) if err.is_closed_stdout() => 0,
         Err(err) => {
-            eprintln!("error: {}", error::with_causes(&err, "  "));
+            crate::stderr::say!("error: {}", error::with_causes(&err, "  "));
             err.exit_code()
         }
     }

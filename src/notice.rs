@@ -14,6 +14,6 @@ pub fn set_quiet(quiet: bool) {
 /// Prints a line on stderr unless `-q` was given.
 pub fn notice(line: &str) {
     if !QUIET.load(Ordering::Relaxed) {
-        eprintln!("{line}");
+        crate::stderr::say!("{line}");
     }
 }

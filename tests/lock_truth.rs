@@ -125,10 +125,20 @@ fn the_first_lock_in_a_new_repository_with_created_git_is_written() {
         .success()
         .stderr_has(&[&format!("locked tiny:{SUITE}/amd64"), "wrote"]);
     p.imgraph(&["lock", "--check"]).success();
-    // Uncommitted, the lock dates nothing yet: build says to commit it.
-    p.imgraph(&["build"])
-        .code(2)
-        .stderr_has(&["images.lock is not committed"]);
+    // Uncommitted, the lock dates nothing yet: build says to commit it (or to
+    // date otherwise), not --allow-dirty, which has no commit to date from.
+    for args in [&["build"][..], &["build", "--allow-dirty"]] {
+        let run = p.imgraph(args).code(2).stderr_has(&[
+            "no commits yet",
+            "help: commit images.lock first",
+            "\"source-date-epoch\"",
+        ]);
+        assert!(
+            !run.stderr.contains("or pass --allow-dirty"),
+            "{}",
+            run.stderr
+        );
+    }
     git(p.root(), &["add", "-A"], "2021-03-04T05:06:07Z");
     git(p.root(), &["commit", "-qm", "lock"], "2021-03-04T05:06:07Z");
     p.imgraph(&["build"]).success();
@@ -239,4 +249,32 @@ fn a_lock_without_digests_is_refused_until_lock_binds_it_offline() {
         .stderr_has(&["bound 2 entries", "wrote"]);
     assert_eq!(repo.requests(), Vec::<String>::new());
     assert_eq!(lock_text(&p), good);
+}
+
+/// A lock a newer imgraph wrote (a format version above this one's, with fields
+/// this one does not know) is named as such, with "upgrade imgraph", by every
+/// command that reads it; none says to rewrite it, and none touches it.
+#[test]
+fn a_lock_from_a_newer_imgraph_says_to_upgrade() {
+    let repo = AptRepo::start();
+    let p = project(&repo, r#""amd64""#, "");
+    p.imgraph(&["lock"]).success();
+    let newer = lock_text(&p).replace("version = 2\n", "version = 7\nsealed = true\n");
+    assert_ne!(newer, lock_text(&p));
+    std::fs::write(p.path("images.lock"), &newer).unwrap();
+    for args in [&["lock", "--check"][..], &["build"], &["plan"], &["lock"]] {
+        let run = p.imgraph(args).stderr_has(&[
+            "images.lock was written by a newer imgraph",
+            "lock format version 7",
+            "upgrade imgraph",
+        ]);
+        assert!(
+            run.code != 0 && run.code != 101,
+            "`{}` exit {}",
+            run.what,
+            run.code
+        );
+        assert!(!run.stderr.contains("run `imgraph lock`"), "{}", run.stderr);
+        assert_eq!(lock_text(&p), newer, "`{}` rewrote the lock", run.what);
+    }
 }

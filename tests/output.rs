@@ -167,3 +167,69 @@ fn head_after_graph_plan_and_export_ends_imgraph_with_0() {
         );
     }
 }
+
+/// Runs imgraph with its stderr a pipe whose reader is already gone (stdout is
+/// read): every line imgraph says fails with EPIPE.
+fn with_stderr_closed(p: &Project, args: &[&str]) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_imgraph"))
+        .args(args)
+        .current_dir(p.root())
+        .env_remove("IMGRAPH_CACHE")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run imgraph");
+    drop(child.stderr.take());
+    let out = child.wait_with_output().expect("wait for imgraph");
+    Run::from(out, format!("imgraph {} (stderr closed)", args.join(" ")))
+}
+
+/// A closed stderr never panics a command (exit 101): what imgraph had to say is
+/// dropped, the command carries on and exits as it would have, and a build it
+/// finished is really built.
+#[test]
+fn a_closed_stderr_never_panics() {
+    let p = Project::hello(&["amd64", "arm64v8"]);
+    for args in [&["plan"][..], &["build"], &["build"], &["explain", "hello"]] {
+        let run = with_stderr_closed(&p, args);
+        assert_ne!(run.code, 101, "`{}` panicked", run.what);
+        assert!(!run.stderr.contains("panicked"), "{}", run.what);
+    }
+    // The build with nobody listening finished: nothing is left to do.
+    p.imgraph(&["build"])
+        .success()
+        .stderr_has(&["no image changed since the last build"]);
+    // A failure still exits with its own status, not a panic's.
+    p.manifest("[images.hello\nbroken");
+    for args in [&["check"][..], &["build"], &["plan"]] {
+        let run = with_stderr_closed(&p, args);
+        assert_eq!(run.code, 2, "`{}`", run.what);
+    }
+}
+
+/// `imgraph build 2>&1 | head -1` and `imgraph plan 2>&1 | head -1` with real
+/// `head`: imgraph's own exit status is its own (0), not a panic's 101.
+#[test]
+fn head_after_build_and_plan_on_stderr_ends_imgraph_with_its_own_status() {
+    let p = big_project();
+    for pipeline in [
+        "\"$IMGRAPH\" build 2>&1 | head -1",
+        "\"$IMGRAPH\" plan 2>&1 | head -1",
+        "\"$IMGRAPH\" build --verbose 2>&1 | head -1",
+    ] {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "{pipeline} >/dev/null; echo \"imgraph exit ${{PIPESTATUS[0]}}\" >&2"
+            ))
+            .current_dir(p.root())
+            .env("IMGRAPH", env!("CARGO_BIN_EXE_imgraph"))
+            .env_remove("IMGRAPH_CACHE")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("imgraph exit 0"), "`{pipeline}`:\n{stderr}");
+    }
+}

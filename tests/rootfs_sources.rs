@@ -230,3 +230,51 @@ fn created_from_git_is_per_arch_and_stable() {
     assert_eq!(created_of(&p, "arm64v8"), "2023-01-02T03:04:05Z");
     assert_eq!(created_of(&p, "amd64"), "2021-03-04T05:06:07Z");
 }
+
+/// `created = "git"` with nothing committed to date from (a new repository, a
+/// folder never committed): the help says what works (commit it, or another
+/// `created`), not `--allow-dirty`, which cannot help there.
+#[test]
+fn created_from_git_without_a_commit_says_what_helps() {
+    let p = Project::new();
+    p.manifest("[settings]\ncreated = \"git\"\n[images.g]\ndists = [\"one\"]\narches = [\"amd64\"]\nrootfs = { dir = \"rootfs/{dist}/{arch}\" }\n");
+    p.hello_rootfs("one", "amd64");
+    git(p.root(), &["init", "-q"], "2020-01-01T00:00:00Z");
+    let helps = |run: crate::support::Run| {
+        let run = run.code(2).stderr_has(&[
+            "help: commit rootfs/one/amd64 first",
+            "set `created` to a date",
+            "\"source-date-epoch\"",
+        ]);
+        assert!(
+            !run.stderr.contains("or pass --allow-dirty"),
+            "{}",
+            run.stderr
+        );
+        run
+    };
+    helps(p.imgraph(&["build"])).stderr_has(&["no commits yet"]);
+    helps(p.imgraph(&["build", "--allow-dirty"])).stderr_has(&["no commits yet"]);
+    // A first commit that leaves the folder out: still nothing to date it from.
+    git(p.root(), &["add", "images.toml"], "2021-03-04T05:06:07Z");
+    git(
+        p.root(),
+        &["commit", "-qm", "manifest"],
+        "2021-03-04T05:06:07Z",
+    );
+    helps(p.imgraph(&["build", "--allow-dirty"]))
+        .stderr_has(&["no commit touches rootfs/one/amd64"]);
+    // Committed: dated from that commit, and an edit is what --allow-dirty is for.
+    git(p.root(), &["add", "-A"], "2022-08-09T10:11:12Z");
+    git(
+        p.root(),
+        &["commit", "-qm", "rootfs"],
+        "2022-08-09T10:11:12Z",
+    );
+    p.imgraph(&["build"]).success();
+    assert_eq!(created_of(&p, "amd64"), "2022-08-09T10:11:12Z");
+    p.file("rootfs/one/amd64/etc/hostname", b"edited\n");
+    p.imgraph(&["build"])
+        .code(2)
+        .stderr_has(&["uncommitted changes", "or pass --allow-dirty"]);
+}

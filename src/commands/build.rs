@@ -92,7 +92,7 @@ fn summary(project: &Project, report: &BuildReport, started: Instant) {
         0 => String::new(),
         n => format!(" ({n} already up to date)"),
     };
-    eprintln!(
+    crate::stderr::say!(
         "{total} steps in {:.2}s: {} executed, {} cached, {} cut off (output unchanged); {} layouts written to {out}{up_to_date}",
         started.elapsed().as_secs_f64(),
         report.executed.len(),
@@ -102,7 +102,7 @@ fn summary(project: &Project, report: &BuildReport, started: Instant) {
     );
     not_built(project, report);
     if !report.remote_only.is_empty() {
-        eprintln!(
+        crate::stderr::say!(
             "{} platforms are only in the cache registry and were not exported to {} (pushed by mount; `imgraph build` without --push fetches them): {}",
             report.remote_only.len(),
             project.manifest.settings.out.display(),
@@ -111,10 +111,10 @@ fn summary(project: &Project, report: &BuildReport, started: Instant) {
     }
     // After a failure, what did not build may well have changed.
     if report.changed.is_empty() && report.failures.is_empty() {
-        eprintln!("no image changed since the last build");
+        crate::stderr::say!("no image changed since the last build");
     }
     for c in &report.changed {
-        eprintln!(
+        crate::stderr::say!(
             "changed: {}:{}/{} {}",
             c.image,
             c.dist,
@@ -139,15 +139,17 @@ fn summary(project: &Project, report: &BuildReport, started: Instant) {
                     }
                     None => "(not in out/)".into(),
                 };
-                eprintln!(
+                crate::stderr::say!(
                     "index {}:{} {} {place}",
-                    step.id.image, step.id.dist, index.digest,
+                    step.id.image,
+                    step.id.dist,
+                    index.digest,
                 );
             }
         }
     }
     for p in &report.pushed {
-        eprintln!(
+        crate::stderr::say!(
             "pushed: {} {}",
             p["reference"].as_str().unwrap_or(""),
             p["digest"].as_str().unwrap_or("")
@@ -156,9 +158,9 @@ fn summary(project: &Project, report: &BuildReport, started: Instant) {
     for f in report.failed_json() {
         match (f["reference"].as_str(), f["registry"].as_str()) {
             (Some(reference), Some(registry)) => {
-                eprintln!("failed: {reference} (registry {registry})")
+                crate::stderr::say!("failed: {reference} (registry {registry})")
             }
-            _ => eprintln!("failed: {}", f["step"].as_str().unwrap_or("")),
+            _ => crate::stderr::say!("failed: {}", f["step"].as_str().unwrap_or("")),
         }
     }
 }
@@ -178,7 +180,7 @@ fn not_built(project: &Project, report: &BuildReport) {
             .map(|s| s.step.as_str())
             .collect();
         if !below.is_empty() {
-            eprintln!(
+            crate::stderr::say!(
                 "skipped {} that depend on {}: {}",
                 count(below.len(), "step"),
                 f.step,
@@ -187,20 +189,20 @@ fn not_built(project: &Project, report: &BuildReport) {
         }
     }
     if !report.unbuilt_platforms.is_empty() {
-        eprintln!(
+        crate::stderr::say!(
             "not exported to {out} ({} not built): {}",
             count(report.unbuilt_platforms.len(), "platform"),
             report.unbuilt_platforms.join(" ")
         );
     }
     if !report.unbuilt_indexes.is_empty() {
-        eprintln!(
+        crate::stderr::say!(
             "not every platform built: no index written or pushed for {}",
             report.unbuilt_indexes.join(" ")
         );
     }
     for dir in &report.removed {
-        eprintln!(
+        crate::stderr::say!(
             "removed {}: an index of an earlier build whose platform layouts were rewritten since",
             dir.display()
         );

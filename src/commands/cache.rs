@@ -71,7 +71,7 @@ fn verify(store: &Store, globals: &Globals, repair: bool) -> Result<(), Error> {
         (false, false) => return Err(Error::CacheProblems { problems }),
     }
     if !globals.quiet {
-        eprintln!(
+        crate::stderr::say!(
             "cache ok: {} blobs, {} entries and {kept} kept root filesystems verified",
             blobs.len(),
             actions.len()
@@ -204,7 +204,7 @@ fn gc(project: &Project, store: &Store, globals: &Globals) -> Result<(), Error> 
     }
     store.clear_tmp();
     if !globals.quiet {
-        eprintln!(
+        crate::stderr::say!(
             "cache gc: removed {removed} files, freed {}",
             human_bytes(freed)
         );

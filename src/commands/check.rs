@@ -23,7 +23,7 @@ pub(super) fn run(cli: &Cli, args: &CheckArgs, globals: &Globals) -> Result<(), 
         Ok(m) => m,
         Err(ManifestError::Invalid(diags)) => {
             for diag in &diags.items {
-                eprintln!("error: {}\n", diags.source.render(diag));
+                crate::stderr::say!("error: {}\n", diags.source.render(diag));
             }
             let n = diags.items.len();
             return Err(Error::Usage(format!(
@@ -71,7 +71,7 @@ fn check_sign_key(cli: &Cli, manifest: &Manifest, globals: &Globals) -> Result<(
         // it); `build --push` refuses to push unsigned, and says so.
         Ok(crate::sign::KeyFile::Public(_)) => {
             if !globals.quiet {
-                eprintln!(
+                crate::stderr::say!(
                     "note: {} is a public key: `sign` is verify-only (`imgraph verify --pushed` checks signatures with it; `build --push` needs the private key)",
                     spec.key.display()
                 );
@@ -80,7 +80,7 @@ fn check_sign_key(cli: &Cli, manifest: &Manifest, globals: &Globals) -> Result<(
         }
         Err(e) if matches!(e.problem, KeyProblem::NoPassword) => {
             if !globals.quiet {
-                eprintln!(
+                crate::stderr::say!(
                     "note: signing key {} is encrypted; `build --push` needs {PASSWORD_ENV} set to its password",
                     e.path.display()
                 );
@@ -92,7 +92,7 @@ fn check_sign_key(cli: &Cli, manifest: &Manifest, globals: &Globals) -> Result<(
                 Some(spec.span.clone()),
                 format!("signing key {}: {}", e.path.display(), e.problem),
             );
-            eprintln!("error: {}\n", manifest.source.render(&diag));
+            crate::stderr::say!("error: {}\n", manifest.source.render(&diag));
             Err(Error::Usage(format!(
                 "{} has 1 problem",
                 cli.file.display()

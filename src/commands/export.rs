@@ -161,8 +161,8 @@ pub(super) fn run(project: &Project, args: &ExportArgs, globals: &Globals) -> Re
     if !globals.quiet {
         let what = if replaced { "replaced" } else { "to" };
         match args.output.as_os_str() == "-" {
-            true => eprintln!("exported {sel} to standard output"),
-            false => eprintln!("exported {sel} {what} {}", args.output.display()),
+            true => crate::stderr::say!("exported {sel} to standard output"),
+            false => crate::stderr::say!("exported {sel} {what} {}", args.output.display()),
         }
     }
     Ok(())

@@ -16,7 +16,7 @@ pub(super) fn run(project: &Project, globals: &Globals) -> Result<(), Error> {
     let file = library_file(&project.manifest, &sel.image, sel.dist.as_deref())?;
     if !globals.quiet {
         for w in &file.warnings {
-            eprintln!("warning: {w}");
+            crate::stderr::say!("warning: {w}");
         }
     }
     crate::stdout::print(&file.text)?;

@@ -18,7 +18,7 @@ pub(super) fn run(project: &Project, args: &LockArgs, globals: &Globals) -> Resu
     let verbose = globals.verbose;
     let say = move |line: &str| {
         if verbose {
-            eprintln!("{line}");
+            crate::stderr::say!("{line}");
         }
     };
     // On a terminal, one line counting the bytes fetched from the archives.
@@ -68,13 +68,13 @@ pub(super) fn run(project: &Project, args: &LockArgs, globals: &Globals) -> Resu
             (Some(_), None) => format!("- {}", c.package),
             (None, None) => c.package.clone(),
         };
-        eprintln!("{label}  {change}");
+        crate::stderr::say!("{label}  {change}");
     }
     for label in &report.repaired {
-        eprintln!("repaired {label}: its entry no longer matched its digest (edited by hand?); resolved again");
+        crate::stderr::say!("repaired {label}: its entry no longer matched its digest (edited by hand?); resolved again");
     }
     if !report.bound.is_empty() {
-        eprintln!(
+        crate::stderr::say!(
             "bound {} entr{} written by an older imgraph (lock format 1) to their own packages",
             report.bound.len(),
             if report.bound.len() == 1 { "y" } else { "ies" }
@@ -83,18 +83,18 @@ pub(super) fn run(project: &Project, args: &LockArgs, globals: &Globals) -> Resu
     let had_entry = |label: &str| project.manifest.lock.platforms.contains_key(label);
     for (label, n) in &report.resolved {
         if !had_entry(label) {
-            eprintln!("locked {label}: {n} packages");
+            crate::stderr::say!("locked {label}: {n} packages");
         }
     }
     if report.written {
-        eprintln!("wrote {}", lock_path.display());
+        crate::stderr::say!("wrote {}", lock_path.display());
     } else if args.update {
-        eprintln!(
+        crate::stderr::say!(
             "nothing changed: {} is up to date with the archives",
             lock_path.display()
         );
     } else {
-        eprintln!(
+        crate::stderr::say!(
             "{} already covers every debian platform",
             lock_path.display()
         );
@@ -113,7 +113,7 @@ fn check(project: &Project, globals: &Globals) -> Result<(), Error> {
         });
     }
     if !globals.quiet {
-        eprintln!(
+        crate::stderr::say!(
             "{} covers every debian platform of {}",
             project.manifest.lock_path().display(),
             project.manifest.source.path.display()

@@ -46,7 +46,7 @@ pub(super) fn run(project: &Project, args: &VerifyArgs, globals: &Globals) -> Re
         )?;
         if !globals.quiet {
             for v in verified {
-                eprintln!(
+                crate::stderr::say!(
                     "verified {} on {}: {} platforms, {} referrers, {} signatures, tags {}",
                     v.reference,
                     v.registry,
@@ -136,12 +136,12 @@ fn reproducible(project: &Project, globals: &Globals) -> Result<(), Error> {
         });
     }
     if !globals.quiet {
-        eprintln!("reproducible: {compared} digests identical across two clean builds");
+        crate::stderr::say!("reproducible: {compared} digests identical across two clean builds");
         for node in first.graph.order() {
             let step = first.graph.step(node);
             if step.id.kind == StepKind::Index {
                 if let Some(out) = first.output(&step.id) {
-                    eprintln!("  {} {}", step.id, out.digest());
+                    crate::stderr::say!("  {} {}", step.id, out.digest());
                 }
             }
         }

@@ -117,13 +117,13 @@ impl Progress {
             Display::Quiet => {}
             Display::Plain => {
                 if let Some(o) = executed {
-                    eprintln!(
+                    crate::stderr::say!(
                         "  built {step} in {:.2}s{}",
                         o.elapsed.as_secs_f64(),
                         cut_off_note(step, o)
                     );
                 } else if outcome.is_none() {
-                    eprintln!("  FAILED {step}");
+                    crate::stderr::say!("  FAILED {step}");
                 }
             }
             Display::Bars {
@@ -158,7 +158,7 @@ impl Progress {
     pub fn println(&self, line: &str) {
         match &self.display {
             Display::Quiet => {}
-            Display::Plain => eprintln!("{line}"),
+            Display::Plain => crate::stderr::say!("{line}"),
             Display::Bars { multi, .. } => {
                 let _ = multi.println(line);
             }

@@ -51,6 +51,61 @@ pub(crate) fn outside_git(root: &Path) -> bool {
         })
 }
 
+/// Why a platform has no git date, and what the user can do about it: the help
+/// differs, since `--allow-dirty` fixes uncommitted changes but cannot date a
+/// platform when there is no commit to date it from.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Undated {
+    pub(crate) message: String,
+    pub(crate) help: String,
+}
+
+/// What else `created` can be, for the helps that cannot say `--allow-dirty`.
+const OTHER_CREATED: &str =
+    "set `created` to a date (\"2024-06-01T00:00:00Z\") or to \"source-date-epoch\"";
+
+impl Undated {
+    /// `what` has changes git has not committed: commit them, or date from the
+    /// last commit anyway.
+    pub(crate) fn dirty(message: String, what: &str) -> Undated {
+        Undated {
+            message,
+            help: format!("commit {what}, or pass --allow-dirty"),
+        }
+    }
+
+    /// No commit holds `what` (a new repository, a file never committed):
+    /// `--allow-dirty` has nothing to date from.
+    pub(crate) fn never_committed(message: String, what: &str) -> Undated {
+        Undated {
+            message,
+            help: format!(
+                "commit {what} first (--allow-dirty needs a commit to date from), or {OTHER_CREATED}"
+            ),
+        }
+    }
+
+    /// Git cannot say (not installed, printed nonsense, ...).
+    pub(crate) fn other(message: String) -> Undated {
+        Undated {
+            message,
+            help: format!("{OTHER_CREATED} to build without git"),
+        }
+    }
+}
+
+/// Whether the repository around `root` has a commit yet (`git log` fails in a
+/// new one rather than print nothing).
+pub(crate) fn has_commits(root: &Path) -> Result<bool, Undated> {
+    Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["rev-parse", "--verify", "-q", "HEAD"])
+        .output()
+        .map(|out| out.status.success())
+        .map_err(|e| Undated::other(format!("cannot run git: {e}")))
+}
+
 /// The commit time of the newest commit touching a platform's inputs: its
 /// folder, tarball or `inputs`, or for a `debian` platform the last commit that
 /// changed its own entry in `images.lock` (`history`, shared by the run's platforms).
@@ -60,7 +115,7 @@ pub(crate) fn git_time(
     label: &str,
     allow_dirty: bool,
     history: &mut Option<LockHistory>,
-) -> Result<u64, String> {
+) -> Result<u64, Undated> {
     let paths: Vec<String> = match source {
         RootfsSource::Dir { shown, .. } | RootfsSource::Tar { shown, .. } => vec![shown.clone()],
         RootfsSource::Command { inputs, .. } => {
@@ -74,9 +129,19 @@ pub(crate) fn git_time(
         }
     };
     if paths.is_empty() {
-        return Err("a command rootfs needs `inputs` to date it from git".into());
+        return Err(Undated {
+            message: "a command rootfs needs `inputs` to date it from git".into(),
+            help: format!("list the files the command reads in `inputs`, or {OTHER_CREATED}"),
+        });
     }
-    let git = |args: &[&str]| -> Result<String, String> {
+    let what = paths.join(", ");
+    if !has_commits(root)? {
+        return Err(Undated::never_committed(
+            "the git repository has no commits yet".into(),
+            &what,
+        ));
+    }
+    let git = |args: &[&str]| -> Result<String, Undated> {
         let out = Command::new("git")
             .arg("-C")
             .arg(root)
@@ -84,28 +149,34 @@ pub(crate) fn git_time(
             .arg("--")
             .args(&paths)
             .output()
-            .map_err(|e| format!("cannot run git: {e}"))?;
+            .map_err(|e| Undated::other(format!("cannot run git: {e}")))?;
         if !out.status.success() {
-            return Err(format!(
+            return Err(Undated::other(format!(
                 "git {} failed: {}",
                 args.join(" "),
                 String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            )));
         }
         Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
     };
+    let time = git(&["log", "-1", "--format=%ct"])?;
+    if time.is_empty() {
+        return Err(Undated::never_committed(
+            format!("no commit touches {what}"),
+            &what,
+        ));
+    }
     if !allow_dirty {
         let status = git(&["status", "--porcelain", "--untracked-files=all"])?;
         if let Some(line) = status.lines().next() {
-            return Err(format!("uncommitted changes: {}", line.trim()));
+            return Err(Undated::dirty(
+                format!("uncommitted changes: {}", line.trim()),
+                &what,
+            ));
         }
     }
-    let time = git(&["log", "-1", "--format=%ct"])?;
-    if time.is_empty() {
-        return Err(format!("no commit touches {}", paths.join(", ")));
-    }
     time.parse()
-        .map_err(|_| format!("git printed {time:?} as a commit time"))
+        .map_err(|_| Undated::other(format!("git printed {time:?} as a commit time")))
 }
 
 #[cfg(test)]

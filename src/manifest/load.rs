@@ -1073,12 +1073,12 @@ impl Validator<'_> {
                             &mut self.lock_history,
                         ) {
                             Ok(t) => t,
-                            Err(msg) => {
+                            Err(undated) => {
                                 let span = raw_rootfs_span(&img.rootfs);
                                 self.error(
                                     span,
-                                    format!("created = \"git\" for {label}: {msg}"),
-                                    "commit the rootfs inputs, or pass --allow-dirty",
+                                    format!("created = \"git\" for {label}: {}", undated.message),
+                                    undated.help,
                                 );
                                 0
                             }

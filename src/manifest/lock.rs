@@ -137,6 +137,18 @@ pub enum LockError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A newer imgraph wrote it, in a format this one does not know. Rewriting it
+    /// with this imgraph would throw away what the newer one recorded.
+    #[error(
+        "{} was written by a newer imgraph (lock format version {version}; this imgraph reads versions {UNBOUND_VERSION} and {LOCK_VERSION}): upgrade imgraph to use it",
+        path.display()
+    )]
+    Newer {
+        /// The file.
+        path: PathBuf,
+        /// The format version it declares.
+        version: i64,
+    },
     /// It is not a lock this imgraph wrote.
     #[error("{}: {problem}; delete it and run `imgraph lock` to write it anew", path.display())]
     Invalid {
@@ -145,6 +157,12 @@ pub enum LockError {
         /// What is wrong.
         problem: String,
     },
+}
+
+/// Just the `version` of a lock, whatever else it holds.
+#[derive(Deserialize)]
+struct VersionOnly {
+    version: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -212,6 +230,18 @@ impl Lock {
             path: path.to_path_buf(),
             problem,
         };
+        // The version first: a newer format may have fields this one refuses.
+        if let Ok(VersionOnly {
+            version: Some(toml::Value::Integer(version)),
+        }) = toml::from_str(text)
+        {
+            if version > i64::from(LOCK_VERSION) {
+                return Err(LockError::Newer {
+                    path: path.to_path_buf(),
+                    version,
+                });
+            }
+        }
         let raw: RawLock = toml::from_str(text).map_err(|e| invalid(e.message().to_string()))?;
         if raw.version != LOCK_VERSION && raw.version != UNBOUND_VERSION {
             return Err(invalid(format!(
@@ -609,11 +639,28 @@ mod tests {
 
     #[test]
     fn a_bad_lock_says_how_to_recover() {
-        let text = lock().render().replace("version = 2", "version = 9");
+        let text = lock().render().replace("version = 2", "version = 0");
         let e = Lock::parse(&text, Path::new("images.lock")).unwrap_err();
         assert!(e.to_string().contains("run `imgraph lock`"), "{e}");
         let text = lock().render().replace("[pool]\n", "[pool]\n\"x 1 all\" = { sha256 = \"1\", size = 1, filename = \"f\", archive = \"a\" }\n").replace("\"debconf 1.5 all\" = ", "\"gone 1 all\" = ");
         assert!(Lock::parse(&text, Path::new("images.lock")).is_err());
+    }
+
+    /// A lock from a newer imgraph, even with fields this one does not know, says
+    /// so and says to upgrade, not to rewrite it.
+    #[test]
+    fn a_lock_from_a_newer_imgraph_says_so() {
+        let text = lock()
+            .render()
+            .replace("version = 2", "version = 3\nsigned-by = \"someone\"");
+        let e = Lock::parse(&text, Path::new("images.lock")).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.contains("written by a newer imgraph"), "{msg}");
+        assert!(
+            msg.contains("version 3") && msg.contains("upgrade imgraph"),
+            "{msg}"
+        );
+        assert!(!msg.contains("imgraph lock`"), "{msg}");
     }
 
     #[test]

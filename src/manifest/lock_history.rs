@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::created::{has_commits, Undated};
 use super::lock::{Lock, LOCK_FILE};
 
 /// The history of `images.lock`, read lazily and kept for the run.
@@ -44,26 +45,30 @@ impl LockHistory {
     /// The commit time for `label`. Without `allow_dirty`, an entry that differs
     /// from the one last committed is refused; with it, such an entry is dated
     /// from the newest commit of the lock (as a `dir` source is).
-    pub(crate) fn date(&mut self, label: &str, allow_dirty: bool) -> Result<u64, String> {
+    pub(crate) fn date(&mut self, label: &str, allow_dirty: bool) -> Result<u64, Undated> {
         let root = self.root.clone();
         let work = self
             .work
             .get_or_insert_with(|| Lock::read(&root.join(LOCK_FILE)).map_err(|e| e.to_string()))
             .as_ref()
-            .map_err(Clone::clone)?;
+            .map_err(|e| Undated::other(e.clone()))?;
         let Some(current) = work.platforms.get(label).map(|p| p.made_of()) else {
-            return Err(format!(
-                "{LOCK_FILE} has no entry for it: run `imgraph lock`, then commit {LOCK_FILE}"
-            ));
+            return Err(Undated {
+                message: format!("{LOCK_FILE} has no entry for it"),
+                help: format!("run `imgraph lock`, then commit {LOCK_FILE}"),
+            });
         };
         let commits = self
             .commits
             .get_or_insert_with(|| lock_commits(&root))
-            .clone()?;
+            .clone()
+            .map_err(Undated::other)?;
         let Some(newest) = commits.first() else {
-            return Err(format!(
-                "{LOCK_FILE} is not committed: commit it (`git add {LOCK_FILE}`, `git commit`)"
-            ));
+            let message = match has_commits(&root)? {
+                false => "the git repository has no commits yet".to_string(),
+                true => format!("{LOCK_FILE} was never committed"),
+            };
+            return Err(Undated::never_committed(message, LOCK_FILE));
         };
         let mut date = None;
         for (commit, time) in &commits {
@@ -83,7 +88,10 @@ impl LockHistory {
         match date {
             Some(t) => Ok(t),
             None if allow_dirty => Ok(newest.1),
-            None => Err(format!("uncommitted changes to its entry in {LOCK_FILE}")),
+            None => Err(Undated::dirty(
+                format!("uncommitted changes to its entry in {LOCK_FILE}"),
+                LOCK_FILE,
+            )),
         }
     }
 }

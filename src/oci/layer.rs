@@ -655,7 +655,7 @@ mod tests {
         let root = dir.path().join("rootfs");
         make_rootfs(&root, OLD);
         if std::os::unix::fs::chown(root.join("etc/hostname"), Some(1234), Some(4321)).is_err() {
-            eprintln!("not root: skipping chown check");
+            crate::stderr::say!("not root: skipping chown check");
             return;
         }
         let keep = LayerSource::Dir {

@@ -163,7 +163,7 @@ pub fn run(spec: &CommandSpec<'_>) -> Result<CommandRun, CommandError> {
                 let _ = log.write_all(&line);
                 let _ = log.write_all(b"\n");
                 if echo {
-                    eprintln!("  | {}", String::from_utf8_lossy(&line));
+                    crate::stderr::say!("  | {}", String::from_utf8_lossy(&line));
                 }
             }
         })
@@ -311,6 +311,10 @@ fn tail(log: &Path) -> String {
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
+    // An empty tail would leave "last lines of LOG:" hanging over the next line.
+    if lines.is_empty() {
+        return "  (it printed nothing)".to_string();
+    }
     let start = lines.len().saturating_sub(TAIL_LINES);
     lines[start..]
         .iter()
@@ -322,6 +326,16 @@ fn tail(log: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::out_as_shell_variable as q;
+
+    #[test]
+    fn an_empty_log_says_it_printed_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("empty.log");
+        std::fs::write(&log, b"").unwrap();
+        assert_eq!(super::tail(&log), "  (it printed nothing)");
+        std::fs::write(&log, b"one\ntwo\n").unwrap();
+        assert_eq!(super::tail(&log), "  | one\n  | two");
+    }
 
     #[test]
     fn out_becomes_one_word_in_every_quoting_context() {
