@@ -53,6 +53,11 @@ pub(super) fn run(project: &Project, args: &BuildArgs, globals: &Globals) -> Res
             "exported": report.exported,
             "pushed": report.pushed,
             "failed": report.failed_json(),
+            "scripts_not_reproduced": report.scripts_not_reproduced().into_iter().map(|(id, found)| json!({
+                "step": id,
+                "platform": platform_label(id),
+                "commands": found,
+            })).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     }
@@ -64,6 +69,16 @@ pub(super) fn run(project: &Project, args: &BuildArgs, globals: &Globals) -> Res
     } else {
         Err(Error::Steps(std::mem::take(&mut report.failures)))
     }
+}
+
+/// `image:dist/arch` of a platform step.
+fn platform_label(id: &crate::graph::StepId) -> String {
+    format!(
+        "{}:{}/{}",
+        id.image,
+        id.dist,
+        id.arch.as_ref().map_or("", |a| a.name)
+    )
 }
 
 /// The human summary on stderr. `failed:` lines name what did not happen; the
@@ -123,6 +138,16 @@ fn summary(project: &Project, report: &BuildReport, started: Instant) {
                 );
             }
         }
+    }
+    // Never silent: a rootfs whose maintainer scripts did more than imgraph
+    // reproduces says so, built now or cached.
+    for (id, found) in report.scripts_not_reproduced() {
+        eprintln!(
+            "{}: {} maintainer-script command{} not reproduced; imgraph explain {id}",
+            platform_label(id),
+            found.len(),
+            if found.len() == 1 { "" } else { "s" },
+        );
     }
     for p in &report.pushed {
         eprintln!(
