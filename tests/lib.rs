@@ -12,6 +12,7 @@ mod debian_deb;
 mod debian_debs;
 mod debian_install;
 mod debian_resolve;
+mod debian_scripts;
 mod edges;
 mod editing;
 mod examples;
