@@ -13,6 +13,7 @@ mod debian_debs;
 mod debian_install;
 mod debian_messages;
 mod debian_resolve;
+mod debian_scripts;
 mod edges;
 mod editing;
 mod examples;

@@ -60,6 +60,11 @@ pub(super) fn run(project: &Project, args: &BuildArgs, globals: &Globals) -> Res
             "skipped": report.skipped,
             "not_started": report.not_started,
             "removed": report.removed,
+            "scripts_not_reproduced": report.scripts_not_reproduced().into_iter().map(|(id, found)| json!({
+                "step": id,
+                "platform": platform_label(id),
+                "commands": found,
+            })).collect::<Vec<_>>(),
         });
         // A reader that closed stdout early ends nothing here: the summary and a
         // failure still reach stderr and the exit status.
@@ -80,6 +85,16 @@ pub(super) fn run(project: &Project, args: &BuildArgs, globals: &Globals) -> Res
             not_started: report.not_started,
         })
     }
+}
+
+/// `image:dist/arch` of a platform step.
+fn platform_label(id: &crate::graph::StepId) -> String {
+    format!(
+        "{}:{}/{}",
+        id.image,
+        id.dist,
+        id.arch.as_ref().map_or("", |a| a.name)
+    )
 }
 
 /// The human summary on stderr. `failed:` and `skipped` lines name what did not
@@ -147,6 +162,16 @@ fn summary(project: &Project, report: &BuildReport, started: Instant) {
                 );
             }
         }
+    }
+    // Never silent: a rootfs whose maintainer scripts did more than imgraph
+    // reproduces says so, built now or cached.
+    for (id, found) in report.scripts_not_reproduced() {
+        crate::stderr::say!(
+            "{}: {} maintainer-script command{} not reproduced; imgraph explain {id}",
+            platform_label(id),
+            found.len(),
+            if found.len() == 1 { "" } else { "s" },
+        );
     }
     for p in &report.pushed {
         crate::stderr::say!(

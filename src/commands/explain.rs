@@ -317,9 +317,26 @@ fn describe_output(out: &mut String, output: &StepOutput) {
         let _ = writeln!(out, "    {k:<10} {v}");
     };
     match output {
-        StepOutput::Rootfs { tree, files, kept } => {
+        StepOutput::Rootfs {
+            tree,
+            files,
+            kept,
+            scripts,
+        } => {
             line("tree", tree.clone());
             line("entries", files.to_string());
+            if !scripts.is_empty() {
+                line(
+                    "scripts",
+                    format!(
+                        "{} maintainer-script commands not reproduced (the image lacks their effect):",
+                        scripts.len()
+                    ),
+                );
+                for s in scripts {
+                    line("", s.to_string());
+                }
+            }
             if let Some(kept) = kept {
                 // The record outlives the folder or tarball (deleted, `cache gc`,
                 // `cache verify`, or recorded on another machine).

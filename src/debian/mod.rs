@@ -17,5 +17,6 @@ pub mod relation;
 pub mod release;
 pub mod resolve;
 pub mod rootfs;
+pub mod scripts;
 pub mod signature;
 pub mod version;

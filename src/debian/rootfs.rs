@@ -15,6 +15,7 @@ use crate::cache::Store;
 use crate::debian::deb::DebError;
 use crate::debian::debs::{fetch_debs, DebFetchError, MirrorSet};
 use crate::debian::install::{self, InstallError, Installed};
+use crate::debian::scripts::{self, NotReproduced, StrictError};
 use crate::manifest::lock::LockedPackage;
 
 /// Why a `debian` rootfs could not be built.
@@ -26,6 +27,19 @@ pub enum RootfsError {
     /// Reading or installing the `.deb`s.
     #[error(transparent)]
     Install(#[from] InstallError),
+    /// `scripts = "strict"`, and a maintainer-script command is not reproduced.
+    #[error(transparent)]
+    Scripts(StrictError),
+}
+
+/// A built `debian` rootfs: the tarball, and the maintainer-script commands
+/// whose effect it lacks.
+#[derive(Debug)]
+pub struct Built {
+    /// The tarball.
+    pub installed: Installed,
+    /// Every command not reproduced, in the lock's order.
+    pub scripts: Vec<NotReproduced>,
 }
 
 impl From<DebFetchError> for RootfsError {
@@ -34,20 +48,40 @@ impl From<DebFetchError> for RootfsError {
     }
 }
 
+/// What a rootfs is installed as, and where.
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    /// The Debian architecture (`arm64`).
+    pub debian_arch: &'a str,
+    /// Every mtime is clamped to this (seconds since the epoch).
+    pub created: u64,
+    /// The tarball to write.
+    pub out: &'a Path,
+    /// `scripts = "strict"`: a maintainer-script command not reproduced fails the build.
+    pub strict: bool,
+}
+
 /// Fetches `packages` into `store` (from the mirrors each one's `archive` names)
 /// and installs them for `debian_arch` into the tarball `out`, mtimes clamped to
 /// `created`; `fetched_all` runs once the download ends (it closes a progress
 /// bar). A cached `.deb` that is not the locked file is replaced by a fresh,
-/// verified download before it is installed (and said so on stderr).
+/// verified download before it is installed (and said so on stderr). The
+/// maintainer scripts are read first ([`scripts::report`], findings cached per
+/// `.deb` in `cache/scripts/`); with `strict`, any command not reproduced fails
+/// the build before the tarball is written.
 pub fn build(
     packages: &[LockedPackage],
-    debian_arch: &str,
-    created: u64,
+    target: &Target<'_>,
     store: &Store,
     mirrors: &MirrorSet,
-    out: &Path,
     fetched_all: impl FnOnce(),
-) -> Result<Installed, RootfsError> {
+) -> Result<Built, RootfsError> {
+    let Target {
+        debian_arch,
+        created,
+        out,
+        strict,
+    } = *target;
     let fetched = fetch_debs(packages, mirrors, store, 4);
     fetched_all();
     let fetched = fetched?;
@@ -72,5 +106,18 @@ pub fn build(
         };
         opened.push(deb);
     }
-    Ok(install::install_opened(&opened, debian_arch, created, out)?)
+    let with_sha: Vec<_> = opened
+        .iter()
+        .zip(packages)
+        .map(|(deb, p)| (deb, p.sha256.as_str()))
+        .collect();
+    let found = scripts::report(&with_sha, Some(&store.root().join("scripts")));
+    if strict && !found.is_empty() {
+        return Err(RootfsError::Scripts(StrictError { found }));
+    }
+    let installed = install::install_opened(&opened, debian_arch, created, out)?;
+    Ok(Built {
+        installed,
+        scripts: found,
+    })
 }

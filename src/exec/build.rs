@@ -166,6 +166,26 @@ pub struct BuildReport {
 }
 
 impl BuildReport {
+    /// Each `debian` rootfs step (built now or cached) whose maintainer scripts
+    /// run commands the image lacks the effect of, with those commands.
+    pub fn scripts_not_reproduced(
+        &self,
+    ) -> Vec<(&StepId, &[crate::debian::scripts::NotReproduced])> {
+        self.graph
+            .order()
+            .into_iter()
+            .filter_map(|node| {
+                let step = self.graph.step(node);
+                match self.outcomes[node.index()].as_ref()?.output.as_ref()? {
+                    StepOutput::Rootfs { scripts, .. } if !scripts.is_empty() => {
+                        Some((&step.id, scripts.as_slice()))
+                    }
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
     /// The output of a step, by id.
     pub fn output(&self, id: &StepId) -> Option<&StepOutput> {
         let node = self.graph.node(id)?;

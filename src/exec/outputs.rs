@@ -17,6 +17,12 @@ pub enum StepOutput {
         /// For command sources: where the produced rootfs is kept in the cache.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         kept: Option<String>,
+        /// For `debian` sources: every maintainer-script command not reproduced,
+        /// kept with the output so `explain` and a warm `build` show them without
+        /// reading the `.deb`s again. Not part of [`StepOutput::digest`]: the
+        /// report does not change the tree.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        scripts: Vec<crate::debian::scripts::NotReproduced>,
     },
     /// The compressed layer.
     Layer(LayerOut),

@@ -50,6 +50,9 @@ pub enum StepError {
     /// Installing the `.deb`s into a root filesystem.
     #[error(transparent)]
     Install(#[from] crate::debian::install::InstallError),
+    /// `scripts = "strict"` and a maintainer-script command is not reproduced.
+    #[error(transparent)]
+    Scripts(crate::debian::scripts::StrictError),
     /// Reading the image's layer for its SBOM.
     #[error(transparent)]
     Attest(#[from] crate::attest::AttestError),
@@ -260,6 +263,7 @@ pub(super) fn prepare_rootfs(
                 tree: tree.digest.clone(),
                 files: tree.entries.len() as u64,
                 kept: None,
+                scripts: Vec::new(),
             };
             ctx.keep_tree(&step.id, tree);
             Ok((inputs, Some(out)))
@@ -279,6 +283,7 @@ pub(super) fn prepare_rootfs(
                     tree: hash,
                     files: 1,
                     kept: None,
+                    scripts: Vec::new(),
                 }),
             ))
         }
@@ -330,6 +335,15 @@ pub(super) fn prepare_rootfs(
                     }}),
                 )
                 .manifest("debian installer format", crate::debian::install::FORMAT)
+                // The report of maintainer-script commands not reproduced is part
+                // of the output, and strict mode decides whether the step fails.
+                .manifest(
+                    "debian scripts",
+                    serde_json::json!({
+                        "format": crate::debian::scripts::FORMAT,
+                        "mode": if d.scripts_strict { "strict" } else { "report" },
+                    }),
+                )
                 // What install() reads besides the packages: mtimes and
                 // /etc/shadow's last-change day come from `created`.
                 .manifest("settings.created", rfc3339(p.created))
@@ -390,24 +404,29 @@ fn build_debian_rootfs(
         })
     })?;
     let (mirrors, transfer) = super::progress::deb_mirrors(ctx.progress, &p.label());
-    let installed = crate::debian::rootfs::build(
+    let built = crate::debian::rootfs::build(
         &locked.packages,
-        &d.debian_arch,
-        p.created,
+        &crate::debian::rootfs::Target {
+            debian_arch: &d.debian_arch,
+            created: p.created,
+            out: &kept,
+            strict: d.scripts_strict,
+        },
         ctx.store,
         &mirrors,
-        &kept,
         || transfer.finish("fetched"),
     )
     .map_err(|e| match e {
         crate::debian::rootfs::RootfsError::Fetch(e) => StepError::DebFetch(e),
         crate::debian::rootfs::RootfsError::Install(e) => StepError::Install(e),
+        crate::debian::rootfs::RootfsError::Scripts(e) => StepError::Scripts(e),
     })?;
     ctx.made_kept(&kept);
     Ok(StepOutput::Rootfs {
-        tree: installed.blake3,
+        tree: built.installed.blake3,
         files: locked.packages.len() as u64,
         kept: Some(kept.display().to_string()),
+        scripts: built.scripts,
     })
 }
 
@@ -513,6 +532,7 @@ pub(super) fn execute(
                 tree: run.tree,
                 files: run.files,
                 kept: Some(run.kept.display().to_string()),
+                scripts: Vec::new(),
             }
         }
         StepKind::Layer => {

@@ -11,7 +11,7 @@ use super::diagnostic::{did_you_mean, Diagnostic, Diagnostics, SourceFile};
 use super::model::*;
 use super::raw::{RawDebian, RawImage, RawManifest, RawRegistry, RawRootfs, S};
 use super::reference::{ReferenceError, RegistryUrl};
-use super::schema::{DEBIAN_PACKAGE, DEBIAN_VARIANTS};
+use super::schema::{DEBIAN_PACKAGE, DEBIAN_SCRIPTS, DEBIAN_VARIANTS};
 use super::structure;
 use super::template::{self, TemplateError, Vars};
 use super::ManifestError;
@@ -1245,6 +1245,19 @@ impl Validator<'_> {
     /// The checks of a `debian` table that do not depend on the platform, made
     /// once per image.
     fn debian_shape(&mut self, d: &RawDebian) {
+        if let Some(v) = &d.scripts {
+            if !DEBIAN_SCRIPTS.contains(&v.get_ref().as_str()) {
+                let hint = match did_you_mean(v.get_ref(), DEBIAN_SCRIPTS.iter().copied()) {
+                    Some(best) => format!("did you mean {best:?}?"),
+                    None => "use \"report\" (name every maintainer-script command not reproduced, the default) or \"strict\" (fail the rootfs step on the first one)".to_string(),
+                };
+                self.error(
+                    v.span(),
+                    format!("unknown debian scripts mode {:?}", v.get_ref()),
+                    hint,
+                );
+            }
+        }
         if let Some(v) = &d.variant {
             if !DEBIAN_VARIANTS.contains(&v.get_ref().as_str()) {
                 let hint = match did_you_mean(v.get_ref(), DEBIAN_VARIANTS.iter().copied()) {
@@ -1393,6 +1406,7 @@ impl Validator<'_> {
             keyring: keyring?,
             debian_arch,
             dist: vars.get("dist").cloned().flatten().unwrap_or_default(),
+            scripts_strict: d.scripts.as_ref().is_some_and(|s| s.get_ref() == "strict"),
         })
     }
 

@@ -552,6 +552,7 @@ mod tests {
             keyring: "/k.gpg".into(),
             debian_arch: arch.into(),
             dist: "bookworm".into(),
+            scripts_strict: false,
         }
     }
 

@@ -322,6 +322,10 @@ pub struct DebianSource {
     pub debian_arch: String,
     /// The dist, for the `{dist}-security` suite.
     pub dist: String,
+    /// `scripts = "strict"`: a maintainer-script command not reproduced fails
+    /// the rootfs step (not part of the lock's request: it does not change the
+    /// package set).
+    pub scripts_strict: bool,
 }
 
 impl DebianSource {

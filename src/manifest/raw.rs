@@ -357,6 +357,13 @@ pub(crate) struct RawDebian {
         extend("default" = "/usr/share/keyrings/debian-archive-keyring.gpg")
     )]
     pub(crate) keyring: Option<S<String>>,
+    /// What to do about a maintainer-script command imgraph does not reproduce
+    /// (the installer never runs the scripts; it reads them): `"report"` names
+    /// each one in `build`'s output, `explain` and `--json`; `"strict"` fails the
+    /// rootfs step naming package, script and line. Default: `"report"`.
+    #[serde(default)]
+    #[schemars(schema_with = "super::schema::debian_scripts", extend("default" = "report"))]
+    pub(crate) scripts: Option<S<String>>,
 }
 
 // Field names are the manifest's, so a change can be reported as

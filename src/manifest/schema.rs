@@ -27,6 +27,9 @@ pub(crate) const DEBIAN_PACKAGE: &str = "^[a-z0-9][a-z0-9+.-]+$";
 /// The variants of a `debian` rootfs, as `load.rs` accepts them.
 pub(crate) const DEBIAN_VARIANTS: &[&str] = &["essential", "apt", "minbase"];
 
+/// What a `debian` rootfs does about maintainer-script commands it does not reproduce.
+pub(crate) const DEBIAN_SCRIPTS: &[&str] = &["report", "strict"];
+
 /// The SBOM formats, as `load.rs` accepts them.
 pub(crate) const SBOM_FORMATS: &[&str] = &["spdx", "cyclonedx"];
 
@@ -180,6 +183,10 @@ pub(super) fn tags(_: &mut SchemaGenerator) -> Schema {
 
 pub(super) fn debian_variant(_: &mut SchemaGenerator) -> Schema {
     json_schema!({ "type": "string", "enum": DEBIAN_VARIANTS })
+}
+
+pub(super) fn debian_scripts(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({ "type": "string", "enum": DEBIAN_SCRIPTS })
 }
 
 pub(super) fn debian_packages(_: &mut SchemaGenerator) -> Schema {

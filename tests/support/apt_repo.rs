@@ -370,6 +370,34 @@ impl AptRepo {
         self.write_release(&ReleaseOptions::default());
     }
 
+    /// Adds a package for every arch of the suite (Priority: optional, so only an
+    /// `include` installs it) with `files` (path, content, mode) and control
+    /// members `scripts` (`postinst`, `preinst`, `triggers`: name, content),
+    /// then regenerates the indexes and re-signs.
+    pub fn add_package(
+        &self,
+        name: &str,
+        version: &str,
+        extra: &str,
+        files: &[(&str, &str, u32)],
+        scripts: &[(&str, &str)],
+    ) {
+        let www = self.path("");
+        let _ = std::fs::remove_dir_all(www.join("../build"));
+        build_debs_with(
+            &www,
+            name,
+            version,
+            "any",
+            &format!("Priority: optional\n{extra}"),
+            files,
+            scripts,
+        );
+        self.write_indexes();
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        self.write_release(&ReleaseOptions::default());
+    }
+
     /// Makes the server answer requests whose path contains `path_contains` with `fault`.
     pub fn fault(&self, path_contains: &str, fault: Fault) {
         self.server
@@ -419,6 +447,20 @@ fn build_pool(www: &Path) {
 /// Builds `name_version_ARCH.deb` into the pool for `arch` ("any": every arch of
 /// the suite, "all": one arch:all package, or one arch).
 fn build_debs(www: &Path, name: &str, version: &str, arch: &str, extra: &str) {
+    build_debs_with(www, name, version, arch, extra, &[], &[]);
+}
+
+/// [`build_debs`] with extra files (path, content, mode) and control members.
+fn build_debs_with(
+    www: &Path,
+    name: &str,
+    version: &str,
+    arch: &str,
+    extra: &str,
+    files: &[(&str, &str, u32)],
+    scripts: &[(&str, &str)],
+) {
+    use std::os::unix::fs::PermissionsExt;
     let work = www.join("../build");
     {
         let arches: Vec<&str> = match arch {
@@ -458,6 +500,18 @@ fn build_debs(www: &Path, name: &str, version: &str, arch: &str, extra: &str) {
                 ),
             )
             .unwrap();
+            for (path, content, mode) in files {
+                let at = dir.join(path.trim_start_matches('/'));
+                std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+                std::fs::write(&at, content).unwrap();
+                std::fs::set_permissions(&at, std::fs::Permissions::from_mode(*mode)).unwrap();
+            }
+            for (member, content) in scripts {
+                let at = dir.join("DEBIAN").join(member);
+                std::fs::write(&at, content).unwrap();
+                let mode = if *member == "triggers" { 0o644 } else { 0o755 };
+                std::fs::set_permissions(&at, std::fs::Permissions::from_mode(mode)).unwrap();
+            }
             let pool = www.join(format!("pool/main/{}/{name}", &name[..1]));
             std::fs::create_dir_all(&pool).unwrap();
             run(Command::new("dpkg-deb")
