@@ -15,20 +15,7 @@ use crate::support::apt_repo::{AptRepo, Fault, SUITE};
 use crate::support::Project;
 
 fn project(repo: &AptRepo, dist: &str) -> Project {
-    let p = Project::new();
-    p.manifest(&format!(
-        r#"[settings]
-created = "2024-06-01T00:00:00Z"
-
-[images.tiny]
-dists = ["{dist}"]
-arches = ["amd64"]
-rootfs = {{ debian = {{ mirror = "{}", keyring = "{}" }} }}
-"#,
-        repo.url(),
-        repo.keyring.display()
-    ));
-    p
+    repo.project(dist, "")
 }
 
 /// Serves `dists/testing` as a link to the repository's suite, as every Debian

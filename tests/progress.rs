@@ -13,20 +13,7 @@ fn human(bytes: u64) -> String {
 }
 
 fn project(repo: &AptRepo, dist: &str) -> Project {
-    let p = Project::new();
-    p.manifest(&format!(
-        r#"[settings]
-created = "2024-06-01T00:00:00Z"
-
-[images.tiny]
-dists = ["{dist}"]
-arches = ["amd64"]
-rootfs = {{ debian = {{ mirror = "{}", keyring = "{}" }} }}
-"#,
-        repo.url(),
-        repo.keyring.display()
-    ));
-    p
+    repo.project(dist, "")
 }
 
 #[test]

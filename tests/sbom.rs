@@ -438,20 +438,7 @@ fn a_rootfs_without_a_package_database_gets_every_file_checksummed() {
 #[test]
 fn a_debian_image_sbom_matches_dpkg_query_the_lock_and_the_archive() {
     let repo = AptRepo::start();
-    let p = Project::new();
-    p.manifest(&format!(
-        r#"[settings]
-created = "2024-06-01T00:00:00Z"
-sbom = ["spdx", "cyclonedx"]
-
-[images.tiny]
-dists = ["{SUITE}"]
-arches = ["amd64"]
-rootfs = {{ debian = {{ mirror = "{}", keyring = "{}" }} }}
-"#,
-        repo.url(),
-        repo.keyring.display()
-    ));
+    let p = repo.project(SUITE, "sbom = [\"spdx\", \"cyclonedx\"]\n");
     p.imgraph(&["lock"]).success();
     p.imgraph(&["build"]).success();
 

@@ -219,6 +219,25 @@ const PACKAGES: &[(&str, &str, &str, &str)] = &[
 ];
 
 impl AptRepo {
+    /// A project with one image, `tiny`, of `dist` for amd64, whose rootfs is a
+    /// `debian` source from this repository; `settings` is added under `[settings]`.
+    pub fn project(&self, dist: &str, settings: &str) -> super::Project {
+        let p = super::Project::new();
+        p.manifest(&format!(
+            r#"[settings]
+created = "2024-06-01T00:00:00Z"
+{settings}
+[images.tiny]
+dists = ["{dist}"]
+arches = ["amd64"]
+rootfs = {{ debian = {{ mirror = "{}", keyring = "{}" }} }}
+"#,
+            self.url(),
+            self.keyring.display()
+        ));
+        p
+    }
+
     /// Builds and serves the repository with the default Release options.
     pub fn start() -> AptRepo {
         Self::start_with(&ReleaseOptions::default())
