@@ -166,6 +166,30 @@ pub struct BuildReport {
 }
 
 impl BuildReport {
+    /// A report of `graph` whose steps ended as `outcomes`, with nothing yet
+    /// sorted, exported, pushed or failed.
+    fn new(graph: Graph, outcomes: Vec<Option<Outcome>>) -> BuildReport {
+        BuildReport {
+            graph,
+            outcomes,
+            executed: Vec::new(),
+            cached: Vec::new(),
+            cut_off: 0,
+            changed: Vec::new(),
+            exported: Vec::new(),
+            pushed: Vec::new(),
+            remote_only: Vec::new(),
+            index_layouts: HashMap::new(),
+            failures: Vec::new(),
+            skipped: Vec::new(),
+            not_started: 0,
+            up_to_date: 0,
+            unbuilt_platforms: Vec::new(),
+            unbuilt_indexes: Vec::new(),
+            removed: Vec::new(),
+        }
+    }
+
     /// Each `debian` rootfs step (built now or cached) whose maintainer scripts
     /// run commands the image lacks the effect of, with those commands.
     pub fn scripts_not_reproduced(
@@ -333,23 +357,8 @@ pub fn built(
         }
     }
     Ok(BuildReport {
-        graph,
-        outcomes: result.outcomes,
-        executed: Vec::new(),
         cached,
-        cut_off: 0,
-        changed: Vec::new(),
-        exported: Vec::new(),
-        pushed: Vec::new(),
-        remote_only: Vec::new(),
-        index_layouts: HashMap::new(),
-        failures: Vec::new(),
-        skipped: Vec::new(),
-        not_started: 0,
-        up_to_date: 0,
-        unbuilt_platforms: Vec::new(),
-        unbuilt_indexes: Vec::new(),
-        removed: Vec::new(),
+        ..BuildReport::new(graph, result.outcomes)
     })
 }
 
@@ -467,23 +476,10 @@ fn build_locked(
         }
     }
     let mut report = BuildReport {
-        executed: Vec::new(),
-        cached: Vec::new(),
-        cut_off: 0,
-        changed: Vec::new(),
-        exported: Vec::new(),
-        pushed: Vec::new(),
-        remote_only: Vec::new(),
-        index_layouts: HashMap::new(),
-        outcomes: result.outcomes,
         failures: result.failures,
         skipped: result.skipped,
         not_started: result.not_started,
-        up_to_date: 0,
-        unbuilt_platforms: Vec::new(),
-        unbuilt_indexes: Vec::new(),
-        removed: Vec::new(),
-        graph,
+        ..BuildReport::new(graph, result.outcomes)
     };
     for node in report.graph.order() {
         let step = report.graph.step(node);
