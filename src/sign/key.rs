@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use base64::Engine as _;
 use p256::ecdsa::{SigningKey, VerifyingKey};
 use p256::pkcs8::der::Decode as _;
-use p256::pkcs8::spki::SubjectPublicKeyInfoRef;
+use p256::pkcs8::spki::{AlgorithmIdentifierRef, SubjectPublicKeyInfoRef};
 use p256::pkcs8::{EncryptedPrivateKeyInfo, ObjectIdentifier, PrivateKeyInfo};
 use p256::SecretKey;
 
@@ -96,17 +96,22 @@ pub(super) fn parse_any(text: &str, password: Option<&str>) -> Result<Parsed, Ke
     parse(text, password).map(Parsed::Private)
 }
 
+/// An ECDSA key on P-256, the only curve cosign's keys use; anything else is named.
+fn require_p256(alg: &AlgorithmIdentifierRef<'_>) -> Result<(), KeyProblem> {
+    let curve = alg.parameters_oid().ok();
+    if alg.oid != oid(ID_EC_PUBLIC_KEY) || curve != Some(oid(SECP256R1)) {
+        return Err(KeyProblem::NotP256(algorithm_name(alg.oid, curve)));
+    }
+    Ok(())
+}
+
 /// A DER SubjectPublicKeyInfo holding a P-256 key.
 fn spki(der: &[u8]) -> Result<VerifyingKey, KeyProblem> {
     let info = SubjectPublicKeyInfoRef::try_from(der).map_err(|e| KeyProblem::Malformed {
         what: "public key",
         reason: e.to_string(),
     })?;
-    let alg = info.algorithm.oid;
-    let curve = info.algorithm.parameters_oid().ok();
-    if alg != oid(ID_EC_PUBLIC_KEY) || curve != Some(oid(SECP256R1)) {
-        return Err(KeyProblem::NotP256(algorithm_name(alg, curve)));
-    }
+    require_p256(&info.algorithm)?;
     VerifyingKey::from_sec1_bytes(info.subject_public_key.raw_bytes()).map_err(|_| {
         KeyProblem::Malformed {
             what: "P-256 public key",
@@ -289,11 +294,7 @@ fn pkcs8(der: &[u8]) -> Result<SecretKey, KeyProblem> {
         what: "PKCS#8 key",
         reason: e.to_string(),
     })?;
-    let alg = info.algorithm.oid;
-    let curve = info.algorithm.parameters_oid().ok();
-    if alg != oid(ID_EC_PUBLIC_KEY) || curve != Some(oid(SECP256R1)) {
-        return Err(KeyProblem::NotP256(algorithm_name(alg, curve)));
-    }
+    require_p256(&info.algorithm)?;
     SecretKey::try_from(info).map_err(|e| KeyProblem::Malformed {
         what: "P-256 key",
         reason: e.to_string(),
