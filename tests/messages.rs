@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::{Project, Run};
+use crate::support::{imgraph_command, Project, Run};
 
 /// A rootfs file the user cannot read fails the build (exit 1) with the OS reason,
 /// not just "cannot read <path>". Tests run as root, who reads anything, so imgraph
@@ -85,10 +85,7 @@ rootfs = { command = "sleep 4; mkdir -p {out}/etc && echo slow > {out}/etc/hostn
 platform_check = false
 "#,
     );
-    let first = Command::new(env!("CARGO_BIN_EXE_imgraph"))
-        .arg("build")
-        .current_dir(p.root())
-        .env_remove("IMGRAPH_CACHE")
+    let first = imgraph_command(p.root(), &["build"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -159,11 +156,7 @@ rootfs = { command = "sleep 3; touch late-marker; mkdir -p {out}/etc && echo slo
 platform_check = false
 "#,
     );
-    let child = Command::new(env!("CARGO_BIN_EXE_imgraph"))
-        .arg("build")
-        .current_dir(p.root())
-        .env_remove("IMGRAPH_CACHE")
-        .env("NO_COLOR", "1")
+    let child = imgraph_command(p.root(), &["build"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -176,13 +176,20 @@ config = {{ cmd = ["/hello"] }}
     }
 }
 
-/// Runs the real binary.
-pub fn imgraph_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+/// The real binary with `args`, in `dir`, with no cache from the environment and
+/// no colour: every way the tests run imgraph starts here.
+pub fn imgraph_command(dir: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_imgraph"));
     cmd.args(args)
         .current_dir(dir)
         .env_remove("IMGRAPH_CACHE")
         .env("NO_COLOR", "1");
+    cmd
+}
+
+/// Runs the real binary.
+pub fn imgraph_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = imgraph_command(dir, args);
     for (k, v) in env {
         cmd.env(k, v);
     }
