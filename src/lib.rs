@@ -18,6 +18,7 @@ pub mod atomic_file;
 pub mod budget;
 pub mod decompress;
 pub mod digest;
+mod git;
 pub mod interrupt;
 pub mod notice;
 pub mod stderr;

@@ -7,7 +7,6 @@
 //! one line, and docker-library rebuilds that arch alone.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::manifest::Manifest;
 
@@ -77,12 +76,7 @@ fn git(dir: &Path, args: &[&str], quiet_failure: bool) -> Result<Option<String>,
         args: args.join(" "),
         message,
     };
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .map_err(|e| failed(format!("cannot run git: {e}")))?;
+    let out = crate::git::output(dir, args).map_err(failed)?;
     if !out.status.success() {
         if quiet_failure {
             return Ok(None);

@@ -2,7 +2,6 @@
 //! platform, so that one arch's change does not re-stamp the others.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::UNIX_EPOCH;
 
 use super::lock_history::LockHistory;
@@ -40,15 +39,10 @@ pub fn rfc3339(secs: u64) -> String {
 /// Whether `root` is outside any git work tree (git runs and says so). `false` when
 /// git cannot run: the per-platform `git log` then reports that.
 pub(crate) fn outside_git(root: &Path) -> bool {
-    Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(["rev-parse", "--is-inside-work-tree"])
-        .output()
-        .is_ok_and(|out| {
-            !out.status.success()
-                && String::from_utf8_lossy(&out.stderr).contains("not a git repository")
-        })
+    crate::git::output(root, &["rev-parse", "--is-inside-work-tree"]).is_ok_and(|out| {
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("not a git repository")
+    })
 }
 
 /// Why a platform has no git date, and what the user can do about it: the help
@@ -97,13 +91,7 @@ impl Undated {
 /// Whether the repository around `root` has a commit yet (`git log` fails in a
 /// new one rather than print nothing).
 pub(crate) fn has_commits(root: &Path) -> Result<bool, Undated> {
-    Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(["rev-parse", "--verify", "-q", "HEAD"])
-        .output()
-        .map(|out| out.status.success())
-        .map_err(|e| Undated::other(format!("cannot run git: {e}")))
+    crate::git::has_commits(root).map_err(Undated::other)
 }
 
 /// The commit time of the newest commit touching a platform's inputs: its
@@ -142,22 +130,10 @@ pub(crate) fn git_time(
         ));
     }
     let git = |args: &[&str]| -> Result<String, Undated> {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(root)
-            .args(args)
-            .arg("--")
-            .args(&paths)
-            .output()
-            .map_err(|e| Undated::other(format!("cannot run git: {e}")))?;
-        if !out.status.success() {
-            return Err(Undated::other(format!(
-                "git {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        let mut all = args.to_vec();
+        all.push("--");
+        all.extend(paths.iter().map(String::as_str));
+        crate::git::stdout(root, &all).map_err(Undated::other)
     };
     let time = git(&["log", "-1", "--format=%ct"])?;
     if time.is_empty() {

@@ -14,7 +14,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use super::created::{has_commits, Undated};
 use super::lock::{Lock, LOCK_FILE};
@@ -99,30 +98,12 @@ impl LockHistory {
 /// `git log` of the lock: (hash, commit time), newest first; none in a
 /// repository without commits yet.
 fn lock_commits(root: &Path) -> Result<Vec<(String, u64)>, String> {
-    let git = |args: &[&str]| {
-        Command::new("git")
-            .arg("-C")
-            .arg(root)
-            .args(args)
-            .output()
-            .map_err(|e| format!("cannot run git: {e}"))
-    };
     // A new repository has no HEAD, and `git log` fails rather than print nothing.
-    if !git(&["rev-parse", "--verify", "-q", "HEAD"])?
-        .status
-        .success()
-    {
+    if !crate::git::has_commits(root)? {
         return Ok(Vec::new());
     }
-    let out = git(&["log", "--format=%H %ct", "--", LOCK_FILE])?;
-    if !out.status.success() {
-        return Err(format!(
-            "git log -- {LOCK_FILE} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
+    let log = crate::git::stdout(root, &["log", "--format=%H %ct", "--", LOCK_FILE])?;
+    log.lines()
         .map(|line| {
             let (hash, time) = line.split_once(' ').unwrap_or((line, ""));
             time.parse()
@@ -135,11 +116,7 @@ fn lock_commits(root: &Path) -> Result<Vec<(String, u64)>, String> {
 /// The lock as `commit` has it (`./` makes the path relative to the project
 /// folder, wherever the repository's top is).
 fn lock_at(root: &Path, commit: &str) -> Option<Lock> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(["show", &format!("{commit}:./{LOCK_FILE}")])
-        .output()
+    let out = crate::git::output(root, &["show", &format!("{commit}:./{LOCK_FILE}")])
         .ok()
         .filter(|o| o.status.success())?;
     Lock::parse(&String::from_utf8_lossy(&out.stdout), Path::new(LOCK_FILE)).ok()
